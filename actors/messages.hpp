@@ -1,0 +1,45 @@
+// Atoms and message types exchanged between wsnode's actors (CAF 0.17).
+#pragma once
+
+#include "actors/ports.hpp"
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace wsnode {
+
+/// A completion callback carried through a mailbox (HTTP API replies).
+struct api_completion {
+  api_done fn;
+};
+
+} // namespace wsnode
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
+
+namespace wsnode::atoms {
+
+// transport -> session actor
+using ws_in = caf::atom_constant<caf::atom("ws_in")>;         ///< (text, binary)
+using ws_closed = caf::atom_constant<caf::atom("ws_closed")>; ///< ()
+
+// session actor -> broker
+using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, actor)
+using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch)
+using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
+using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
+using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
+
+// backbone -> broker
+using remote = caf::atom_constant<caf::atom("remote")>; ///< (kind, name, frame)
+
+// node -> broker
+using drain = caf::atom_constant<caf::atom("drain")>;     ///< () close sessions with 1001
+using shutdown = caf::atom_constant<caf::atom("shutdown")>; ///< () exit sessions, quit
+using stats = caf::atom_constant<caf::atom("stats")>;     ///< () -> (sessions, channels, users)
+
+} // namespace wsnode::atoms

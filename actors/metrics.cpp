@@ -1,0 +1,119 @@
+#include "actors/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <unistd.h>
+
+namespace wsnode {
+
+namespace {
+
+constexpr std::array<std::string_view, drop_reason_count> drop_names{
+  "slow_consumer", "closed", "rate_limited", "api_rejected", "mesh_hwm"};
+constexpr std::array<std::string_view, reject_reason_count> reject_names{
+  "auth", "origin", "limit", "draining", "bad_request"};
+
+template <class A>
+auto load(const A& a) {
+  return a.load(std::memory_order_relaxed);
+}
+
+void head(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+template <class V>
+void single(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+            V value) {
+  head(out, name, type, help);
+  fmt::format_to(std::back_inserter(out), "{} {}\n", name, value);
+}
+
+} // namespace
+
+void metrics::close(std::uint16_t code) noexcept {
+  std::size_t i = 0;
+  while (i < counted_close_codes.size() && counted_close_codes[i] != code)
+    ++i;
+  closed[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string render_prometheus(const metrics& m, std::string_view node, std::string_view version) {
+  std::string out;
+  out.reserve(4096);
+  head(out, "wsnode_info", "gauge", "Build and node identity.");
+  fmt::format_to(std::back_inserter(out), "wsnode_info{{node=\"{}\",version=\"{}\"}} 1\n", node,
+                 version);
+  single(out, "wsnode_connections", "gauge", "Open WebSocket sessions.", load(m.connections));
+  single(out, "wsnode_connections_opened_total", "counter", "WebSocket sessions opened.",
+         load(m.connections_total));
+  single(out, "wsnode_messages_in_total", "counter", "Frames received from clients.",
+         load(m.messages_in));
+  single(out, "wsnode_messages_out_total", "counter", "Frames written to clients.",
+         load(m.messages_out));
+  single(out, "wsnode_deliveries_total", "counter",
+         "msg/dm frames handed to local sessions (fan-out).", load(m.deliveries));
+  single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.",
+         load(m.publishes));
+  single(out, "wsnode_direct_messages_total", "counter", "Direct messages handled.",
+         load(m.direct_messages));
+  single(out, "wsnode_queued_bytes", "gauge", "Bytes waiting in session write queues.",
+         load(m.queued_bytes));
+  single(out, "wsnode_channels", "gauge", "Channels with local subscribers.", load(m.channels));
+  single(out, "wsnode_users", "gauge", "Users with local sessions.", load(m.users));
+  single(out, "wsnode_http_requests_total", "counter", "HTTP requests other than upgrades.",
+         load(m.http_requests));
+  single(out, "wsnode_api_calls_total", "counter", "Accepted /api/publish and /api/send calls.",
+         load(m.api_calls));
+
+  head(out, "wsnode_dropped_total", "counter", "Frames or messages dropped, by reason.");
+  for (std::size_t i = 0; i < drop_names.size(); ++i)
+    fmt::format_to(std::back_inserter(out), "wsnode_dropped_total{{reason=\"{}\"}} {}\n",
+                   drop_names[i], load(m.dropped[i]));
+  head(out, "wsnode_upgrades_rejected_total", "counter", "WebSocket upgrades refused, by reason.");
+  for (std::size_t i = 0; i < reject_names.size(); ++i)
+    fmt::format_to(std::back_inserter(out),
+                   "wsnode_upgrades_rejected_total{{reason=\"{}\"}} {}\n", reject_names[i],
+                   load(m.upgrades_rejected[i]));
+  head(out, "wsnode_errors_total", "counter", "err frames sent to clients, by code.");
+  for (int i = 0; i < protocol::error_code_count; ++i)
+    fmt::format_to(std::back_inserter(out), "wsnode_errors_total{{code=\"{}\"}} {}\n",
+                   protocol::to_string(static_cast<protocol::error_code>(i)),
+                   load(m.errors[static_cast<std::size_t>(i)]));
+  head(out, "wsnode_closed_total", "counter", "WebSocket sessions closed, by close code.");
+  for (std::size_t i = 0; i < counted_close_codes.size(); ++i)
+    fmt::format_to(std::back_inserter(out), "wsnode_closed_total{{code=\"{}\"}} {}\n",
+                   counted_close_codes[i], load(m.closed[i]));
+  fmt::format_to(std::back_inserter(out), "wsnode_closed_total{{code=\"other\"}} {}\n",
+                 load(m.closed.back()));
+
+  single(out, "wsnode_mesh_peers", "gauge", "Mesh peers heard from recently.",
+         load(m.mesh_peers));
+  single(out, "wsnode_mesh_sent_total", "counter", "Messages published to the mesh.",
+         load(m.mesh_sent));
+  single(out, "wsnode_mesh_received_total", "counter",
+         "Channel and user messages received from the mesh (heartbeats excluded).",
+         load(m.mesh_received));
+  single(out, "wsnode_mesh_gaps_total", "counter",
+         "Messages missed from mesh peers (sequence gaps per origin and topic).",
+         load(m.mesh_gaps));
+  single(out, "process_resident_memory_bytes", "gauge", "Resident set size.",
+         process_rss_bytes());
+  return out;
+}
+
+std::uint64_t process_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr)
+    return 0;
+  unsigned long size = 0;
+  unsigned long resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  if (n != 2)
+    return 0;
+  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+} // namespace wsnode

@@ -1,0 +1,84 @@
+// Process-wide counters and gauges, rendered as Prometheus text on /metrics.
+// Thread-safe: plain relaxed atomics, updated from io threads and actors.
+#pragma once
+
+#include "protocol/codec.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace wsnode {
+
+/// Why a frame or message was dropped (label of wsnode_dropped_total).
+enum class drop_reason : std::uint8_t {
+  slow_consumer, ///< frames discarded when a session's write queue overflowed
+  closed,        ///< frames for a session that was already closing
+  rate_limited,  ///< client commands refused by the rate limit
+  api_rejected,  ///< API messages refused while draining/overloaded
+  mesh_hwm,      ///< mesh messages the backbone could not queue
+};
+inline constexpr int drop_reason_count = 5;
+
+/// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
+enum class reject_reason : std::uint8_t { auth, origin, limit, draining, bad_request };
+inline constexpr int reject_reason_count = 5;
+
+/// Close codes counted in wsnode_closed_total{code}.
+inline constexpr std::array<std::uint16_t, 9> counted_close_codes{1000, 1001, 1002, 1006, 1007,
+                                                                  1008, 1009, 1011, 1013};
+
+struct metrics {
+  using counter = std::atomic<std::uint64_t>;
+  using gauge = std::atomic<std::int64_t>;
+
+  gauge connections{0};          ///< open WebSocket sessions
+  counter connections_total{0};  ///< sessions ever opened
+  counter messages_in{0};        ///< client frames received
+  counter messages_out{0};       ///< frames written to clients
+  counter deliveries{0};         ///< msg/dm frames handed to local sessions
+  counter publishes{0};          ///< channel publishes handled by the broker
+  counter direct_messages{0};    ///< DMs handled by the broker
+  gauge queued_bytes{0};         ///< bytes waiting in session write queues
+  gauge channels{0};             ///< channels with local subscribers
+  gauge users{0};                ///< users with local sessions
+  counter http_requests{0};      ///< HTTP requests (not upgrades)
+  counter api_calls{0};          ///< accepted /api/publish and /api/send
+  std::array<counter, drop_reason_count> dropped{};
+  std::array<counter, reject_reason_count> upgrades_rejected{};
+  std::array<counter, protocol::error_code_count> errors{};
+  std::array<counter, counted_close_codes.size() + 1> closed{}; ///< last: other
+
+  // mesh (see the cluster backbone)
+  gauge mesh_peers{0};
+  counter mesh_sent{0};
+  counter mesh_received{0};
+  counter mesh_gaps{0};
+
+  void drop(drop_reason r, std::uint64_t n = 1) noexcept {
+    dropped[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
+  }
+  void reject(reject_reason r) noexcept {
+    upgrades_rejected[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void error(protocol::error_code c) noexcept {
+    errors[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void close(std::uint16_t code) noexcept;
+};
+
+/// Adds `n` to a counter or gauge (relaxed).
+template <class A, class N>
+inline void bump(A& a, N n = 1) noexcept {
+  a.fetch_add(n, std::memory_order_relaxed);
+}
+
+/// Renders every metric in the Prometheus text format (version 0.0.4);
+/// `node` labels nothing but is shown in wsnode_info.
+std::string render_prometheus(const metrics& m, std::string_view node, std::string_view version);
+
+/// Resident set size of this process in bytes (from /proc/self/statm).
+std::uint64_t process_rss_bytes();
+
+} // namespace wsnode

@@ -1,0 +1,94 @@
+// The small interfaces where transport (Beast/Asio) and actors (CAF) meet.
+// Neither side includes the other's headers: transport implements
+// `frame_sink` and calls `session_handler` / `node_port`; actors implement
+// those and call `frame_sink`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace wsnode {
+
+/// One encoded frame, built once and shared read-only by every receiver.
+using frame_ptr = std::shared_ptr<const std::string>;
+
+/// Makes a shared frame from `s`.
+inline frame_ptr make_frame(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
+
+/// WebSocket close codes used by wsnode.
+namespace close_code {
+inline constexpr std::uint16_t normal = 1000;
+inline constexpr std::uint16_t going_away = 1001;   ///< node draining
+inline constexpr std::uint16_t policy = 1008;       ///< rate/abuse/auth
+inline constexpr std::uint16_t too_big = 1009;      ///< message too big
+inline constexpr std::uint16_t internal = 1011;     ///< internal error
+inline constexpr std::uint16_t try_later = 1013;    ///< slow consumer
+} // namespace close_code
+
+/// Outcome of `frame_sink::send`.
+enum class send_result : std::uint8_t {
+  queued,        ///< accepted into the session's write queue
+  slow_consumer, ///< queue full: the session is being closed with 1013
+  closed,        ///< the session is closing or closed; frame dropped
+};
+
+/// Something that writes frames to one client connection.
+/// Thread-safe: every member may be called from any thread.
+class frame_sink {
+public:
+  virtual ~frame_sink() = default;
+  /// Queues one frame for writing. Never blocks.
+  virtual send_result send(frame_ptr frame) = 0;
+  /// Writes what is queued, then closes with `code`. Idempotent.
+  virtual void close(std::uint16_t code, std::string reason) = 0;
+  /// Tells the reader one received message was handled (input flow control:
+  /// reading pauses while too many received messages are unhandled).
+  virtual void input_done() = 0;
+};
+using sink_ptr = std::shared_ptr<frame_sink>;
+
+/// Receives what one client connection reads. Called by transport from the
+/// connection's strand, one call at a time.
+class session_handler {
+public:
+  virtual ~session_handler() = default;
+  /// One complete message from the client (`binary`: a binary frame).
+  virtual void on_message(std::string text, bool binary) = 0;
+  /// The connection is gone; called exactly once, last.
+  virtual void on_closed() = 0;
+};
+
+/// Who a new connection is, as established by transport before the upgrade.
+struct session_identity {
+  std::string user;
+  std::string remote; ///< peer address, for logs
+};
+
+/// A completion callback for API calls: `ok` is false when the node could
+/// not take the message (draining or overloaded).
+using api_done = std::function<void(bool ok)>;
+
+/// What transport needs from the rest of the node. Thread-safe.
+class node_port {
+public:
+  virtual ~node_port() = default;
+  /// Creates the session for a freshly upgraded connection; returns its
+  /// handler and writes the session id to `sid`.
+  virtual std::unique_ptr<session_handler> open_session(const session_identity& who,
+                                                        sink_ptr sink, std::string& sid) = 0;
+  /// Publishes an encoded `msg` frame to channel `ch` (HTTP API).
+  virtual void api_publish(std::string ch, frame_ptr frame, api_done done) = 0;
+  /// Sends an encoded `dm` frame to every session of `user` (HTTP API).
+  virtual void api_send(std::string user, frame_ptr frame, api_done done) = 0;
+  /// The Prometheus text exposition of /metrics.
+  virtual std::string metrics_text() = 0;
+  /// Whether the node is ready (/readyz), and the JSON body describing it.
+  virtual bool readiness(std::string& json_body) = 0;
+};
+
+} // namespace wsnode

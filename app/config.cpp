@@ -1,0 +1,288 @@
+#include "app/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace wsnode {
+
+namespace {
+
+// Reads typed values out of a TOML document, remembering which keys it
+// knows, so that anything else can be reported as unknown.
+class reader {
+public:
+  explicit reader(const toml::table& root) : root_(root) {}
+
+  template <class T>
+  void get(std::string_view section, std::string_view key, T& out) {
+    auto name = note(section, key);
+    const toml::node* n = root_.at_path(name).node();
+    if (n == nullptr)
+      return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!n->is_string())
+        throw config_error(name, "expected a string");
+      out = n->as_string()->get();
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!n->is_boolean())
+        throw config_error(name, "expected true or false");
+      out = n->as_boolean()->get();
+    } else if constexpr (std::is_same_v<T, double>) {
+      if (n->is_integer())
+        out = static_cast<double>(n->as_integer()->get());
+      else if (n->is_floating_point())
+        out = n->as_floating_point()->get();
+      else
+        throw config_error(name, "expected a number");
+    } else {
+      if (!n->is_integer())
+        throw config_error(name, "expected an integer");
+      auto v = n->as_integer()->get();
+      if (v < 0)
+        throw config_error(name, "must not be negative");
+      out = static_cast<T>(v);
+    }
+  }
+
+  void millis(std::string_view section, std::string_view key, std::chrono::milliseconds& out) {
+    std::int64_t v = out.count();
+    get(section, key, v);
+    out = std::chrono::milliseconds{v};
+  }
+
+  void strings(std::string_view section, std::string_view key, std::vector<std::string>& out) {
+    auto name = note(section, key);
+    const toml::node* n = root_.at_path(name).node();
+    if (n == nullptr)
+      return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr)
+      throw config_error(name, "expected a list of strings");
+    out.clear();
+    for (const auto& e : *arr) {
+      if (!e.is_string())
+        throw config_error(name, "expected a list of strings");
+      out.push_back(e.as_string()->get());
+    }
+  }
+
+  /// Throws for the first section or key that was never asked for.
+  void check_unknown() const {
+    for (const auto& [section, node] : root_) {
+      std::string s{section.str()};
+      if (!sections_.contains(s))
+        throw config_error(s, "unknown section");
+      const toml::table* t = node.as_table();
+      if (t == nullptr)
+        throw config_error(s, "expected a table ([" + s + "])");
+      for (const auto& [key, value] : *t) {
+        std::string k = s + "." + std::string{key.str()};
+        if (!keys_.contains(k))
+          throw config_error(k, "unknown key");
+      }
+    }
+  }
+
+private:
+  std::string note(std::string_view section, std::string_view key) {
+    sections_.emplace(section);
+    std::string name = std::string{section} + "." + std::string{key};
+    keys_.insert(name);
+    return name;
+  }
+
+  const toml::table& root_;
+  std::set<std::string, std::less<>> sections_;
+  std::set<std::string, std::less<>> keys_;
+};
+
+void require(bool ok, const char* key, const std::string& msg) {
+  if (!ok)
+    throw config_error(key, msg);
+}
+
+bool valid_node_id(std::string_view id) {
+  if (id.empty() || id.size() > 64)
+    return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+  });
+}
+
+// "tcp://IP:PORT" (bind) or "tcp://HOST:PORT" (peers).
+void check_tcp_endpoint(std::string_view s, const std::string& key) {
+  constexpr std::string_view scheme = "tcp://";
+  if (!s.starts_with(scheme))
+    throw config_error(key, "expected tcp://HOST:PORT, got \"" + std::string{s} + "\"");
+  std::string host;
+  std::uint16_t port = 0;
+  split_host_port(s.substr(scheme.size()), key, host, port);
+  if (port == 0)
+    throw config_error(key, "port must be 1-65535 in \"" + std::string{s} + "\"");
+}
+
+} // namespace
+
+void split_host_port(std::string_view s, const std::string& key, std::string& host,
+                     std::uint16_t& port) {
+  auto bad = [&](const std::string& why) {
+    return config_error(key, why + " in \"" + std::string{s} + "\" (expected HOST:PORT)");
+  };
+  std::string_view h;
+  std::string_view p;
+  if (s.starts_with("[")) {
+    auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+      throw bad("bad IPv6 address");
+    h = s.substr(1, close - 1);
+    p = s.substr(close + 2);
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos)
+      throw bad("missing port");
+    h = s.substr(0, colon);
+    p = s.substr(colon + 1);
+    if (h.find(':') != std::string_view::npos)
+      throw bad("IPv6 addresses need brackets");
+  }
+  if (h.empty())
+    throw bad("missing host");
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+  if (p.empty() || ec != std::errc{} || end != p.data() + p.size() || v > 65535)
+    throw bad("bad port");
+  host = std::string{h};
+  port = static_cast<std::uint16_t>(v);
+}
+
+bool is_loopback(std::string_view host) {
+  if (host == "localhost" || host == "::1")
+    return true;
+  if (!host.starts_with("127."))
+    return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.')
+      ++dots;
+    else if (c < '0' || c > '9')
+      return false;
+  }
+  return dots == 3;
+}
+
+config parse_config(std::string_view text, const std::filesystem::path& base_dir) {
+  toml::table root;
+  try {
+    root = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "TOML syntax error at line " << e.source().begin.line << ", column "
+        << e.source().begin.column << ": " << e.description();
+    throw config_error("", msg.str());
+  }
+  config c;
+  reader r{root};
+  std::string static_dir = "web";
+
+  r.get("node", "id", c.node_id);
+  r.millis("node", "drain_timeout_ms", c.drain_timeout);
+  r.get("http", "listen", c.listen);
+  r.get("http", "static_dir", static_dir);
+  r.get("http", "max_header_bytes", c.max_header_bytes);
+  r.get("http", "max_body_bytes", c.max_body_bytes);
+  r.millis("http", "idle_timeout_ms", c.http_idle_timeout);
+  r.get("http", "io_threads", c.io_threads);
+  r.get("auth", "secret", c.auth_secret);
+  r.get("api", "key", c.api_key);
+  r.get("ws", "max_message_bytes", c.max_message_bytes);
+  r.strings("ws", "allowed_origins", c.allowed_origins);
+  r.get("ws", "compression", c.compression);
+  r.millis("ws", "ping_interval_ms", c.ping_interval);
+  r.millis("ws", "close_timeout_ms", c.close_timeout);
+  r.get("ws", "max_queue_bytes", c.max_queue_bytes);
+  r.get("ws", "max_connections", c.max_connections);
+  r.get("limits", "max_data_bytes", c.max_data_bytes);
+  r.get("limits", "messages_per_second", c.messages_per_second);
+  r.get("limits", "burst", c.burst);
+  r.get("limits", "max_errors", c.max_errors);
+  r.millis("limits", "error_window_ms", c.error_window);
+  r.get("limits", "max_subscriptions", c.max_subscriptions);
+  r.strings("channels", "readonly_namespaces", c.readonly_namespaces);
+  r.get("mesh", "bind", c.mesh_bind);
+  r.strings("mesh", "peers", c.mesh_peers);
+  r.millis("mesh", "heartbeat_ms", c.heartbeat_interval);
+  r.get("runtime", "actor_threads", c.actor_threads);
+  r.get("log", "level", c.log_level);
+  r.check_unknown();
+
+  require(valid_node_id(c.node_id), "node.id", "must be 1-64 chars of [A-Za-z0-9_.-]");
+  require(c.drain_timeout.count() > 0, "node.drain_timeout_ms", "must be positive");
+  split_host_port(c.listen, "http.listen", c.host, c.port);
+  if (c.host == "localhost")
+    c.host = "127.0.0.1";
+  require(c.max_header_bytes >= 1024, "http.max_header_bytes", "must be at least 1024");
+  require(c.max_body_bytes >= 64, "http.max_body_bytes", "must be at least 64");
+  require(c.http_idle_timeout.count() > 0, "http.idle_timeout_ms", "must be positive");
+  require(c.io_threads >= 1 && c.io_threads <= 64, "http.io_threads", "must be 1-64");
+  require(c.max_message_bytes >= 128, "ws.max_message_bytes", "must be at least 128");
+  require(c.ping_interval.count() >= 100, "ws.ping_interval_ms", "must be at least 100");
+  require(c.close_timeout.count() >= 100, "ws.close_timeout_ms", "must be at least 100");
+  require(c.max_queue_bytes >= 1024, "ws.max_queue_bytes", "must be at least 1024");
+  require(c.max_data_bytes >= 1, "limits.max_data_bytes", "must be positive");
+  require(c.messages_per_second >= 0, "limits.messages_per_second",
+          "must be >= 0 (0 disables the limit)");
+  require(c.burst >= 1, "limits.burst", "must be at least 1");
+  require(c.max_errors >= 1, "limits.max_errors", "must be at least 1");
+  require(c.error_window.count() > 0, "limits.error_window_ms", "must be positive");
+  require(c.max_subscriptions >= 1, "limits.max_subscriptions", "must be at least 1");
+  for (const auto& ns : c.readonly_namespaces)
+    require(!ns.empty() && ns.find(':') == std::string::npos, "channels.readonly_namespaces",
+            "namespaces are the part of a channel before ':' (got \"" + ns + "\")");
+  require(c.heartbeat_interval.count() >= 10, "mesh.heartbeat_ms", "must be at least 10");
+  if (!c.mesh_bind.empty())
+    check_tcp_endpoint(c.mesh_bind, "mesh.bind");
+  for (const auto& p : c.mesh_peers)
+    check_tcp_endpoint(p, "mesh.peers");
+  require(c.actor_threads >= 1 && c.actor_threads <= 64, "runtime.actor_threads", "must be 1-64");
+  static const std::set<std::string, std::less<>> levels{"trace", "debug", "info",
+                                                         "warn",  "error", "off"};
+  require(levels.contains(c.log_level), "log.level",
+          "must be one of trace, debug, info, warn, error, off");
+
+  // Security by default: without a secret or key, only loopback listeners.
+  if (!is_loopback(c.host)) {
+    require(!c.dev_mode(), "auth.secret",
+            "dev mode (empty secret) is refused on the non-loopback listener " + c.listen +
+              "; set a secret or listen on 127.0.0.1");
+    require(!c.api_key.empty(), "api.key",
+            "an empty API key is refused on the non-loopback listener " + c.listen);
+  }
+  if (!static_dir.empty()) {
+    std::filesystem::path p{static_dir};
+    c.static_dir = (p.is_absolute() ? p : base_dir / p).lexically_normal().string();
+  }
+  return c;
+}
+
+config load_config(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw config_error("", "cannot read config file " + file.string() + ": not a readable file");
+  std::ifstream in{file, std::ios::binary};
+  if (!in)
+    throw config_error("", "cannot read config file " + file.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    throw config_error("", "cannot read config file " + file.string());
+  auto dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path{"."};
+  return parse_config(text.str(), dir);
+}
+
+} // namespace wsnode

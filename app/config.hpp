@@ -1,0 +1,88 @@
+// wsnode's configuration: a TOML file, every key documented in
+// docs/operations.md. Unknown keys, wrong types and bad values are refused
+// with a message naming the key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsnode {
+
+struct config {
+  // [node]
+  std::string node_id = "n1";
+  std::chrono::milliseconds drain_timeout{10000};
+  // [http]
+  std::string listen = "127.0.0.1:8080";
+  std::string host = "127.0.0.1"; ///< from listen
+  std::uint16_t port = 8080;      ///< from listen
+  std::string static_dir;         ///< resolved against the config file's folder
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_body_bytes = 1 << 20;
+  std::chrono::milliseconds http_idle_timeout{30000};
+  std::size_t io_threads = 1;
+  // [auth]
+  std::string auth_secret;
+  // [api]
+  std::string api_key;
+  // [ws]
+  std::size_t max_message_bytes = 65536;
+  std::vector<std::string> allowed_origins;
+  bool compression = false;
+  std::chrono::milliseconds ping_interval{25000};
+  std::chrono::milliseconds close_timeout{5000};
+  std::size_t max_queue_bytes = 1 << 20;
+  std::size_t max_connections = 0; ///< 0 = from the open-file limit
+  // [limits]
+  std::size_t max_data_bytes = 32768;
+  double messages_per_second = 100;
+  double burst = 200;
+  double max_errors = 30;
+  std::chrono::milliseconds error_window{10000};
+  std::size_t max_subscriptions = 512;
+  // [channels]
+  std::vector<std::string> readonly_namespaces;
+  // [mesh]
+  std::string mesh_bind;
+  std::vector<std::string> mesh_peers;
+  std::chrono::milliseconds heartbeat_interval{1000};
+  // [runtime]
+  std::size_t actor_threads = 2;
+  // [log]
+  std::string log_level = "info";
+
+  /// True when no auth secret is set (identity claimed by the client).
+  bool dev_mode() const noexcept { return auth_secret.empty(); }
+};
+
+/// A refused configuration: `key` is "section.name" (or empty for the file).
+class config_error : public std::runtime_error {
+public:
+  config_error(std::string key, const std::string& msg)
+    : std::runtime_error(key.empty() ? msg : key + ": " + msg), key_(std::move(key)) {}
+  const std::string& key() const noexcept { return key_; }
+
+private:
+  std::string key_;
+};
+
+/// Reads and validates a config file. Throws config_error.
+config load_config(const std::filesystem::path& file);
+
+/// Parses and validates TOML text; relative paths resolve against `base_dir`.
+/// Throws config_error.
+config parse_config(std::string_view toml_text, const std::filesystem::path& base_dir);
+
+/// Splits "host:port" or "[v6]:port"; throws config_error naming `key`.
+void split_host_port(std::string_view s, const std::string& key, std::string& host,
+                     std::uint16_t& port);
+
+/// True when `host` is a loopback address (127.0.0.0/8, ::1, localhost).
+bool is_loopback(std::string_view host);
+
+} // namespace wsnode

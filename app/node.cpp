@@ -1,0 +1,193 @@
+#include "app/node.hpp"
+
+#include "actors/broker.hpp"
+#include "actors/messages.hpp"
+#include "actors/session.hpp"
+#include "transport/server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <caf/all.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <future>
+#include <sys/resource.h>
+#include <thread>
+
+namespace wsnode {
+
+namespace net = boost::asio;
+
+namespace {
+
+/// The node as transport sees it: sessions, API calls, metrics, readiness.
+class node_impl final : public node_port {
+public:
+  node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
+            caf::actor broker)
+    : cfg_(cfg), version_(version), m_(m), sys_(sys), broker_(std::move(broker)) {
+    auto sc = std::make_shared<session_config>();
+    sc->node_id = cfg.node_id;
+    sc->limits.max_data_bytes = cfg.max_data_bytes;
+    sc->messages_per_second = cfg.messages_per_second;
+    sc->burst = cfg.burst;
+    sc->max_errors = cfg.max_errors;
+    sc->error_window = cfg.error_window;
+    sc->max_subscriptions = cfg.max_subscriptions;
+    sc->readonly_namespaces = cfg.readonly_namespaces;
+    session_cfg_ = std::move(sc);
+  }
+
+  std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
+                                                std::string& sid) override {
+    auto s = spawn_session(sys_, session_cfg_, m_, broker_, who, std::move(sink));
+    sid = cfg_.node_id + "-" + std::to_string(s.sid);
+    return std::move(s.handler);
+  }
+
+  void api_publish(std::string ch, frame_ptr frame, api_done done) override {
+    caf::anon_send(broker_, atoms::pub::value, std::move(ch), std::move(frame),
+                   api_completion{std::move(done)});
+  }
+
+  void api_send(std::string user, frame_ptr frame, api_done done) override {
+    caf::anon_send(broker_, atoms::dm::value, std::move(user), std::move(frame),
+                   api_completion{std::move(done)});
+  }
+
+  std::string metrics_text() override { return render_prometheus(m_, cfg_.node_id, version_); }
+
+  bool readiness(std::string& body) override {
+    bool ready = ready_.load() && !draining_.load();
+    body = fmt::format(
+      "{{\"ready\":{},\"node\":\"{}\",\"draining\":{},\"connections\":{},\"peers\":[]}}\n", ready,
+      cfg_.node_id, draining_.load(), m_.connections.load());
+    return ready;
+  }
+
+  void set_ready(bool r) { ready_ = r; }
+  void set_draining() { draining_ = true; }
+
+private:
+  const config& cfg_;
+  std::string version_;
+  metrics& m_;
+  caf::actor_system& sys_;
+  caf::actor broker_;
+  std::shared_ptr<const session_config> session_cfg_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+};
+
+server_options make_server_options(const config& cfg) {
+  server_options o;
+  o.node_id = cfg.node_id;
+  o.host = cfg.host;
+  o.port = cfg.port;
+  o.static_dir = cfg.static_dir;
+  o.max_header_bytes = cfg.max_header_bytes;
+  o.max_body_bytes = cfg.max_body_bytes;
+  o.http_idle_timeout = cfg.http_idle_timeout;
+  o.auth_secret = cfg.auth_secret;
+  o.api_key = cfg.api_key;
+  o.allowed_origins = cfg.allowed_origins;
+  o.max_message_bytes = cfg.max_message_bytes;
+  o.compression = cfg.compression;
+  o.ping_interval = cfg.ping_interval;
+  o.close_timeout = cfg.close_timeout;
+  o.max_queue_bytes = cfg.max_queue_bytes;
+  o.max_connections = effective_max_connections(cfg.max_connections);
+  o.limits.max_data_bytes = cfg.max_data_bytes;
+  return o;
+}
+
+// Raises the soft open-file limit to the hard one; returns the soft limit.
+rlim_t raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+      rl = want;
+  }
+  return rl.rlim_cur;
+}
+
+} // namespace
+
+std::size_t effective_max_connections(std::size_t configured) {
+  if (configured > 0)
+    return configured;
+  constexpr rlim_t reserve = 128;
+  auto limit = raise_fd_limit();
+  return limit > 2 * reserve ? static_cast<std::size_t>(limit - reserve) : 64;
+}
+
+int run_node(const config& cfg, std::string_view version) {
+  raise_fd_limit();
+  metrics m;                                                  // outlives everything
+  net::io_context ioc{static_cast<int>(cfg.io_threads)};      // outlives the actor system
+  caf::actor_system_config caf_cfg;
+  caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
+  caf::actor_system sys{caf_cfg};                             // destroyed first
+  auto broker = spawn_broker(sys, m, nullptr);
+  node_impl node{cfg, version, m, sys, broker};
+  auto opts = make_server_options(cfg);
+  auto max_conns = opts.max_connections;
+  server srv{ioc, std::move(opts), node, m};
+  srv.start(); // throws when the port is taken
+
+  std::promise<int> stop_signal;
+  net::signal_set signals{ioc, SIGINT, SIGTERM};
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec)
+      stop_signal.set_value(sig);
+  });
+  std::vector<std::thread> io_threads;
+  for (std::size_t i = 0; i < cfg.io_threads; ++i)
+    io_threads.emplace_back([&ioc] { ioc.run(); });
+
+  node.set_ready(true);
+  spdlog::info("wsnode {} node={} listening on http://{}:{} (WebSocket: /ws) auth={} "
+               "io_threads={} actor_threads={} max_connections={} mesh={}",
+               version, cfg.node_id, cfg.host, srv.port(),
+               cfg.dev_mode() ? "dev (?user=, loopback only)" : "jwt-hs256", cfg.io_threads,
+               cfg.actor_threads, max_conns, cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
+
+  int sig = stop_signal.get_future().get();
+  auto t0 = std::chrono::steady_clock::now();
+  spdlog::info("signal {}: draining {} connections (bound {} ms)", sig, m.connections.load(),
+               cfg.drain_timeout.count());
+  node.set_draining();
+  srv.stop_accepting();
+  caf::anon_send(broker, atoms::drain::value);
+  auto deadline = t0 + cfg.drain_timeout;
+  while (m.connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto left = m.connections.load();
+  if (left > 0)
+    spdlog::warn("drain bound reached with {} connections left; closing them", left);
+
+  caf::anon_send(broker, atoms::shutdown::value);
+  sys.await_all_actors_done();
+  ioc.stop();
+  for (auto& t : io_threads)
+    t.join();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - t0)
+              .count();
+  spdlog::info("stopped after {} ms; {} connections were left", ms, left);
+  spdlog::default_logger()->flush();
+  if (left > 0) {
+    // Sessions still queued in the io_context hold actor handles that must
+    // not outlive the actor system: leave without running destructors.
+    std::_Exit(0);
+  }
+  return 0;
+}
+
+} // namespace wsnode

@@ -1,0 +1,20 @@
+// A running node: the process wiring of io threads, the actor system, the
+// broker, the listener, signals and the graceful drain.
+#pragma once
+
+#include "app/config.hpp"
+
+#include <memory>
+
+namespace wsnode {
+
+/// Runs a node with `cfg` until SIGTERM/SIGINT, then drains. Returns the
+/// process exit code (0 after a clean drain). Throws std::exception when the
+/// node cannot start (for example, the port is taken).
+int run_node(const config& cfg, std::string_view version);
+
+/// The effective connection limit: `configured`, or when 0, the open-file
+/// limit minus a reserve for listeners, mesh and files.
+std::size_t effective_max_connections(std::size_t configured);
+
+} // namespace wsnode

@@ -1,0 +1,193 @@
+#include "transport/http_routes.hpp"
+
+#include "protocol/json_scan.hpp"
+#include "transport/static_files.hpp"
+#include "transport/upgrade.hpp"
+
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/file_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+
+namespace wsnode::transport {
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+constexpr std::string_view json_type = "application/json";
+constexpr std::string_view text_type = "text/plain; charset=utf-8";
+
+std::string json_error(std::string_view code, std::string_view msg) {
+  std::string out = "{\"error\":";
+  protocol::json::append_string(out, code);
+  out += ",\"msg\":";
+  protocol::json::append_string(out, msg);
+  out += "}\n";
+  return out;
+}
+
+http::message_generator method_not_allowed(const request& req, std::string_view allow) {
+  http::response<http::string_body> res{http::status::method_not_allowed, req.version()};
+  res.set(http::field::server, "wsnode");
+  res.set(http::field::allow, allow);
+  res.set(http::field::content_type, text_type);
+  res.keep_alive(req.keep_alive());
+  res.body() = "method not allowed\n";
+  res.prepare_payload();
+  return res;
+}
+
+bool is_get(const request& req) {
+  return req.method() == http::verb::get || req.method() == http::verb::head;
+}
+
+// Constant-time check of "Authorization: Bearer <key>".
+bool authorized(const server_options& o, const request& req) {
+  if (o.api_key.empty())
+    return true;
+  std::string_view h = req[http::field::authorization];
+  constexpr std::string_view prefix = "Bearer ";
+  if (!h.starts_with(prefix))
+    return false;
+  auto given = h.substr(prefix.size());
+  if (given.size() != o.api_key.size())
+    return false;
+  return CRYPTO_memcmp(given.data(), o.api_key.data(), given.size()) == 0;
+}
+
+void handle_api(server_context& ctx, request&& req, std::string_view path, reply_fn reply) {
+  bool publish = path == "/api/publish";
+  if (!publish && path != "/api/send")
+    return reply(simple_response(req, 404, json_error("not_found", "no such API"), json_type));
+  if (req.method() != http::verb::post)
+    return reply(method_not_allowed(req, "POST"));
+  if (!authorized(ctx.opts, req)) {
+    http::response<http::string_body> res{http::status::unauthorized, req.version()};
+    res.set(http::field::server, "wsnode");
+    res.set(http::field::www_authenticate, "Bearer");
+    res.set(http::field::content_type, json_type);
+    res.keep_alive(req.keep_alive());
+    res.body() = json_error("unauthorized", "missing or wrong API key");
+    res.prepare_payload();
+    return reply(std::move(res));
+  }
+  auto parsed = protocol::parse_api_body(req.body(), publish ? protocol::op::pub : protocol::op::send,
+                                         ctx.opts.limits);
+  if (auto* err = std::get_if<protocol::command_error>(&parsed))
+    return reply(simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg),
+                                 json_type));
+  auto& cmd = std::get<protocol::command>(parsed);
+  auto keep = std::make_shared<request>(std::move(req)); // for the reply's version/keep-alive
+  auto done = [keep, reply = std::move(reply)](bool ok) {
+    if (ok)
+      reply(simple_response(*keep, 200, "{\"ok\":true}\n", json_type));
+    else
+      reply(simple_response(*keep, 503, json_error("unavailable", "node cannot take messages"),
+                            json_type));
+  };
+  bump(ctx.m.api_calls, 1);
+  if (publish) {
+    auto frame = make_frame(protocol::encode_msg(cmd.ch, {}, cmd.data));
+    ctx.node.api_publish(std::move(cmd.ch), std::move(frame), std::move(done));
+  } else {
+    auto frame = make_frame(protocol::encode_dm({}, cmd.data));
+    ctx.node.api_send(std::move(cmd.to), std::move(frame), std::move(done));
+  }
+}
+
+void handle_static(server_context& ctx, request&& req, const boost::urls::url_view& u,
+                   reply_fn reply) {
+  if (!is_get(req))
+    return reply(method_not_allowed(req, "GET, HEAD"));
+  std::vector<std::string> segments;
+  for (auto s : u.segments())
+    segments.emplace_back(s);
+  auto path = static_path(ctx.opts.static_dir, segments);
+  if (!path)
+    return reply(simple_response(req, 404, "not found\n", text_type));
+  http::file_body::value_type file;
+  beast::error_code ec;
+  file.open(path->c_str(), beast::file_mode::scan, ec);
+  if (ec)
+    return reply(simple_response(req, 404, "not found\n", text_type));
+  auto size = file.size();
+  auto type = mime_type(path->filename().string());
+  if (req.method() == http::verb::head) {
+    http::response<http::empty_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "wsnode");
+    res.set(http::field::content_type, type);
+    res.content_length(size);
+    res.keep_alive(req.keep_alive());
+    return reply(std::move(res));
+  }
+  http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(file)),
+                                      std::make_tuple(http::status::ok, req.version())};
+  res.set(http::field::server, "wsnode");
+  res.set(http::field::content_type, type);
+  res.set(http::field::cache_control, "no-cache");
+  res.content_length(size);
+  res.keep_alive(req.keep_alive());
+  return reply(std::move(res));
+}
+
+} // namespace
+
+http::message_generator simple_response(const request& req, unsigned status, std::string body,
+                                        std::string_view content_type) {
+  http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::server, "wsnode");
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(req.keep_alive());
+  if (req.method() != http::verb::head)
+    res.body() = std::move(body);
+  res.prepare_payload();
+  if (req.method() == http::verb::head)
+    res.content_length(body.size());
+  return res;
+}
+
+void handle_request(server_context& ctx, request&& req, reply_fn reply) {
+  bump(ctx.m.http_requests, 1);
+  auto parsed = boost::urls::parse_origin_form(req.target());
+  if (!parsed)
+    return reply(simple_response(req, 400, "malformed request target\n", text_type));
+  std::string path = parsed->path();
+  if (path.starts_with("/api/"))
+    return handle_api(ctx, std::move(req), path, std::move(reply));
+  if (path == "/healthz") {
+    if (!is_get(req))
+      return reply(method_not_allowed(req, "GET, HEAD"));
+    return reply(simple_response(req, 200, "ok\n", text_type));
+  }
+  if (path == "/readyz") {
+    if (!is_get(req))
+      return reply(method_not_allowed(req, "GET, HEAD"));
+    std::string body;
+    bool ready = ctx.node.readiness(body);
+    return reply(simple_response(req, ready ? 200 : 503, std::move(body), json_type));
+  }
+  if (path == "/metrics") {
+    if (!is_get(req))
+      return reply(method_not_allowed(req, "GET, HEAD"));
+    return reply(simple_response(req, 200, ctx.node.metrics_text(),
+                                 "text/plain; version=0.0.4; charset=utf-8"));
+  }
+  if (is_ws_path(req.target())) {
+    http::response<http::string_body> res{http::status::upgrade_required, req.version()};
+    res.set(http::field::server, "wsnode");
+    res.set(http::field::upgrade, "websocket");
+    res.set(http::field::content_type, text_type);
+    res.keep_alive(req.keep_alive());
+    res.body() = "this endpoint speaks WebSocket only\n";
+    res.prepare_payload();
+    return reply(std::move(res));
+  }
+  handle_static(ctx, std::move(req), *parsed, std::move(reply));
+}
+
+} // namespace wsnode::transport

@@ -1,0 +1,136 @@
+#include "transport/http_session.hpp"
+
+#include "transport/http_routes.hpp"
+#include "transport/upgrade.hpp"
+#include "transport/ws_session.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+
+namespace wsnode::transport {
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+/// Threading: strand only (the socket's executor).
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+  http_session(std::shared_ptr<server_context> ctx, tcp::socket&& s)
+    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), stream_(std::move(s)) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec)
+      remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  void run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+private:
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(ctx_.opts.max_header_bytes));
+    parser_->body_limit(ctx_.opts.max_body_bytes);
+    stream_.expires_after(ctx_.opts.http_idle_timeout);
+    http::async_read(stream_, buf_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset)
+      return do_shutdown();
+    if (ec == http::error::body_limit)
+      return fail_request(413, "request body too large\n");
+    if (ec == http::error::header_limit)
+      return fail_request(431, "request header fields too large\n");
+    if (ec)
+      return fail_request(400, "bad request: " + ec.message() + "\n");
+    request req = parser_->release();
+    if (websocket::is_upgrade(req))
+      return upgrade(std::move(req));
+    keep_alive_ = req.keep_alive();
+    handle_request(ctx_, std::move(req), [self = shared_from_this()](http::message_generator m) {
+      // may run on a CAF thread (API completions): hop back onto the strand
+      net::post(self->stream_.get_executor(),
+                [self, m = std::move(m)]() mutable { self->write(std::move(m)); });
+    });
+  }
+
+  void upgrade(request&& req) {
+    auto d = decide_upgrade(ctx_.opts, ctx_.draining.load(), req.target(),
+                            req[http::field::origin]);
+    if (d.accepted()) {
+      auto n = ctx_.m.connections.fetch_add(1) + 1;
+      if (static_cast<std::size_t>(n) > ctx_.opts.max_connections) {
+        bump(ctx_.m.connections, -1);
+        d.status = 503;
+        d.reason = reject_reason::limit;
+        d.message = "connection limit reached";
+      }
+    }
+    if (!d.accepted()) {
+      ctx_.m.reject(d.reason);
+      spdlog::info("upgrade refused {} {} from {}: {}", d.status, req.target(), remote_, d.message);
+      keep_alive_ = false;
+      auto res = simple_response(req, d.status, d.message + "\n", "text/plain; charset=utf-8");
+      return write(std::move(res));
+    }
+    stream_.expires_never();
+    start_ws_session(ctx_ptr_, stream_.release_socket(), std::move(req),
+                     session_identity{std::move(d.user), remote_});
+  }
+
+  void fail_request(unsigned status, std::string body) {
+    keep_alive_ = false;
+    request req; // a minimal HTTP/1.1 request for the response's version
+    req.version(11);
+    req.keep_alive(false);
+    write(simple_response(req, status, std::move(body), "text/plain; charset=utf-8"));
+  }
+
+  void write(http::message_generator m) {
+    bool keep = keep_alive_ && m.keep_alive() && !ctx_.draining.load();
+    beast::async_write(stream_, std::move(m),
+                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                         if (ec || !keep)
+                           return self->do_shutdown();
+                         self->do_read();
+                       });
+  }
+
+  void do_shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  std::shared_ptr<server_context> ctx_ptr_;
+  server_context& ctx_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buf_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::string remote_;
+  bool keep_alive_ = true;
+};
+
+} // namespace
+
+void start_http_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket) {
+  std::make_shared<http_session>(std::move(ctx), std::move(socket))->run();
+}
+
+} // namespace wsnode::transport

@@ -1,0 +1,111 @@
+// The accept loop and the server facade.
+#include "transport/http_session.hpp"
+#include "transport/server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <spdlog/spdlog.h>
+
+#include <system_error>
+
+namespace wsnode {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+/// Threading: the acceptor is used on its strand only.
+struct server::impl : std::enable_shared_from_this<server::impl> {
+  impl(net::io_context& io, server_options opts, node_port& node, metrics& m)
+    : ioc(io),
+      ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
+      acceptor(net::make_strand(io)),
+      retry(acceptor.get_executor()) {}
+
+  void start() {
+    boost::system::error_code ec;
+    auto addr = net::ip::make_address(ctx->opts.host, ec);
+    if (ec)
+      throw std::system_error(ec, "bad listen address " + ctx->opts.host);
+    tcp::endpoint ep{addr, ctx->opts.port};
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    acceptor.bind(ep, ec);
+    if (ec)
+      throw std::system_error(ec, "cannot listen on " + ctx->opts.host + ":" +
+                                    std::to_string(ctx->opts.port));
+    acceptor.listen(net::socket_base::max_listen_connections);
+    net::post(acceptor.get_executor(), [self = shared_from_this()] { self->do_accept(); });
+  }
+
+  void do_accept() {
+    acceptor.async_accept(net::make_strand(ioc),
+                          [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
+                            self->on_accept(ec, std::move(s));
+                          });
+  }
+
+  void on_accept(boost::system::error_code ec, tcp::socket s) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open())
+      return;
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS: out of descriptors or memory. Back off instead
+      // of spinning; established connections keep being served.
+      if (!warned_) {
+        spdlog::warn("accept failed: {}; retrying every 100 ms", ec.message());
+        warned_ = true;
+      }
+      retry.expires_after(std::chrono::milliseconds(100));
+      retry.async_wait([self = shared_from_this()](boost::system::error_code e) {
+        if (!e)
+          self->do_accept();
+      });
+      return;
+    }
+    warned_ = false;
+    boost::system::error_code ignored;
+    s.set_option(tcp::no_delay(true), ignored); // small frames: no Nagle stalls
+    transport::start_http_session(ctx, std::move(s));
+    do_accept();
+  }
+
+  void stop() {
+    ctx->draining = true;
+    net::post(acceptor.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ec;
+      self->acceptor.close(ec);
+      self->retry.cancel();
+    });
+  }
+
+  net::io_context& ioc;
+  std::shared_ptr<transport::server_context> ctx;
+  tcp::acceptor acceptor;
+  net::steady_timer retry;
+  bool warned_ = false;
+};
+
+server::server(net::io_context& ioc, server_options opts, node_port& node, metrics& m)
+  : impl_(std::make_shared<impl>(ioc, std::move(opts), node, m)) {}
+
+server::~server() {
+  impl_->stop();
+}
+
+void server::start() {
+  impl_->start();
+}
+
+void server::stop_accepting() {
+  impl_->stop();
+}
+
+std::uint16_t server::port() const {
+  boost::system::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+} // namespace wsnode

@@ -1,0 +1,65 @@
+// The HTTP + WebSocket listener of a node (Boost.Beast), behind a small
+// non-template facade so that app code does not compile Beast.
+#pragma once
+
+#include "actors/metrics.hpp"
+#include "actors/ports.hpp"
+#include "protocol/codec.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace wsnode {
+
+/// Everything transport needs to know from the configuration.
+struct server_options {
+  std::string node_id = "n1";
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::string static_dir;              ///< empty: no static files
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_body_bytes = 1 << 20;
+  std::chrono::milliseconds http_idle_timeout{30000};
+  std::string auth_secret;             ///< empty: dev mode
+  std::string api_key;                 ///< empty: /api/* open
+  std::vector<std::string> allowed_origins; ///< empty: any Origin
+  std::size_t max_message_bytes = 65536;
+  bool compression = false;
+  std::chrono::milliseconds ping_interval{25000};
+  std::chrono::milliseconds close_timeout{5000};
+  std::size_t max_queue_bytes = 1 << 20;
+  std::size_t max_connections = 10000;
+  std::size_t max_pending_input = 64;  ///< unhandled received messages before reading pauses
+  protocol::parse_limits limits;
+};
+
+class server {
+public:
+  /// `node` and `m` must outlive the server.
+  server(boost::asio::io_context& ioc, server_options opts, node_port& node, metrics& m);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Binds and starts accepting. Throws std::system_error when the address
+  /// cannot be bound.
+  void start();
+  /// Stops accepting and marks the node draining (upgrades get 503, HTTP
+  /// keep-alive ends). Thread-safe.
+  void stop_accepting();
+  /// The bound port (useful with port 0).
+  std::uint16_t port() const;
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace wsnode

@@ -1,0 +1,94 @@
+#include "transport/upgrade.hpp"
+
+#include "protocol/auth_token.hpp"
+#include "protocol/names.hpp"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <algorithm>
+
+namespace wsnode::transport {
+
+namespace {
+
+constexpr std::string_view dev_prefix = "/websocket/";
+
+upgrade_decision refuse(unsigned status, reject_reason reason, std::string message) {
+  upgrade_decision d;
+  d.status = status;
+  d.reason = reason;
+  d.message = std::move(message);
+  return d;
+}
+
+upgrade_decision accept(std::string user) {
+  upgrade_decision d;
+  d.user = std::move(user);
+  return d;
+}
+
+// The decoded value of query parameter `key`, or nullopt when absent.
+std::optional<std::string> param(const boost::urls::url_view& u, std::string_view key) {
+  auto params = u.params();
+  auto it = params.find(key);
+  if (it == params.end())
+    return std::nullopt;
+  return std::string{(*it).value};
+}
+
+} // namespace
+
+bool is_ws_path(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  return path == "/ws" || (path.size() > dev_prefix.size() && path.starts_with(dev_prefix));
+}
+
+upgrade_decision decide_upgrade(const server_options& opts, bool draining,
+                                std::string_view target, std::string_view origin) {
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed)
+    return refuse(400, reject_reason::bad_request, "malformed request target");
+  const auto& u = *parsed;
+  std::string path = u.path();
+  bool dev_path = path.size() > dev_prefix.size() && path.starts_with(dev_prefix);
+  if (path != "/ws" && !dev_path)
+    return refuse(404, reject_reason::bad_request, "no WebSocket endpoint here; use /ws");
+  if (draining)
+    return refuse(503, reject_reason::draining, "node draining; reconnect to another node");
+  if (!opts.allowed_origins.empty() && !origin.empty() &&
+      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), origin) ==
+        opts.allowed_origins.end() &&
+      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), "*") ==
+        opts.allowed_origins.end())
+    return refuse(403, reject_reason::origin, "origin not allowed");
+
+  if (!opts.auth_secret.empty()) {
+    if (dev_path)
+      return refuse(401, reject_reason::auth, "dev-mode path disabled; use /ws?token=JWT");
+    if (param(u, "user"))
+      return refuse(401, reject_reason::auth, "?user= is accepted in dev mode only; use ?token=JWT");
+    auto token = param(u, "token");
+    if (!token)
+      return refuse(401, reject_reason::auth, "missing token");
+    auto r = protocol::verify_token(*token, opts.auth_secret);
+    if (!r.user)
+      return refuse(401, reject_reason::auth, "bad token: " + r.error);
+    return accept(std::move(*r.user));
+  }
+
+  // dev mode: identity is whatever the client claims
+  std::string user;
+  if (dev_path) {
+    user = path.substr(dev_prefix.size());
+  } else if (auto p = param(u, "user")) {
+    user = std::move(*p);
+  } else {
+    return refuse(401, reject_reason::auth, "missing user (dev mode: /ws?user=ID)");
+  }
+  if (!protocol::valid_user(user))
+    return refuse(401, reject_reason::auth, "user ids are 1-64 chars of [A-Za-z0-9_.@-]");
+  return accept(std::move(user));
+}
+
+} // namespace wsnode::transport

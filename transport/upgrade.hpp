@@ -1,0 +1,34 @@
+// Who may open a WebSocket: path, Origin and identity checks made on the
+// HTTP upgrade request, before any WebSocket state exists.
+#pragma once
+
+#include "actors/metrics.hpp"
+#include "transport/server.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace wsnode::transport {
+
+/// The answer to an upgrade request: 101 with the user, or an HTTP status
+/// with a message and the metrics reason.
+struct upgrade_decision {
+  unsigned status = 101;
+  std::string user;
+  std::string message;
+  reject_reason reason = reject_reason::bad_request;
+  bool accepted() const noexcept { return status == 101; }
+};
+
+/// Returns true when `target`'s path is a WebSocket endpoint (/ws, /websocket/...).
+bool is_ws_path(std::string_view target);
+
+/// Decides an upgrade of `target` (origin-form, with query) with `origin`
+/// (the Origin header, empty when absent). Checks, in order: endpoint
+/// (404), draining (503), Origin allow-list (403), identity (401): an HS256
+/// token in ?token= when `auth_secret` is set, else dev mode ?user= or
+/// /websocket/<user>. The connection limit is checked by the caller.
+upgrade_decision decide_upgrade(const server_options& opts, bool draining,
+                                std::string_view target, std::string_view origin);
+
+} // namespace wsnode::transport
