@@ -132,10 +132,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
   };
   return {
     [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who) {
-      if (self->state.draining) {
+      if (self->state.draining)
         sink->close(close_code::going_away, "node draining");
-        return;
-      }
       if (!self->state.core->join(sid, std::move(user), std::move(sink)))
         return;
       self->monitor(who);

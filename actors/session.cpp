@@ -119,6 +119,12 @@ caf::behavior session_actor(session_ptr self, std::shared_ptr<const session_conf
   st.errors = token_bucket{window_s > 0 ? st.cfg->max_errors / window_s : 0, st.cfg->max_errors};
   self->send(st.broker, atoms::join::value, st.sid, st.user, st.sink,
              caf::actor_cast<caf::actor>(self));
+  // Without a broker a session is useless: end with it (node shutdown).
+  self->monitor(st.broker);
+  self->set_down_handler([=](caf::down_msg&) {
+    self->state.sink->close(close_code::going_away, "node shutting down");
+    self->quit();
+  });
   st.sink->send(make_frame(protocol::encode_hello(
     st.cfg->node_id, st.user, st.cfg->node_id + "-" + std::to_string(st.sid))));
   return {

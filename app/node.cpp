@@ -162,8 +162,8 @@ int run_node(const config& cfg, std::string_view version) {
   auto t0 = std::chrono::steady_clock::now();
   spdlog::info("signal {}: draining {} connections (bound {} ms)", sig, m.connections.load(),
                cfg.drain_timeout.count());
-  node.set_draining();
-  srv.stop_accepting();
+  node.set_draining();  // /readyz: 503
+  srv.set_draining();   // upgrades: 503; the listener stays up for health checks
   caf::anon_send(broker, atoms::drain::value);
   auto deadline = t0 + cfg.drain_timeout;
   while (m.connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -172,6 +172,7 @@ int run_node(const config& cfg, std::string_view version) {
   if (left > 0)
     spdlog::warn("drain bound reached with {} connections left; closing them", left);
 
+  srv.stop_accepting();
   caf::anon_send(broker, atoms::shutdown::value);
   sys.await_all_actors_done();
   ioc.stop();

@@ -51,9 +51,11 @@ private:
   }
 
   void on_read(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == net::error::operation_aborted || ec == net::error::connection_reset)
+    if (ec == http::error::end_of_stream)
       return do_shutdown();
+    if (ec == beast::error::timeout || ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset)
+      return;
     if (ec == http::error::body_limit)
       return fail_request(413, "request body too large\n");
     if (ec == http::error::header_limit)
@@ -113,9 +115,27 @@ private:
                        });
   }
 
+  // Half-closes, then reads and discards what the client still sends (for a
+  // bounded time and size) so that a client still writing a refused body
+  // reads our response instead of a reset (a "lingering close").
   void do_shutdown() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec)
+      return;
+    stream_.expires_after(std::chrono::seconds(2));
+    linger(0);
+  }
+
+  void linger(std::size_t discarded) {
+    constexpr std::size_t max_discard = 16 << 20;
+    buf_.consume(buf_.size());
+    stream_.async_read_some(buf_.prepare(65536), [self = shared_from_this(), discarded](
+                                                   beast::error_code ec, std::size_t n) {
+      if (ec || discarded + n > max_discard)
+        return; // EOF, timeout or enough: the socket closes with the session
+      self->linger(discarded + n);
+    });
   }
 
   std::shared_ptr<server_context> ctx_ptr_;

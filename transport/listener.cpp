@@ -72,7 +72,6 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   }
 
   void stop() {
-    ctx->draining = true;
     net::post(acceptor.get_executor(), [self = shared_from_this()] {
       boost::system::error_code ec;
       self->acceptor.close(ec);
@@ -96,6 +95,10 @@ server::~server() {
 
 void server::start() {
   impl_->start();
+}
+
+void server::set_draining() {
+  impl_->ctx->draining = true;
 }
 
 void server::stop_accepting() {

@@ -51,8 +51,11 @@ public:
   /// Binds and starts accepting. Throws std::system_error when the address
   /// cannot be bound.
   void start();
-  /// Stops accepting and marks the node draining (upgrades get 503, HTTP
-  /// keep-alive ends). Thread-safe.
+  /// Marks the node draining: upgrades get 503 "node draining", HTTP
+  /// keep-alive ends, plain HTTP (health, metrics, API) is still served.
+  /// Thread-safe.
+  void set_draining();
+  /// Closes the listening socket. Thread-safe.
   void stop_accepting();
   /// The bound port (useful with port 0).
   std::uint16_t port() const;

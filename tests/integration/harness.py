@@ -1,0 +1,268 @@
+"""Helpers for integration tests: start/stop wsnode, talk to it.
+
+Clients: Python's `websockets` (Debian's python3-websockets, a client we did
+not write) for most tests, and rawws.RawClient (our own, byte-level) where a
+test needs control the library hides (stop reading, invalid UTF-8).
+"""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import websockets
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WSNODE = os.environ.get("WSNODE_BIN", os.path.join(ROOT, "build", "wsnode"))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(v)
+
+
+def toml_text(sections):
+    out = []
+    for name, keys in sections.items():
+        out.append(f"[{name}]")
+        for k, v in keys.items():
+            out.append(f"{k} = {toml_value(v)}")
+        out.append("")
+    return "\n".join(out)
+
+
+class Node:
+    """A wsnode process with its own config and log under `workdir`."""
+
+    def __init__(self, workdir, sections):
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = str(workdir)
+        self.port = free_port()
+        cfg = {"node": {"id": "n1"}, "http": {"listen": f"127.0.0.1:{self.port}"}}
+        for name, keys in sections.items():
+            cfg.setdefault(name, {}).update(keys)
+        cfg["http"].setdefault("static_dir", os.path.join(ROOT, "web"))
+        self.id = cfg["node"]["id"]
+        self.config_path = os.path.join(self.workdir, "config.toml")
+        with open(self.config_path, "w") as f:
+            f.write(toml_text(cfg))
+        self.log_path = os.path.join(self.workdir, "wsnode.log")
+        self.proc = None
+
+    # -------------------------------------------------------------- process
+    def start(self, timeout=15):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([WSNODE, "--config", self.config_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wsnode exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if self.http("GET", "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"wsnode did not come up:\n{self.log_text()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Sends `sig` and waits; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    # -------------------------------------------------------------- http
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def http(self, method, path, body=None, headers=None, timeout=10):
+        """Returns (status, body bytes, headers)."""
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request(self.url(path), data=data, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
+    def publish(self, ch, data, key=None):
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return self.http("POST", "/api/publish", json.dumps({"ch": ch, "data": data}), headers)
+
+    def send(self, to, data, key=None):
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return self.http("POST", "/api/send", json.dumps({"to": to, "data": data}), headers)
+
+    def metrics(self):
+        """Parses /metrics into {"name{labels}": value}."""
+        status, body, _ = self.http("GET", "/metrics")
+        assert status == 200
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def ws_url(self, user=None, path=None, token=None):
+        if path is None:
+            path = "/ws"
+            if token is not None:
+                path += f"?token={token}"
+            elif user is not None:
+                path += f"?user={user}"
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+
+# ------------------------------------------------------------------ clients
+
+_open_clients = []
+
+
+def run(coro, timeout=120):
+    """Runs a test coroutine (bounded in time), then closes every client it
+    opened, so that no test waits on the library's close timeouts."""
+    async def main():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            clients = list(_open_clients)
+            _open_clients.clear()
+            for ws in clients:
+                ws.close_timeout = 1
+            await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+    return asyncio.run(main())
+
+
+async def connect_url(url, **kwargs):
+    """Opens a session at `url`; returns (ws, hello)."""
+    kwargs.setdefault("close_timeout", 2)
+    ws = await websockets.connect(url, **kwargs)
+    _open_clients.append(ws)
+    hello = await recv(ws)
+    assert hello["op"] == "hello", hello
+    return ws, hello
+
+
+async def connect(node, user, **kwargs):
+    """Opens a session as `user` (dev mode); returns (ws, hello)."""
+    return await connect_url(node.ws_url(user), **kwargs)
+
+
+async def recv(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def silent(ws, seconds=0.3):
+    """Asserts that nothing arrives for `seconds`."""
+    try:
+        msg = await asyncio.wait_for(ws.recv(), seconds)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame: {msg}")
+
+
+async def call(ws, cmd, timeout=5):
+    """Sends `cmd` (with an id) and returns (reply, other frames seen meanwhile)."""
+    await ws.send(json.dumps(cmd))
+    others = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no reply to {cmd}; saw {others}")
+        frame = await recv(ws, left)
+        if frame.get("id") == cmd.get("id") and frame["op"] in ("ack", "err", "pong"):
+            return frame, others
+        others.append(frame)
+
+
+async def sub(ws, ch, id=1):
+    reply, others = await call(ws, {"op": "sub", "ch": ch, "id": id})
+    assert reply == {"op": "ack", "id": id}, reply
+    return others
+
+
+def wait_until(pred, timeout=10, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+# ------------------------------------------------------------------ tokens
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_token(sub, secret, exp_in=3600, alg="HS256", extra=None):
+    """An HS256 JWT made with Python's hmac (independent of the server's library)."""
+    header = {"alg": alg, "typ": "JWT"}
+    payload = {"sub": sub, "exp": int(time.time()) + exp_in}
+    payload.update(extra or {})
+    signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())
+    if alg == "none":
+        return signing + "."
+    digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]
+    sig = hmac.new(secret.encode(), signing.encode(), digest).digest()
+    return signing + "." + b64url(sig)

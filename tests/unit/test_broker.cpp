@@ -1,0 +1,257 @@
+#include "actors/broker.hpp"
+#include "actors/messages.hpp"
+#include "actors/session.hpp"
+#include "protocol/codec.hpp"
+#include "test_sink.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+
+#include <thread>
+
+using namespace wsnode;
+using wsnode::test::recording_sink;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A backbone that records the broker's interest changes and publishes.
+struct recording_backbone final : backbone {
+  std::vector<std::string> events;
+  void subscribe(topic_kind k, std::string_view n) override { note("+", k, n); }
+  void unsubscribe(topic_kind k, std::string_view n) override { note("-", k, n); }
+  void publish(topic_kind k, std::string_view n, const frame_ptr&) override { note("pub ", k, n); }
+  void note(const char* what, topic_kind k, std::string_view n) {
+    events.push_back(std::string{what} + (k == topic_kind::channel ? "c:" : "u:") + std::string{n});
+  }
+};
+
+} // namespace
+
+TEST_CASE("broker_core: sub/unsub, fan-out of one shared frame, no cross-talk") {
+  metrics m;
+  auto bb = std::make_shared<recording_backbone>();
+  broker_core b{m, bb};
+  auto s1 = std::make_shared<recording_sink>();
+  auto s2 = std::make_shared<recording_sink>();
+  auto s3 = std::make_shared<recording_sink>();
+  CHECK(b.join(1, "alice", s1));
+  CHECK(b.join(2, "bob", s2));
+  CHECK(b.join(3, "carol", s3));
+  CHECK_FALSE(b.join(3, "carol", s3));
+  CHECK(b.subscribe(1, "room:1"));
+  CHECK(b.subscribe(2, "room:1"));
+  CHECK(b.subscribe(3, "room:12"));
+  CHECK_FALSE(b.subscribe(99, "room:1")); // unknown session
+
+  auto f = make_frame("m1");
+  CHECK(b.publish("room:1", f) == 2);
+  CHECK(s1->frames() == std::vector<std::string>{"m1"});
+  CHECK(s2->frames() == std::vector<std::string>{"m1"});
+  CHECK(s3->frames().empty()); // room:12 gets nothing of room:1
+  CHECK(s1->pointers().front() == f.get()); // the same buffer, not a copy
+  CHECK(s2->pointers().front() == f.get());
+  CHECK(m.deliveries.load() == 2);
+
+  CHECK(b.unsubscribe(2, "room:1"));
+  CHECK_FALSE(b.unsubscribe(2, "room:1"));
+  b.publish("room:1", make_frame("m2"));
+  CHECK(s2->frames().size() == 1);
+  CHECK(s1->frames().size() == 2);
+  CHECK(b.publish("nobody", make_frame("m3")) == 0);
+
+  CHECK(bb->events == std::vector<std::string>{"+u:alice", "+u:bob", "+u:carol", "+c:room:1",
+                                               "+c:room:12", "pub c:room:1", "pub c:room:1",
+                                               "pub c:nobody"});
+}
+
+TEST_CASE("broker_core: a user's DMs reach all of their devices and nobody else") {
+  metrics m;
+  broker_core b{m, nullptr};
+  auto phone = std::make_shared<recording_sink>();
+  auto laptop = std::make_shared<recording_sink>();
+  auto other = std::make_shared<recording_sink>();
+  b.join(1, "bob", phone);
+  b.join(2, "bob", laptop);
+  b.join(3, "alice", other);
+  CHECK(b.user_count() == 2);
+  CHECK(b.send_to_user("bob", make_frame("dm")) == 2);
+  CHECK(phone->frames().size() == 1);
+  CHECK(laptop->frames().size() == 1);
+  CHECK(other->frames().empty());
+  b.leave(1);
+  CHECK(b.send_to_user("bob", make_frame("dm2")) == 1);
+  CHECK(b.send_to_user("nobody", make_frame("dm3")) == 0);
+}
+
+TEST_CASE("broker_core: a session's end removes every entry; last leaver drops interest") {
+  metrics m;
+  auto bb = std::make_shared<recording_backbone>();
+  broker_core b{m, bb};
+  auto s1 = std::make_shared<recording_sink>();
+  auto s2 = std::make_shared<recording_sink>();
+  b.join(1, "alice", s1);
+  b.join(2, "bob", s2);
+  for (auto ch : {"a", "b", "c"})
+    b.subscribe(1, ch);
+  b.subscribe(2, "b");
+  CHECK(b.channel_count() == 3);
+  CHECK(m.channels.load() == 3);
+  bb->events.clear();
+  b.leave(1);
+  CHECK(b.session_count() == 1);
+  CHECK(b.channel_count() == 1);
+  CHECK(b.subscriber_count("b") == 1);
+  CHECK(b.subscription_count(1) == 0);
+  CHECK(b.user_count() == 1);
+  std::sort(bb->events.begin(), bb->events.end());
+  CHECK(bb->events == std::vector<std::string>{"-c:a", "-c:c", "-u:alice"});
+  b.leave(2);
+  CHECK(b.session_count() == 0);
+  CHECK(b.channel_count() == 0);
+  CHECK(b.user_count() == 0);
+  CHECK(m.channels.load() == 0);
+  CHECK(m.users.load() == 0);
+  b.publish("b", make_frame("x"));
+  CHECK(s1->frames().empty());
+  CHECK(s2->frames().empty());
+}
+
+TEST_CASE("broker_core: frames from the backbone are delivered locally, never re-published") {
+  metrics m;
+  auto bb = std::make_shared<recording_backbone>();
+  broker_core b{m, bb};
+  auto s = std::make_shared<recording_sink>();
+  b.join(1, "alice", s);
+  b.subscribe(1, "room:1");
+  bb->events.clear();
+  CHECK(b.deliver_remote(topic_kind::channel, "room:1", make_frame("r")) == 1);
+  CHECK(b.deliver_remote(topic_kind::user, "alice", make_frame("d")) == 1);
+  CHECK(bb->events.empty());
+  CHECK(s->frames() == std::vector<std::string>{"r", "d"});
+}
+
+// ---------------------------------------------------------------- actors
+
+namespace {
+
+struct actor_fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  metrics m;
+  caf::actor broker;
+  actor_fixture() {
+    cfg.set("scheduler.max-threads", 2);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    broker = spawn_broker(*sys, m, nullptr);
+  }
+  ~actor_fixture() {
+    caf::anon_send(broker, atoms::shutdown::value);
+    sys->await_all_actors_done();
+  }
+  // (sessions, channels, users) as the broker sees them
+  std::tuple<std::uint64_t, std::uint64_t, std::uint64_t> stats() {
+    caf::scoped_actor self{*sys};
+    std::tuple<std::uint64_t, std::uint64_t, std::uint64_t> out{};
+    self->request(broker, 2s, atoms::stats::value)
+      .receive([&](std::uint64_t s, std::uint64_t c, std::uint64_t u) { out = {s, c, u}; },
+               [&](caf::error&) { FAIL("stats timed out"); });
+    return out;
+  }
+  template <class Pred>
+  bool eventually(Pred p) {
+    for (int i = 0; i < 200; ++i) {
+      if (p())
+        return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+};
+
+std::shared_ptr<session_config> small_limits() {
+  auto c = std::make_shared<session_config>();
+  c->node_id = "t1";
+  c->max_subscriptions = 2;
+  c->readonly_namespaces = {"news"};
+  c->messages_per_second = 1000;
+  c->burst = 1000;
+  c->max_errors = 3;
+  return c;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(actor_fixture, "session actors: hello, acks, delivery, errors, cleanup") {
+  auto cfg = small_limits();
+  auto sink_a = std::make_shared<recording_sink>();
+  auto sink_b = std::make_shared<recording_sink>();
+  auto a = spawn_session(*sys, cfg, m, broker, {"alice", "test"}, sink_a);
+  auto b = spawn_session(*sys, cfg, m, broker, {"bob", "test"}, sink_b);
+  auto hello = protocol::parse_server_frame(sink_a->wait_frames(1).at(0));
+  REQUIRE(hello);
+  CHECK(hello->op == "hello");
+  CHECK(hello->user == "alice");
+  CHECK(hello->sid == "t1-" + std::to_string(a.sid));
+
+  a.handler->on_message(R"({"op":"sub","ch":"room:1","id":1})", false);
+  b.handler->on_message(R"({"op":"sub","ch":"room:1","id":1})", false);
+  CHECK(sink_a->wait_frames(2).at(1) == R"({"op":"ack","id":1})");
+  CHECK(sink_b->wait_frames(2).at(1) == R"({"op":"ack","id":1})");
+  b.handler->on_message(R"({"op":"pub","ch":"room:1","data":[1],"id":2})", false);
+  auto got = sink_a->wait_frames(3);
+  CHECK(got.at(2) == R"({"op":"msg","ch":"room:1","from":"bob","data":[1]})");
+  b.handler->on_message(R"({"op":"send","to":"alice","data":"hi"})", false);
+  CHECK(sink_a->wait_frames(4).at(3) == R"({"op":"dm","from":"bob","data":"hi"})");
+
+  // forbidden: readonly namespace and the subscription limit
+  a.handler->on_message(R"({"op":"pub","ch":"news:1","data":1,"id":5})", false);
+  CHECK(protocol::parse_server_frame(sink_a->wait_frames(5).at(4))->code == "forbidden");
+  a.handler->on_message(R"({"op":"sub","ch":"x","id":6})", false);
+  a.handler->on_message(R"({"op":"sub","ch":"y","id":7})", false);
+  auto f7 = sink_a->wait_frames(7);
+  CHECK(f7.at(5) == R"({"op":"ack","id":6})");
+  CHECK(protocol::parse_server_frame(f7.at(6))->code == "forbidden");
+  CHECK(eventually([&] { return std::get<1>(stats()) == 2; })); // room:1, x
+
+  // the third error in the window closes the session with 1008
+  a.handler->on_message("{", false);
+  a.handler->on_message("{", false);
+  CHECK(sink_a->wait_close() == close_code::policy);
+  CHECK(eventually([&] { return stats() == std::make_tuple(1u, 1u, 1u); }));
+
+  b.handler->on_closed();
+  CHECK(eventually([&] { return stats() == std::make_tuple(0u, 0u, 0u); }));
+  CHECK(m.channels.load() == 0);
+  CHECK(m.users.load() == 0);
+}
+
+TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sustained abuse") {
+  auto cfg = std::make_shared<session_config>();
+  cfg->messages_per_second = 1;
+  cfg->burst = 2;
+  cfg->max_errors = 5;
+  auto sink = std::make_shared<recording_sink>();
+  auto s = spawn_session(*sys, cfg, m, broker, {"eve", "test"}, sink);
+  for (int i = 0; i < 10; ++i)
+    s.handler->on_message(R"({"op":"ping","id":)" + std::to_string(i) + "}", false);
+  CHECK(sink->wait_close() == close_code::policy);
+  auto frames = sink->frames();
+  REQUIRE(frames.size() >= 4);
+  CHECK(frames.at(1) == R"({"op":"pong","id":0})");
+  CHECK(frames.at(2) == R"({"op":"pong","id":1})");
+  auto third = protocol::parse_server_frame(frames.at(3));
+  CHECK(third->code == "rate_limited");
+  CHECK(third->id == "2");
+  CHECK(m.dropped[static_cast<std::size_t>(drop_reason::rate_limited)].load() >= 5);
+}
+
+TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans the broker") {
+  auto sink = std::make_shared<recording_sink>();
+  {
+    auto s = spawn_session(*sys, std::make_shared<session_config>(), m, broker, {"ann", "t"}, sink);
+    s.handler->on_message(R"({"op":"sub","ch":"c"})", false);
+    sink->wait_frames(2);
+  } // handler destroyed without on_closed()
+  CHECK(eventually([&] { return stats() == std::make_tuple(0u, 0u, 0u); }));
+}

@@ -1,0 +1,117 @@
+#include "app/config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace wsnode;
+
+namespace {
+
+std::string key_of(std::string_view text) {
+  try {
+    parse_config(text, ".");
+  } catch (const config_error& e) {
+    return e.key().empty() ? "<file>" : e.key();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("defaults: one loopback node in dev mode") {
+  auto c = parse_config("", "/etc/wsnode");
+  CHECK(c.node_id == "n1");
+  CHECK(c.host == "127.0.0.1");
+  CHECK(c.port == 8080);
+  CHECK(c.dev_mode());
+  CHECK(c.max_message_bytes == 65536);
+  CHECK(c.allowed_origins.empty());
+  CHECK_FALSE(c.compression);
+  CHECK(c.mesh_bind.empty());
+  CHECK(c.static_dir == "/etc/wsnode/web");
+}
+
+TEST_CASE("the shipped config.toml is valid") {
+  auto c = load_config(std::filesystem::path{WSNODE_SOURCE_DIR} / "config.toml");
+  CHECK(c.port == 8080);
+  CHECK(c.dev_mode());
+}
+
+TEST_CASE("values are read") {
+  auto c = parse_config(R"(
+[node]
+id = "edge-7"
+drain_timeout_ms = 2500
+[http]
+listen = "[::1]:9000"
+static_dir = "/srv/www"
+[auth]
+secret = "s3cret"
+[ws]
+allowed_origins = ["https://a.example", "https://b.example"]
+max_queue_bytes = 4096
+ping_interval_ms = 1000
+[limits]
+messages_per_second = 2.5
+[channels]
+readonly_namespaces = ["news"]
+[mesh]
+bind = "tcp://127.0.0.1:7001"
+peers = ["tcp://10.0.0.2:7001", "tcp://node3.internal:7001"]
+)",
+                        ".");
+  CHECK(c.node_id == "edge-7");
+  CHECK(c.drain_timeout.count() == 2500);
+  CHECK(c.host == "::1");
+  CHECK(c.port == 9000);
+  CHECK(c.static_dir == "/srv/www");
+  CHECK_FALSE(c.dev_mode());
+  CHECK(c.allowed_origins.size() == 2);
+  CHECK(c.max_queue_bytes == 4096);
+  CHECK(c.messages_per_second == doctest::Approx(2.5));
+  CHECK(c.readonly_namespaces == std::vector<std::string>{"news"});
+  CHECK(c.mesh_peers.size() == 2);
+}
+
+TEST_CASE("bad configs name the key") {
+  CHECK(key_of("[node]\nidd = \"x\"\n") == "node.idd");
+  CHECK(key_of("[nodes]\nid = \"x\"\n") == "nodes");
+  CHECK(key_of("node = 1\n") == "node");
+  CHECK(key_of("[node]\nid = 5\n") == "node.id");
+  CHECK(key_of("[node]\nid = \"a b\"\n") == "node.id");
+  CHECK(key_of("[http]\nlisten = \"127.0.0.1\"\n") == "http.listen");
+  CHECK(key_of("[http]\nlisten = \"127.0.0.1:99999\"\n") == "http.listen");
+  CHECK(key_of("[http]\nlisten = \"::1:80\"\n") == "http.listen");
+  CHECK(key_of("[http]\nlisten = 8080\n") == "http.listen");
+  CHECK(key_of("[ws]\nmax_message_bytes = -1\n") == "ws.max_message_bytes");
+  CHECK(key_of("[ws]\nmax_message_bytes = \"64k\"\n") == "ws.max_message_bytes");
+  CHECK(key_of("[ws]\ncompression = 1\n") == "ws.compression");
+  CHECK(key_of("[ws]\nallowed_origins = \"x\"\n") == "ws.allowed_origins");
+  CHECK(key_of("[ws]\nallowed_origins = [1]\n") == "ws.allowed_origins");
+  CHECK(key_of("[limits]\nburst = 0\n") == "limits.burst");
+  CHECK(key_of("[mesh]\nbind = \"127.0.0.1:7000\"\n") == "mesh.bind");
+  CHECK(key_of("[mesh]\npeers = [\"tcp://x\"]\n") == "mesh.peers");
+  CHECK(key_of("[log]\nlevel = \"loud\"\n") == "log.level");
+  CHECK(key_of("[channels]\nreadonly_namespaces = [\"a:b\"]\n") == "channels.readonly_namespaces");
+  CHECK(key_of("[node\n") == "<file>");
+}
+
+TEST_CASE("dev mode and an open API are refused on non-loopback listeners") {
+  CHECK(key_of("[http]\nlisten = \"0.0.0.0:8080\"\n") == "auth.secret");
+  CHECK(key_of("[http]\nlisten = \"10.1.2.3:8080\"\n[auth]\nsecret = \"s\"\n") == "api.key");
+  CHECK(key_of("[http]\nlisten = \"0.0.0.0:8080\"\n[auth]\nsecret = \"s\"\n[api]\nkey = \"k\"\n")
+          .empty());
+  CHECK(key_of("[http]\nlisten = \"127.0.0.2:8080\"\n").empty());
+  CHECK(key_of("[http]\nlisten = \"localhost:8080\"\n").empty());
+  CHECK(is_loopback("127.0.0.1"));
+  CHECK(is_loopback("::1"));
+  CHECK_FALSE(is_loopback("127.0.0.1.evil.com"));
+  CHECK_FALSE(is_loopback("0.0.0.0"));
+}
+
+TEST_CASE("unreadable files are refused") {
+  CHECK_THROWS_AS(load_config("/nonexistent/wsnode.toml"), config_error);
+  CHECK_THROWS_AS(load_config("/"), config_error);
+}

@@ -1,0 +1,72 @@
+// A frame_sink that records what it is given (for broker and session tests).
+#pragma once
+
+#include "actors/ports.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace wsnode::test {
+
+class recording_sink final : public frame_sink {
+public:
+  send_result send(frame_ptr f) override {
+    std::lock_guard<std::mutex> g{mu_};
+    if (refuse_)
+      return send_result::slow_consumer;
+    ptrs_.push_back(f.get());
+    frames_.push_back(*f);
+    cv_.notify_all();
+    return send_result::queued;
+  }
+  void close(std::uint16_t code, std::string reason) override {
+    std::lock_guard<std::mutex> g{mu_};
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    cv_.notify_all();
+  }
+  void input_done() override { ++inputs_; }
+
+  /// Waits until at least `n` frames arrived (or 2 s); returns a copy.
+  std::vector<std::string> wait_frames(std::size_t n) {
+    std::unique_lock<std::mutex> g{mu_};
+    cv_.wait_for(g, std::chrono::seconds(2), [&] { return frames_.size() >= n; });
+    return frames_;
+  }
+  std::optional<std::uint16_t> wait_close() {
+    std::unique_lock<std::mutex> g{mu_};
+    cv_.wait_for(g, std::chrono::seconds(2), [&] { return close_code_.has_value(); });
+    return close_code_;
+  }
+  std::vector<std::string> frames() {
+    std::lock_guard<std::mutex> g{mu_};
+    return frames_;
+  }
+  std::vector<const void*> pointers() {
+    std::lock_guard<std::mutex> g{mu_};
+    return ptrs_;
+  }
+  void refuse(bool r) {
+    std::lock_guard<std::mutex> g{mu_};
+    refuse_ = r;
+  }
+  int inputs() const { return inputs_.load(); }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> frames_;
+  std::vector<const void*> ptrs_;
+  std::optional<std::uint16_t> close_code_;
+  std::string close_reason_;
+  std::atomic<int> inputs_{0};
+  bool refuse_ = false;
+};
+
+} // namespace wsnode::test
