@@ -11,6 +11,22 @@ namespace {
 
 constexpr std::size_t max_token_length = 4096;
 
+// A JWS compact serialization is three base64url segments joined by '.'.
+// Checked before cpp-jwt sees the token: its base64 decoder indexes a
+// 256-entry table with a signed char, reading out of bounds for bytes
+// >= 0x80 (found by tests/fuzz).
+bool compact_form(std::string_view t) {
+  int dots = 0;
+  for (char c : t) {
+    if (c == '.')
+      ++dots;
+    else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '='))
+      return false;
+  }
+  return dots == 2;
+}
+
 } // namespace
 
 token_result verify_token(std::string_view token, std::string_view secret) {
@@ -21,6 +37,10 @@ token_result verify_token(std::string_view token, std::string_view secret) {
   }
   if (token.size() > max_token_length) {
     r.error = "token too long";
+    return r;
+  }
+  if (!compact_form(token)) {
+    r.error = "malformed token: expected three base64url segments";
     return r;
   }
   try {

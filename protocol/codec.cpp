@@ -3,6 +3,7 @@
 #include "protocol/json_scan.hpp"
 #include "protocol/names.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace wsnode::protocol {
@@ -180,7 +181,11 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
   while (i < op_names.size() && op_names[i] != *name)
     ++i;
   if (i == op_names.size()) {
-    std::string shown = name->substr(0, 32);
+    // show at most 32 bytes, cut at a UTF-8 boundary (frames must stay valid UTF-8)
+    std::size_t cut = std::min<std::size_t>(name->size(), 32);
+    while (cut < name->size() && cut > 0 && (static_cast<unsigned char>((*name)[cut]) & 0xC0) == 0x80)
+      --cut;
+    std::string shown = name->substr(0, cut);
     std::string msg = "unknown op ";
     json::append_string(msg, shown);
     return fail(error_code::unknown_op, std::move(msg), f.id);

@@ -25,8 +25,25 @@ def make_node(tmp_path):
         return node
 
     yield factory
+    problems = []
     for node in nodes:
+        # Stop gracefully so that a sanitizer build reports leaks and errors,
+        # then look for their reports in the node's log.
+        try:
+            rc = node.stop(timeout=20)
+        except Exception as e:  # noqa: BLE001 - report, then kill below
+            rc = f"did not stop: {e}"
         node.kill()
+        if rc not in (0, None) and not node.expect_nonzero_exit:
+            problems.append(f"{node.id} on port {node.port} exited with {rc}")
+        for needle in SANITIZER_REPORTS:
+            if needle in node.log_text():
+                problems.append(f"{node.id}: '{needle}' in {node.log_path}")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 @pytest.fixture

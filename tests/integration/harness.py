@@ -21,6 +21,8 @@ import websockets
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WSNODE = os.environ.get("WSNODE_BIN", os.path.join(ROOT, "build", "wsnode"))
+# ASan's shadow memory and quarantine inflate RSS: memory bounds allow for it.
+SANITIZED = os.environ.get("WSNODE_SANITIZED") == "1"
 
 
 def free_port():
@@ -68,6 +70,7 @@ class Node:
             f.write(toml_text(cfg))
         self.log_path = os.path.join(self.workdir, "wsnode.log")
         self.proc = None
+        self.expect_nonzero_exit = False  # set by tests that kill -9 on purpose
 
     # -------------------------------------------------------------- process
     def start(self, timeout=15):

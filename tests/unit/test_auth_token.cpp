@@ -89,7 +89,8 @@ TEST_CASE("expired, forged, alg none, other algorithms and garbage are refused")
   auto spliced = evil.substr(0, evil.rfind('.')) + good.substr(good.rfind('.'));
   CHECK_FALSE(verify_token(spliced, secret).user);
   std::vector<std::string> garbage_tokens{"", "abc", "a.b.c", "..", "a.b", "eyJ.eyJ.x", std::string(5000, 'a'),
-                                       std::string("\0\0.\0", 4)};
+                                       std::string("\0\0.\0", 4), "eyJhbGciOiJIUzI1NiJ9.eyJzd\xc2\xc2WIi.sig",
+                                       "a.b.c.d", "a b.c.d"};
   for (const auto& garbage : garbage_tokens) {
     auto r = verify_token(garbage, secret);
     CHECK_FALSE(r.user.has_value());

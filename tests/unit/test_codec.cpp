@@ -147,6 +147,14 @@ TEST_CASE("every error code is produced by the parser or encodable") {
   CHECK_FALSE(error_code_from("nope").has_value());
 }
 
+TEST_CASE("error messages stay valid UTF-8 when they quote input") {
+  std::string op(31, 'o');
+  op += "\xe2\x9c\x93\xe2\x9c\x93"; // a 3-byte char straddles byte 32
+  auto e = must_fail(R"({"op":")" + op + R"("})");
+  CHECK(e.code == error_code::unknown_op);
+  CHECK(json::validate(encode_err({}, e.code, e.msg)));
+}
+
 TEST_CASE("errors carry the command's id when it was readable") {
   CHECK(must_fail(R"({"op":"nope","id":9})").id == "9");
   CHECK(must_fail(R"({"op":"sub","ch":"x y","id":"abc"})").id == "\"abc\"");
