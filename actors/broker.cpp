@@ -103,8 +103,7 @@ std::size_t broker_core::subscriber_count(std::string_view ch) const {
 void broker_core::update_gauges() noexcept {
   metrics_.channels.store(static_cast<std::int64_t>(channels_.topic_count()),
                           std::memory_order_relaxed);
-  metrics_.users.store(static_cast<std::int64_t>(users_.topic_count()),
-                       std::memory_order_relaxed);
+  metrics_.users.store(static_cast<std::int64_t>(users_.topic_count()), std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------- broker actor
@@ -131,52 +130,52 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       c.fn(ok);
   };
   return {
-    [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who) {
-      if (self->state.draining)
-        sink->close(close_code::going_away, "node draining");
-      if (!self->state.core->join(sid, std::move(user), std::move(sink)))
-        return;
-      self->monitor(who);
-      self->state.actors.emplace(sid, std::move(who));
-    },
-    [=](atoms::sub, std::uint64_t sid, const std::string& ch) {
-      self->state.core->subscribe(sid, ch);
-    },
-    [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
-      self->state.core->unsubscribe(sid, ch);
-    },
-    [=](atoms::pub, const std::string& ch, const frame_ptr& frame) {
-      self->state.core->publish(ch, frame);
-    },
-    [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
-      self->state.core->send_to_user(user, frame);
-    },
-    [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& c) {
-      self->state.core->publish(ch, frame);
-      done(c, true);
-    },
-    [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& c) {
-      self->state.core->send_to_user(user, frame);
-      done(c, true);
-    },
-    [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
-      self->state.core->deliver_remote(static_cast<topic_kind>(kind), name, frame);
-    },
-    [=](atoms::drain) {
-      self->state.draining = true;
-      spdlog::info("draining: closing {} sessions with 1001", self->state.core->session_count());
-      self->state.core->close_all(close_code::going_away, "node draining");
-    },
-    [=](atoms::shutdown) {
-      for (auto& [sid, a] : self->state.actors)
-        self->send_exit(a, caf::exit_reason::user_shutdown);
-      self->quit(caf::exit_reason::user_shutdown);
-    },
-    [=](atoms::stats) {
-      auto& c = *self->state.core;
-      return caf::result<std::uint64_t, std::uint64_t, std::uint64_t>{
-        c.session_count(), c.channel_count(), c.user_count()};
-    },
+      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who) {
+        if (self->state.draining)
+          sink->close(close_code::going_away, "node draining");
+        if (!self->state.core->join(sid, std::move(user), std::move(sink)))
+          return;
+        self->monitor(who);
+        self->state.actors.emplace(sid, std::move(who));
+      },
+      [=](atoms::sub, std::uint64_t sid, const std::string& ch) {
+        self->state.core->subscribe(sid, ch);
+      },
+      [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
+        self->state.core->unsubscribe(sid, ch);
+      },
+      [=](atoms::pub, const std::string& ch, const frame_ptr& frame) {
+        self->state.core->publish(ch, frame);
+      },
+      [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
+        self->state.core->send_to_user(user, frame);
+      },
+      [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& c) {
+        self->state.core->publish(ch, frame);
+        done(c, true);
+      },
+      [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& c) {
+        self->state.core->send_to_user(user, frame);
+        done(c, true);
+      },
+      [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
+        self->state.core->deliver_remote(static_cast<topic_kind>(kind), name, frame);
+      },
+      [=](atoms::drain) {
+        self->state.draining = true;
+        spdlog::info("draining: closing {} sessions with 1001", self->state.core->session_count());
+        self->state.core->close_all(close_code::going_away, "node draining");
+      },
+      [=](atoms::shutdown) {
+        for (auto& [sid, a] : self->state.actors)
+          self->send_exit(a, caf::exit_reason::user_shutdown);
+        self->quit(caf::exit_reason::user_shutdown);
+      },
+      [=](atoms::stats) {
+        auto& c = *self->state.core;
+        return caf::result<std::uint64_t, std::uint64_t, std::uint64_t>{
+            c.session_count(), c.channel_count(), c.user_count()};
+      },
   };
 }
 

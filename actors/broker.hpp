@@ -63,8 +63,7 @@ private:
     sink_ptr sink;
   };
 
-  std::size_t fan_out(const topic_registry<frame_sink*>::subscribers* subs,
-                      const frame_ptr& frame);
+  std::size_t fan_out(const topic_registry<frame_sink*>::subscribers* subs, const frame_ptr& frame);
   void update_gauges() noexcept;
 
   metrics& metrics_;

@@ -38,8 +38,8 @@ using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, comple
 using remote = caf::atom_constant<caf::atom("remote")>; ///< (kind, name, frame)
 
 // node -> broker
-using drain = caf::atom_constant<caf::atom("drain")>;     ///< () close sessions with 1001
+using drain = caf::atom_constant<caf::atom("drain")>;       ///< () close sessions with 1001
 using shutdown = caf::atom_constant<caf::atom("shutdown")>; ///< () exit sessions, quit
-using stats = caf::atom_constant<caf::atom("stats")>;     ///< () -> (sessions, channels, users)
+using stats = caf::atom_constant<caf::atom("stats")>;       ///< () -> (sessions, channels, users)
 
 } // namespace wsnode::atoms

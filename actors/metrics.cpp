@@ -10,9 +10,9 @@ namespace wsnode {
 namespace {
 
 constexpr std::array<std::string_view, drop_reason_count> drop_names{
-  "slow_consumer", "closed", "rate_limited", "api_rejected", "mesh_hwm"};
-constexpr std::array<std::string_view, reject_reason_count> reject_names{
-  "auth", "origin", "limit", "draining", "bad_request"};
+    "slow_consumer", "closed", "rate_limited", "mesh_hwm"};
+constexpr std::array<std::string_view, reject_reason_count> reject_names{"auth", "origin", "limit",
+                                                                         "draining", "bad_request"};
 
 template <class A>
 auto load(const A& a) {
@@ -54,8 +54,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          load(m.messages_out));
   single(out, "wsnode_deliveries_total", "counter",
          "msg/dm frames handed to local sessions (fan-out).", load(m.deliveries));
-  single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.",
-         load(m.publishes));
+  single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.", load(m.publishes));
   single(out, "wsnode_direct_messages_total", "counter", "Direct messages handled.",
          load(m.direct_messages));
   single(out, "wsnode_queued_bytes", "gauge", "Bytes waiting in session write queues.",
@@ -73,9 +72,8 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
                    drop_names[i], load(m.dropped[i]));
   head(out, "wsnode_upgrades_rejected_total", "counter", "WebSocket upgrades refused, by reason.");
   for (std::size_t i = 0; i < reject_names.size(); ++i)
-    fmt::format_to(std::back_inserter(out),
-                   "wsnode_upgrades_rejected_total{{reason=\"{}\"}} {}\n", reject_names[i],
-                   load(m.upgrades_rejected[i]));
+    fmt::format_to(std::back_inserter(out), "wsnode_upgrades_rejected_total{{reason=\"{}\"}} {}\n",
+                   reject_names[i], load(m.upgrades_rejected[i]));
   head(out, "wsnode_errors_total", "counter", "err frames sent to clients, by code.");
   for (int i = 0; i < protocol::error_code_count; ++i)
     fmt::format_to(std::back_inserter(out), "wsnode_errors_total{{code=\"{}\"}} {}\n",
@@ -88,8 +86,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   fmt::format_to(std::back_inserter(out), "wsnode_closed_total{{code=\"other\"}} {}\n",
                  load(m.closed.back()));
 
-  single(out, "wsnode_mesh_peers", "gauge", "Mesh peers heard from recently.",
-         load(m.mesh_peers));
+  single(out, "wsnode_mesh_peers", "gauge", "Mesh peers heard from recently.", load(m.mesh_peers));
   single(out, "wsnode_mesh_sent_total", "counter", "Messages published to the mesh.",
          load(m.mesh_sent));
   single(out, "wsnode_mesh_received_total", "counter",
@@ -98,8 +95,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_mesh_gaps_total", "counter",
          "Messages missed from mesh peers (sequence gaps per origin and topic).",
          load(m.mesh_gaps));
-  single(out, "process_resident_memory_bytes", "gauge", "Resident set size.",
-         process_rss_bytes());
+  single(out, "process_resident_memory_bytes", "gauge", "Resident set size.", process_rss_bytes());
   return out;
 }
 

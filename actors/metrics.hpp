@@ -16,10 +16,9 @@ enum class drop_reason : std::uint8_t {
   slow_consumer, ///< frames discarded when a session's write queue overflowed
   closed,        ///< frames for a session that was already closing
   rate_limited,  ///< client commands refused by the rate limit
-  api_rejected,  ///< API messages refused while draining/overloaded
   mesh_hwm,      ///< mesh messages the backbone could not queue
 };
-inline constexpr int drop_reason_count = 5;
+inline constexpr int drop_reason_count = 4;
 
 /// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
 enum class reject_reason : std::uint8_t { auth, origin, limit, draining, bad_request };
@@ -33,18 +32,18 @@ struct metrics {
   using counter = std::atomic<std::uint64_t>;
   using gauge = std::atomic<std::int64_t>;
 
-  gauge connections{0};          ///< open WebSocket sessions
-  counter connections_total{0};  ///< sessions ever opened
-  counter messages_in{0};        ///< client frames received
-  counter messages_out{0};       ///< frames written to clients
-  counter deliveries{0};         ///< msg/dm frames handed to local sessions
-  counter publishes{0};          ///< channel publishes handled by the broker
-  counter direct_messages{0};    ///< DMs handled by the broker
-  gauge queued_bytes{0};         ///< bytes waiting in session write queues
-  gauge channels{0};             ///< channels with local subscribers
-  gauge users{0};                ///< users with local sessions
-  counter http_requests{0};      ///< HTTP requests (not upgrades)
-  counter api_calls{0};          ///< accepted /api/publish and /api/send
+  gauge connections{0};         ///< open WebSocket sessions
+  counter connections_total{0}; ///< sessions ever opened
+  counter messages_in{0};       ///< client frames received
+  counter messages_out{0};      ///< frames written to clients
+  counter deliveries{0};        ///< msg/dm frames handed to local sessions
+  counter publishes{0};         ///< channel publishes handled by the broker
+  counter direct_messages{0};   ///< DMs handled by the broker
+  gauge queued_bytes{0};        ///< bytes waiting in session write queues
+  gauge channels{0};            ///< channels with local subscribers
+  gauge users{0};               ///< users with local sessions
+  counter http_requests{0};     ///< HTTP requests (not upgrades)
+  counter api_calls{0};         ///< accepted /api/publish and /api/send
   std::array<counter, drop_reason_count> dropped{};
   std::array<counter, reject_reason_count> upgrades_rejected{};
   std::array<counter, protocol::error_code_count> errors{};

@@ -23,11 +23,11 @@ inline frame_ptr make_frame(std::string s) {
 /// WebSocket close codes used by wsnode.
 namespace close_code {
 inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;   ///< node draining
-inline constexpr std::uint16_t policy = 1008;       ///< rate/abuse/auth
-inline constexpr std::uint16_t too_big = 1009;      ///< message too big
-inline constexpr std::uint16_t internal = 1011;     ///< internal error
-inline constexpr std::uint16_t try_later = 1013;    ///< slow consumer
+inline constexpr std::uint16_t going_away = 1001; ///< node draining
+inline constexpr std::uint16_t policy = 1008;     ///< rate/abuse/auth
+inline constexpr std::uint16_t too_big = 1009;    ///< message too big
+inline constexpr std::uint16_t internal = 1011;   ///< internal error
+inline constexpr std::uint16_t try_later = 1013;  ///< slow consumer
 } // namespace close_code
 
 /// Outcome of `frame_sink::send`.
@@ -79,8 +79,8 @@ public:
   virtual ~node_port() = default;
   /// Creates the session for a freshly upgraded connection; returns its
   /// handler and writes the session id to `sid`.
-  virtual std::unique_ptr<session_handler> open_session(const session_identity& who,
-                                                        sink_ptr sink, std::string& sid) = 0;
+  virtual std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
+                                                        std::string& sid) = 0;
   /// Publishes an encoded `msg` frame to channel `ch` (HTTP API).
   virtual void api_publish(std::string ch, frame_ptr frame, api_done done) = 0;
   /// Sends an encoded `dm` frame to every session of `user` (HTTP API).

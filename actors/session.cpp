@@ -66,47 +66,46 @@ void handle(session_ptr self, const std::string& text, bool binary) {
     return;
   }
   switch (cmd.kind) {
-    case protocol::op::sub:
-      if (!st.subs.contains(cmd.ch)) {
-        if (st.subs.size() >= st.cfg->max_subscriptions) {
-          reply_error(self, cmd.id, error_code::forbidden,
-                      "subscription limit reached (" +
-                        std::to_string(st.cfg->max_subscriptions) + ")");
-          return;
-        }
-        st.subs.insert(cmd.ch);
-        self->send(st.broker, atoms::sub::value, st.sid, cmd.ch);
-      }
-      st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
-      return;
-    case protocol::op::unsub:
-      if (st.subs.erase(cmd.ch) > 0)
-        self->send(st.broker, atoms::unsub::value, st.sid, cmd.ch);
-      st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
-      return;
-    case protocol::op::pub:
-      if (readonly(*st.cfg, cmd.ch)) {
+  case protocol::op::sub:
+    if (!st.subs.contains(cmd.ch)) {
+      if (st.subs.size() >= st.cfg->max_subscriptions) {
         reply_error(self, cmd.id, error_code::forbidden,
-                    "clients may not publish to this namespace");
+                    "subscription limit reached (" + std::to_string(st.cfg->max_subscriptions) +
+                        ")");
         return;
       }
-      self->send(st.broker, atoms::pub::value, cmd.ch,
-                 make_frame(protocol::encode_msg(cmd.ch, st.user, cmd.data)));
-      st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
+      st.subs.insert(cmd.ch);
+      self->send(st.broker, atoms::sub::value, st.sid, cmd.ch);
+    }
+    st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
+    return;
+  case protocol::op::unsub:
+    if (st.subs.erase(cmd.ch) > 0)
+      self->send(st.broker, atoms::unsub::value, st.sid, cmd.ch);
+    st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
+    return;
+  case protocol::op::pub:
+    if (readonly(*st.cfg, cmd.ch)) {
+      reply_error(self, cmd.id, error_code::forbidden, "clients may not publish to this namespace");
       return;
-    case protocol::op::send:
-      self->send(st.broker, atoms::dm::value, cmd.to,
-                 make_frame(protocol::encode_dm(st.user, cmd.data)));
-      st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
-      return;
-    case protocol::op::ping:
-      st.sink->send(make_frame(protocol::encode_pong(cmd.id)));
-      return;
+    }
+    self->send(st.broker, atoms::pub::value, cmd.ch,
+               make_frame(protocol::encode_msg(cmd.ch, st.user, cmd.data)));
+    st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
+    return;
+  case protocol::op::send:
+    self->send(st.broker, atoms::dm::value, cmd.to,
+               make_frame(protocol::encode_dm(st.user, cmd.data)));
+    st.sink->send(make_frame(protocol::encode_ack(cmd.id)));
+    return;
+  case protocol::op::ping:
+    st.sink->send(make_frame(protocol::encode_pong(cmd.id)));
+    return;
   }
 }
 
-caf::behavior session_actor(session_ptr self, std::shared_ptr<const session_config> cfg,
-                            metrics* m, caf::actor broker, std::string user, sink_ptr sink) {
+caf::behavior session_actor(session_ptr self, std::shared_ptr<const session_config> cfg, metrics* m,
+                            caf::actor broker, std::string user, sink_ptr sink) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.m = m;
@@ -125,16 +124,16 @@ caf::behavior session_actor(session_ptr self, std::shared_ptr<const session_conf
     self->state.sink->close(close_code::going_away, "node shutting down");
     self->quit();
   });
-  st.sink->send(make_frame(protocol::encode_hello(
-    st.cfg->node_id, st.user, st.cfg->node_id + "-" + std::to_string(st.sid))));
+  st.sink->send(make_frame(protocol::encode_hello(st.cfg->node_id, st.user,
+                                                  st.cfg->node_id + "-" + std::to_string(st.sid))));
   return {
-    [=](atoms::ws_in, const std::string& text, bool binary) {
-      bump(self->state.m->messages_in, 1);
-      if (!self->state.closing)
-        handle(self, text, binary);
-      self->state.sink->input_done();
-    },
-    [=](atoms::ws_closed) { self->quit(); },
+      [=](atoms::ws_in, const std::string& text, bool binary) {
+        bump(self->state.m->messages_in, 1);
+        if (!self->state.closing)
+          handle(self, text, binary);
+        self->state.sink->input_done();
+      },
+      [=](atoms::ws_closed) { self->quit(); },
   };
 }
 

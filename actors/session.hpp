@@ -25,7 +25,7 @@ struct session_config {
   protocol::parse_limits limits;
   double messages_per_second = 100; ///< rate limit; <= 0 disables it
   double burst = 200;
-  double max_errors = 30;           ///< err replies allowed per error_window
+  double max_errors = 30; ///< err replies allowed per error_window
   std::chrono::milliseconds error_window{10000};
   std::size_t max_subscriptions = 512;
   std::vector<std::string> readonly_namespaces; ///< clients may not pub here

@@ -110,8 +110,8 @@ bool valid_node_id(std::string_view id) {
   if (id.empty() || id.size() > 64)
     return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
   });
 }
 
@@ -259,7 +259,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   if (!is_loopback(c.host)) {
     require(!c.dev_mode(), "auth.secret",
             "dev mode (empty secret) is refused on the non-loopback listener " + c.listen +
-              "; set a secret or listen on 127.0.0.1");
+                "; set a secret or listen on 127.0.0.1");
     require(!c.api_key.empty(), "api.key",
             "an empty API key is refused on the non-loopback listener " + c.listen);
   }

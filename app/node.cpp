@@ -62,8 +62,8 @@ public:
   bool readiness(std::string& body) override {
     bool ready = ready_.load() && !draining_.load();
     body = fmt::format(
-      "{{\"ready\":{},\"node\":\"{}\",\"draining\":{},\"connections\":{},\"peers\":[]}}\n", ready,
-      cfg_.node_id, draining_.load(), m_.connections.load());
+        "{{\"ready\":{},\"node\":\"{}\",\"draining\":{},\"connections\":{},\"peers\":[]}}\n", ready,
+        cfg_.node_id, draining_.load(), m_.connections.load());
     return ready;
   }
 
@@ -129,11 +129,11 @@ std::size_t effective_max_connections(std::size_t configured) {
 
 int run_node(const config& cfg, std::string_view version) {
   raise_fd_limit();
-  metrics m;                                                  // outlives everything
-  net::io_context ioc{static_cast<int>(cfg.io_threads)};      // outlives the actor system
+  metrics m;                                             // outlives everything
+  net::io_context ioc{static_cast<int>(cfg.io_threads)}; // outlives the actor system
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
-  caf::actor_system sys{caf_cfg};                             // destroyed first
+  caf::actor_system sys{caf_cfg}; // destroyed first
   auto broker = spawn_broker(sys, m, nullptr);
   node_impl node{cfg, version, m, sys, broker};
   auto opts = make_server_options(cfg);
@@ -162,8 +162,8 @@ int run_node(const config& cfg, std::string_view version) {
   auto t0 = std::chrono::steady_clock::now();
   spdlog::info("signal {}: draining {} connections (bound {} ms)", sig, m.connections.load(),
                cfg.drain_timeout.count());
-  node.set_draining();  // /readyz: 503
-  srv.set_draining();   // upgrades: 503; the listener stays up for health checks
+  node.set_draining(); // /readyz: 503
+  srv.set_draining();  // upgrades: 503; the listener stays up for health checks
   caf::anon_send(broker, atoms::drain::value);
   auto deadline = t0 + cfg.drain_timeout;
   while (m.connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -178,9 +178,9 @@ int run_node(const config& cfg, std::string_view version) {
   ioc.stop();
   for (auto& t : io_threads)
     t.join();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::steady_clock::now() - t0)
-              .count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   spdlog::info("stopped after {} ms; {} connections were left", ms, left);
   spdlog::default_logger()->flush();
   if (left > 0) {

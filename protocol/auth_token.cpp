@@ -72,8 +72,7 @@ token_result verify_token(std::string_view token, std::string_view secret) {
   return r;
 }
 
-std::string sign_token(std::string_view user, std::string_view secret,
-                       std::chrono::seconds ttl) {
+std::string sign_token(std::string_view user, std::string_view secret, std::chrono::seconds ttl) {
   jwt::jwt_object obj{jwt::params::algorithm("HS256"),
                       jwt::params::secret(jwt::string_view{secret.data(), secret.size()}),
                       jwt::params::payload({{"sub", std::string{user}}})};

@@ -22,7 +22,6 @@ token_result verify_token(std::string_view token, std::string_view secret);
 
 /// Signs an HS256 token with `sub = user` and `exp = now + ttl` (for tools
 /// and tests; production tokens come from the application's auth service).
-std::string sign_token(std::string_view user, std::string_view secret,
-                       std::chrono::seconds ttl);
+std::string sign_token(std::string_view user, std::string_view secret, std::chrono::seconds ttl);
 
 } // namespace wsnode::protocol

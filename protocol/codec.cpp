@@ -12,7 +12,8 @@ namespace {
 
 constexpr std::array<std::string_view, 5> op_names{"sub", "unsub", "pub", "send", "ping"};
 constexpr std::array<std::string_view, error_code_count> error_names{
-  "bad_json", "bad_request", "unknown_op", "bad_channel", "forbidden", "too_large", "rate_limited"};
+    "bad_json",  "bad_request", "unknown_op",  "bad_channel",
+    "forbidden", "too_large",   "rate_limited"};
 
 // The members of a command object this codec reads, as raw JSON values.
 struct members {
@@ -80,8 +81,7 @@ parse_result check_channel(std::string_view raw, std::string_view id, command& c
   if (!ch)
     return err;
   if (!valid_channel(*ch))
-    return fail(error_code::bad_channel,
-                "channel names are 1-128 chars of [A-Za-z0-9_.:-]", id);
+    return fail(error_code::bad_channel, "channel names are 1-128 chars of [A-Za-z0-9_.:-]", id);
   cmd.ch = std::move(*ch);
   return cmd;
 }
@@ -183,7 +183,8 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
   if (i == op_names.size()) {
     // show at most 32 bytes, cut at a UTF-8 boundary (frames must stay valid UTF-8)
     std::size_t cut = std::min<std::size_t>(name->size(), 32);
-    while (cut < name->size() && cut > 0 && (static_cast<unsigned char>((*name)[cut]) & 0xC0) == 0x80)
+    while (cut < name->size() && cut > 0 &&
+           (static_cast<unsigned char>((*name)[cut]) & 0xC0) == 0x80)
       --cut;
     std::string shown = name->substr(0, cut);
     std::string msg = "unknown op ";
@@ -192,23 +193,23 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
   }
   cmd.kind = static_cast<op>(i);
   switch (cmd.kind) {
-    case op::sub:
-    case op::unsub:
-      return check_channel(f.ch, f.id, cmd);
-    case op::pub: {
-      auto r = check_channel(f.ch, f.id, cmd);
-      if (std::holds_alternative<command_error>(r))
-        return r;
-      return check_data(f.data, f.id, limits, cmd);
-    }
-    case op::send: {
-      auto r = check_user(f.to, f.id, cmd);
-      if (std::holds_alternative<command_error>(r))
-        return r;
-      return check_data(f.data, f.id, limits, cmd);
-    }
-    case op::ping:
-      return cmd;
+  case op::sub:
+  case op::unsub:
+    return check_channel(f.ch, f.id, cmd);
+  case op::pub: {
+    auto r = check_channel(f.ch, f.id, cmd);
+    if (std::holds_alternative<command_error>(r))
+      return r;
+    return check_data(f.data, f.id, limits, cmd);
+  }
+  case op::send: {
+    auto r = check_user(f.to, f.id, cmd);
+    if (std::holds_alternative<command_error>(r))
+      return r;
+    return check_data(f.data, f.id, limits, cmd);
+  }
+  case op::ping:
+    return cmd;
   }
   return cmd;
 }

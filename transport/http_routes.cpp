@@ -76,11 +76,11 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
     res.prepare_payload();
     return reply(std::move(res));
   }
-  auto parsed = protocol::parse_api_body(req.body(), publish ? protocol::op::pub : protocol::op::send,
-                                         ctx.opts.limits);
+  auto parsed = protocol::parse_api_body(
+      req.body(), publish ? protocol::op::pub : protocol::op::send, ctx.opts.limits);
   if (auto* err = std::get_if<protocol::command_error>(&parsed))
-    return reply(simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg),
-                                 json_type));
+    return reply(
+        simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg), json_type));
   auto& cmd = std::get<protocol::command>(parsed);
   auto keep = std::make_shared<request>(std::move(req)); // for the reply's version/keep-alive
   auto done = [keep, reply = std::move(reply)](bool ok) {

@@ -44,10 +44,9 @@ private:
     parser_->header_limit(static_cast<std::uint32_t>(ctx_.opts.max_header_bytes));
     parser_->body_limit(ctx_.opts.max_body_bytes);
     stream_.expires_after(ctx_.opts.http_idle_timeout);
-    http::async_read(stream_, buf_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -74,8 +73,8 @@ private:
   }
 
   void upgrade(request&& req) {
-    auto d = decide_upgrade(ctx_.opts, ctx_.draining.load(), req.target(),
-                            req[http::field::origin]);
+    auto d =
+        decide_upgrade(ctx_.opts, ctx_.draining.load(), req.target(), req[http::field::origin]);
     if (d.accepted()) {
       auto n = ctx_.m.connections.fetch_add(1) + 1;
       if (static_cast<std::size_t>(n) > ctx_.opts.max_connections) {
@@ -130,8 +129,8 @@ private:
   void linger(std::size_t discarded) {
     constexpr std::size_t max_discard = 16 << 20;
     buf_.consume(buf_.size());
-    stream_.async_read_some(buf_.prepare(65536), [self = shared_from_this(), discarded](
-                                                   beast::error_code ec, std::size_t n) {
+    stream_.async_read_some(buf_.prepare(65536), [self = shared_from_this(),
+                                                  discarded](beast::error_code ec, std::size_t n) {
       if (ec || discarded + n > max_discard)
         return; // EOF, timeout or enough: the socket closes with the session
       self->linger(discarded + n);

@@ -19,10 +19,8 @@ using tcp = net::ip::tcp;
 /// Threading: the acceptor is used on its strand only.
 struct server::impl : std::enable_shared_from_this<server::impl> {
   impl(net::io_context& io, server_options opts, node_port& node, metrics& m)
-    : ioc(io),
-      ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
-      acceptor(net::make_strand(io)),
-      retry(acceptor.get_executor()) {}
+    : ioc(io), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
+      acceptor(net::make_strand(io)), retry(acceptor.get_executor()) {}
 
   void start() {
     boost::system::error_code ec;
@@ -35,7 +33,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     acceptor.bind(ep, ec);
     if (ec)
       throw std::system_error(ec, "cannot listen on " + ctx->opts.host + ":" +
-                                    std::to_string(ctx->opts.port));
+                                      std::to_string(ctx->opts.port));
     acceptor.listen(net::socket_base::max_listen_connections);
     net::post(acceptor.get_executor(), [self = shared_from_this()] { self->do_accept(); });
   }

@@ -23,12 +23,12 @@ struct server_options {
   std::string node_id = "n1";
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::string static_dir;              ///< empty: no static files
+  std::string static_dir; ///< empty: no static files
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 1 << 20;
   std::chrono::milliseconds http_idle_timeout{30000};
-  std::string auth_secret;             ///< empty: dev mode
-  std::string api_key;                 ///< empty: /api/* open
+  std::string auth_secret;                  ///< empty: dev mode
+  std::string api_key;                      ///< empty: /api/* open
   std::vector<std::string> allowed_origins; ///< empty: any Origin
   std::size_t max_message_bytes = 65536;
   bool compression = false;
@@ -36,7 +36,7 @@ struct server_options {
   std::chrono::milliseconds close_timeout{5000};
   std::size_t max_queue_bytes = 1 << 20;
   std::size_t max_connections = 10000;
-  std::size_t max_pending_input = 64;  ///< unhandled received messages before reading pauses
+  std::size_t max_pending_input = 64; ///< unhandled received messages before reading pauses
   protocol::parse_limits limits;
 };
 

@@ -7,7 +7,8 @@ namespace wsnode::transport {
 
 namespace fs = std::filesystem;
 
-std::optional<fs::path> static_path(const fs::path& root, const std::vector<std::string>& segments) {
+std::optional<fs::path> static_path(const fs::path& root,
+                                    const std::vector<std::string>& segments) {
   if (root.empty())
     return std::nullopt;
   fs::path p = root;
@@ -41,20 +42,20 @@ std::optional<fs::path> static_path(const fs::path& root, const std::vector<std:
 
 std::string_view mime_type(std::string_view filename) {
   static constexpr std::array<std::pair<std::string_view, std::string_view>, 14> types{{
-    {".html", "text/html; charset=utf-8"},
-    {".htm", "text/html; charset=utf-8"},
-    {".css", "text/css; charset=utf-8"},
-    {".js", "text/javascript; charset=utf-8"},
-    {".mjs", "text/javascript; charset=utf-8"},
-    {".json", "application/json"},
-    {".svg", "image/svg+xml"},
-    {".png", "image/png"},
-    {".jpg", "image/jpeg"},
-    {".jpeg", "image/jpeg"},
-    {".gif", "image/gif"},
-    {".ico", "image/x-icon"},
-    {".txt", "text/plain; charset=utf-8"},
-    {".wasm", "application/wasm"},
+      {".html", "text/html; charset=utf-8"},
+      {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},
+      {".ico", "image/x-icon"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".wasm", "application/wasm"},
   }};
   auto dot = filename.rfind('.');
   if (dot == std::string_view::npos)

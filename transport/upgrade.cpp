@@ -44,8 +44,8 @@ bool is_ws_path(std::string_view target) {
   return path == "/ws" || (path.size() > dev_prefix.size() && path.starts_with(dev_prefix));
 }
 
-upgrade_decision decide_upgrade(const server_options& opts, bool draining,
-                                std::string_view target, std::string_view origin) {
+upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
+                                std::string_view origin) {
   auto parsed = boost::urls::parse_origin_form(target);
   if (!parsed)
     return refuse(400, reject_reason::bad_request, "malformed request target");
@@ -58,16 +58,17 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining,
     return refuse(503, reject_reason::draining, "node draining; reconnect to another node");
   if (!opts.allowed_origins.empty() && !origin.empty() &&
       std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), origin) ==
-        opts.allowed_origins.end() &&
+          opts.allowed_origins.end() &&
       std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), "*") ==
-        opts.allowed_origins.end())
+          opts.allowed_origins.end())
     return refuse(403, reject_reason::origin, "origin not allowed");
 
   if (!opts.auth_secret.empty()) {
     if (dev_path)
       return refuse(401, reject_reason::auth, "dev-mode path disabled; use /ws?token=JWT");
     if (param(u, "user"))
-      return refuse(401, reject_reason::auth, "?user= is accepted in dev mode only; use ?token=JWT");
+      return refuse(401, reject_reason::auth,
+                    "?user= is accepted in dev mode only; use ?token=JWT");
     auto token = param(u, "token");
     if (!token)
       return refuse(401, reject_reason::auth, "missing token");

@@ -28,7 +28,7 @@ bool is_ws_path(std::string_view target);
 /// (404), draining (503), Origin allow-list (403), identity (401): an HS256
 /// token in ?token= when `auth_secret` is set, else dev mode ?user= or
 /// /websocket/<user>. The connection limit is checked by the caller.
-upgrade_decision decide_upgrade(const server_options& opts, bool draining,
-                                std::string_view target, std::string_view origin);
+upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
+                                std::string_view origin);
 
 } // namespace wsnode::transport

@@ -50,9 +50,10 @@ public:
       ws_.set_option(pmd);
     }
     ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "wsnode"); }));
+        [](websocket::response_type& res) { res.set(http::field::server, "wsnode"); }));
     req_ = std::move(req);
-    ws_.async_accept(req_, [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+    ws_.async_accept(req_,
+                     [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   // ------------------------------------------------------------ frame_sink (any thread)
@@ -72,15 +73,17 @@ public:
       return send_result::slow_consumer;
     }
     bump(ctx_.m.queued_bytes, static_cast<std::int64_t>(n));
-    net::post(ws_.get_executor(),
-              [self = shared_from_this(), f = std::move(f)]() mutable { self->enqueue(std::move(f)); });
+    net::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(f)]() mutable {
+      self->enqueue(std::move(f));
+    });
     return send_result::queued;
   }
 
   void close(std::uint16_t code, std::string reason) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), code, r = std::move(reason)]() mutable {
-      self->start_close(code, std::move(r), true);
-    });
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), code, r = std::move(reason)]() mutable {
+                self->start_close(code, std::move(r), true);
+              });
   }
 
   void input_done() override {
@@ -156,10 +159,9 @@ private:
   void do_write() {
     writing_ = true;
     ws_.text(true);
-    ws_.async_write(net::buffer(*queue_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+    ws_.async_write(
+        net::buffer(*queue_.front()),
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
@@ -205,8 +207,8 @@ private:
   void on_slow() {
     if (phase_ == phase::closed)
       return;
-    spdlog::warn("slow consumer sid={} user={}: write queue over {} bytes, closing with 1013",
-                 sid_, who_.user, ctx_.opts.max_queue_bytes);
+    spdlog::warn("slow consumer sid={} user={}: write queue over {} bytes, closing with 1013", sid_,
+                 who_.user, ctx_.opts.max_queue_bytes);
     discard_queue(drop_reason::slow_consumer);
     if (phase_ == phase::open) {
       phase_ = phase::closing;
@@ -239,10 +241,9 @@ private:
     websocket::close_reason cr;
     cr.code = close_code_;
     cr.reason = close_reason_.substr(0, 120);
-    ws_.async_close(cr,
-                    [self = shared_from_this()](beast::error_code) {
-                      // nop: the read loop ends with the closing handshake
-                    });
+    ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
+      // nop: the read loop ends with the closing handshake
+    });
   }
 
   bool reading_alive() const { return !finished_ && ws_.is_open(); }
@@ -278,8 +279,7 @@ private:
         code = close_code::too_big;
       } else if (ec == websocket::error::bad_frame_payload) {
         code = 1007;
-      } else if (ec.category() ==
-                 beast::error_code{websocket::error::closed}.category()) {
+      } else if (ec.category() == beast::error_code{websocket::error::closed}.category()) {
         code = 1002;
       } else {
         code = 1006;
@@ -325,7 +325,8 @@ private:
 
 void start_ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket,
                       http::request<http::string_body>&& req, session_identity who) {
-  std::make_shared<ws_session>(std::move(ctx), std::move(socket), std::move(who))->run(std::move(req));
+  std::make_shared<ws_session>(std::move(ctx), std::move(socket), std::move(who))
+      ->run(std::move(req));
 }
 
 } // namespace wsnode::transport

@@ -39,31 +39,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   parse_limits limits;
   limits.max_data_bytes = 256;
   switch (data[0] % 4) {
-    case 0: {
-      auto r = parse_command(in, limits);
-      if (auto* c = std::get_if<command>(&r)) {
-        check(json::validate(in));
-        round_trip(*c);
-        if (c->kind == op::pub)
-          check(parse_server_frame(encode_msg(c->ch, "fuzz", c->data)).has_value());
-      } else {
-        auto& e = std::get<command_error>(r);
-        check(parse_server_frame(encode_err(e.id, e.code, e.msg)).has_value());
-      }
-      break;
+  case 0: {
+    auto r = parse_command(in, limits);
+    if (auto* c = std::get_if<command>(&r)) {
+      check(json::validate(in));
+      round_trip(*c);
+      if (c->kind == op::pub)
+        check(parse_server_frame(encode_msg(c->ch, "fuzz", c->data)).has_value());
+    } else {
+      auto& e = std::get<command_error>(r);
+      check(parse_server_frame(encode_err(e.id, e.code, e.msg)).has_value());
     }
-    case 1:
-      (void)parse_api_body(in, (size & 1) ? op::pub : op::send, limits);
-      break;
-    case 2: {
-      auto f = parse_server_frame(in);
-      if (f)
-        check(json::validate(in));
-      break;
-    }
-    case 3:
-      (void)verify_token(in, "fuzz-secret");
-      break;
+    break;
+  }
+  case 1:
+    (void)parse_api_body(in, (size & 1) ? op::pub : op::send, limits);
+    break;
+  case 2: {
+    auto f = parse_server_frame(in);
+    if (f)
+      check(json::validate(in));
+    break;
+  }
+  case 3:
+    (void)verify_token(in, "fuzz-secret");
+    break;
   }
   return 0;
 }

@@ -20,7 +20,8 @@ std::string b64url(const std::string& in) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+    unsigned v =
+        (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
     out += tbl[v >> 18 & 63];
     out += tbl[v >> 12 & 63];
     out += tbl[v >> 6 & 63];
@@ -51,9 +52,9 @@ std::string hand_token(const std::string& header, const std::string& payload, co
 }
 
 long now_s() {
-  return static_cast<long>(
-    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count());
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count());
 }
 
 } // namespace
@@ -82,15 +83,23 @@ TEST_CASE("expired, forged, alg none, other algorithms and garbage are refused")
   CHECK_FALSE(verify_token(hand_token(R"({"alg":"HS512","typ":"JWT"})",
                                       R"({"sub":"carol","exp":)" + exp + "}", EVP_sha512(), secret),
                            secret)
-                .user);
+                  .user);
   // signature of one payload on another
   auto good = sign_token("alice", secret, 1h);
   auto evil = hand_token(R"({"alg":"HS256","typ":"JWT"})", R"({"sub":"root"})", EVP_sha256(), "x");
   auto spliced = evil.substr(0, evil.rfind('.')) + good.substr(good.rfind('.'));
   CHECK_FALSE(verify_token(spliced, secret).user);
-  std::vector<std::string> garbage_tokens{"", "abc", "a.b.c", "..", "a.b", "eyJ.eyJ.x", std::string(5000, 'a'),
-                                       std::string("\0\0.\0", 4), "eyJhbGciOiJIUzI1NiJ9.eyJzd\xc2\xc2WIi.sig",
-                                       "a.b.c.d", "a b.c.d"};
+  std::vector<std::string> garbage_tokens{"",
+                                          "abc",
+                                          "a.b.c",
+                                          "..",
+                                          "a.b",
+                                          "eyJ.eyJ.x",
+                                          std::string(5000, 'a'),
+                                          std::string("\0\0.\0", 4),
+                                          "eyJhbGciOiJIUzI1NiJ9.eyJzd\xc2\xc2WIi.sig",
+                                          "a.b.c.d",
+                                          "a b.c.d"};
   for (const auto& garbage : garbage_tokens) {
     auto r = verify_token(garbage, secret);
     CHECK_FALSE(r.user.has_value());
@@ -100,15 +109,15 @@ TEST_CASE("expired, forged, alg none, other algorithms and garbage are refused")
 
 TEST_CASE("sub must be a valid user id") {
   auto exp = std::to_string(now_s() + 600);
-  CHECK_FALSE(verify_token(hand_token(R"({"alg":"HS256"})", R"({"exp":)" + exp + "}",
-                                      EVP_sha256(), secret),
-                           secret)
-                .user);
-  CHECK_FALSE(verify_token(hand_token(R"({"alg":"HS256"})", R"({"sub":42})", EVP_sha256(), secret),
-                           secret)
-                .user);
-  CHECK_FALSE(verify_token(hand_token(R"({"alg":"HS256"})", R"({"sub":"a b"})", EVP_sha256(),
-                                      secret),
-                           secret)
-                .user);
+  CHECK_FALSE(
+      verify_token(hand_token(R"({"alg":"HS256"})", R"({"exp":)" + exp + "}", EVP_sha256(), secret),
+                   secret)
+          .user);
+  CHECK_FALSE(
+      verify_token(hand_token(R"({"alg":"HS256"})", R"({"sub":42})", EVP_sha256(), secret), secret)
+          .user);
+  CHECK_FALSE(
+      verify_token(hand_token(R"({"alg":"HS256"})", R"({"sub":"a b"})", EVP_sha256(), secret),
+                   secret)
+          .user);
 }

@@ -48,7 +48,7 @@ TEST_CASE("broker_core: sub/unsub, fan-out of one shared frame, no cross-talk") 
   CHECK(b.publish("room:1", f) == 2);
   CHECK(s1->frames() == std::vector<std::string>{"m1"});
   CHECK(s2->frames() == std::vector<std::string>{"m1"});
-  CHECK(s3->frames().empty()); // room:12 gets nothing of room:1
+  CHECK(s3->frames().empty());              // room:12 gets nothing of room:1
   CHECK(s1->pointers().front() == f.get()); // the same buffer, not a copy
   CHECK(s2->pointers().front() == f.get());
   CHECK(m.deliveries.load() == 2);
@@ -154,8 +154,11 @@ struct actor_fixture {
     caf::scoped_actor self{*sys};
     std::tuple<std::uint64_t, std::uint64_t, std::uint64_t> out{};
     self->request(broker, 2s, atoms::stats::value)
-      .receive([&](std::uint64_t s, std::uint64_t c, std::uint64_t u) { out = {s, c, u}; },
-               [&](caf::error&) { FAIL("stats timed out"); });
+        .receive(
+            [&](std::uint64_t s, std::uint64_t c, std::uint64_t u) {
+              out = {s, c, u};
+            },
+            [&](caf::error&) { FAIL("stats timed out"); });
     return out;
   }
   template <class Pred>

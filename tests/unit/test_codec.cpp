@@ -75,9 +75,9 @@ TEST_CASE("every client op round-trips through encode_command/parse_command") {
 }
 
 TEST_CASE("data is passed through verbatim, whatever JSON value it is") {
-  for (std::string data : {"0", "-1.5e-7", "18446744073709551616", "true", "null", "\"\"",
-                           "[]", "{}", R"("\ud83d\ude00 😀")", R"({"a":{"b":[{"c":"}]"}]}})",
-                           "  [1 , 2]"}) {
+  for (std::string data :
+       {"0", "-1.5e-7", "18446744073709551616", "true", "null", "\"\"", "[]", "{}",
+        R"("\ud83d\ude00 😀")", R"({"a":{"b":[{"c":"}]"}]}})", "  [1 , 2]"}) {
     std::string text = R"({"op":"pub","ch":"c","data":)" + data + "}";
     auto cmd = must_parse(text);
     auto trimmed = data.substr(data.find_first_not_of(' '));
@@ -93,7 +93,8 @@ TEST_CASE("data is passed through verbatim, whatever JSON value it is") {
 }
 
 TEST_CASE("member order, whitespace and unknown members do not matter") {
-  auto c = must_parse(" { \"data\" : [1] ,\n \"x\":{\"op\":\"no\"}, \"ch\":\"a\", \"op\":\"pub\" } ");
+  auto c =
+      must_parse(" { \"data\" : [1] ,\n \"x\":{\"op\":\"no\"}, \"ch\":\"a\", \"op\":\"pub\" } ");
   CHECK(c.kind == op::pub);
   CHECK(c.ch == "a");
   CHECK(c.data == "[1]");
@@ -172,7 +173,8 @@ TEST_CASE("server frames encode and decode") {
   CHECK(encode_ack("3") == R"({"op":"ack","id":3})");
   CHECK(encode_ack({}) == R"({"op":"ack"})");
   CHECK(encode_pong("\"p\"") == R"({"op":"pong","id":"p"})");
-  CHECK(encode_msg("room:1", "alice", "{}") == R"({"op":"msg","ch":"room:1","from":"alice","data":{}})");
+  CHECK(encode_msg("room:1", "alice", "{}") ==
+        R"({"op":"msg","ch":"room:1","from":"alice","data":{}})");
   CHECK(encode_msg("room:1", "", "1") == R"({"op":"msg","ch":"room:1","data":1})");
   CHECK(encode_dm("alice", "\"x\"") == R"({"op":"dm","from":"alice","data":"x"})");
   CHECK(encode_dm("", "2") == R"({"op":"dm","data":2})");
@@ -194,8 +196,8 @@ TEST_CASE("API bodies") {
   CHECK(std::get<command>(s).to == "bob");
   CHECK(std::get<command_error>(parse_api_body("nope", op::pub, limits)).code ==
         error_code::bad_json);
-  CHECK(std::get<command_error>(parse_api_body(R"({"ch":"a b","data":1})", op::pub, limits))
-          .code == error_code::bad_channel);
+  CHECK(std::get<command_error>(parse_api_body(R"({"ch":"a b","data":1})", op::pub, limits)).code ==
+        error_code::bad_channel);
   CHECK(std::get<command_error>(parse_api_body(R"({"ch":"a"})", op::pub, limits)).code ==
         error_code::bad_request);
   CHECK(std::get<command_error>(parse_api_body(R"({"data":1})", op::send, limits)).code ==

@@ -102,7 +102,7 @@ TEST_CASE("dev mode and an open API are refused on non-loopback listeners") {
   CHECK(key_of("[http]\nlisten = \"0.0.0.0:8080\"\n") == "auth.secret");
   CHECK(key_of("[http]\nlisten = \"10.1.2.3:8080\"\n[auth]\nsecret = \"s\"\n") == "api.key");
   CHECK(key_of("[http]\nlisten = \"0.0.0.0:8080\"\n[auth]\nsecret = \"s\"\n[api]\nkey = \"k\"\n")
-          .empty());
+            .empty());
   CHECK(key_of("[http]\nlisten = \"127.0.0.2:8080\"\n").empty());
   CHECK(key_of("[http]\nlisten = \"localhost:8080\"\n").empty());
   CHECK(is_loopback("127.0.0.1"));

@@ -51,7 +51,7 @@ TEST_CASE("token_bucket: burst, refill, disabled") {
   CHECK(b.take(t0));
   CHECK_FALSE(b.take(t0)); // burst used up
   CHECK_FALSE(b.take(t0 + std::chrono::milliseconds(50)));
-  CHECK(b.take(t0 + std::chrono::milliseconds(150))); // 1.5 tokens refilled
+  CHECK(b.take(t0 + std::chrono::milliseconds(150)));                         // 1.5 tokens refilled
   CHECK(b.available(t0 + std::chrono::seconds(100)) == doctest::Approx(3.0)); // capped
   token_bucket off{0, 1, t0};
   for (int i = 0; i < 1000; ++i)
