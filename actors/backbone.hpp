@@ -1,8 +1,15 @@
 // The backbone links node brokers: what one node publishes reaches the
 // brokers of other nodes that have local interest. The ZeroMQ mesh is one
-// implementation; a single node runs without one. The broker calls these
-// from its own context only; an implementation hands received messages back
-// to the broker as `remote_atom` messages (see actors/messages.hpp).
+// implementation; a single node runs without one, and another distributed
+// broker (NATS, say) fits the same interface.
+//
+// Rules of use: the broker calls these from its own context only, never
+// blocking. An implementation reports back to the broker asynchronously (as
+// `atoms::remote` and `atoms::mesh_ok` messages, see actors/messages.hpp):
+//   - every message of a subscribed topic published by another node;
+//   - for every subscribe(), once: the subscription is live on every node
+//     currently reachable (or a timeout passed), so that an `ack` sent after
+//     it means "messages published from now on reach you".
 #pragma once
 
 #include "actors/ports.hpp"
@@ -20,10 +27,13 @@ public:
   virtual ~backbone() = default;
   /// Starts receiving messages for `name` (first local interest).
   virtual void subscribe(topic_kind kind, std::string_view name) = 0;
-  /// Stops receiving messages for `name` (last local interest left).
+  /// Stops receiving messages for `name` (no local interest any more).
   virtual void unsubscribe(topic_kind kind, std::string_view name) = 0;
   /// Sends an encoded client frame to the other nodes interested in `name`.
   virtual void publish(topic_kind kind, std::string_view name, const frame_ptr& frame) = 0;
+  /// The broker finished one message this backbone handed it (flow control:
+  /// the backbone stops reading while too many are in flight).
+  virtual void handled() noexcept = 0;
 };
 
 } // namespace wsnode

@@ -6,55 +6,129 @@
 
 namespace wsnode {
 
+namespace {
+
+std::string interest_key(topic_kind kind, std::string_view name) {
+  std::string k;
+  k.reserve(name.size() + 1);
+  k += kind == topic_kind::channel ? 'c' : 'u';
+  k += name;
+  return k;
+}
+
+} // namespace
+
 // ---------------------------------------------------------------- broker_core
 
-broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb)
-  : metrics_(m), backbone_(std::move(bb)) {
+broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::duration linger)
+  : metrics_(m), backbone_(std::move(bb)), linger_(linger) {
   // nop
 }
 
-bool broker_core::join(sid_type sid, std::string user, sink_ptr sink) {
+bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
   auto [it, inserted] = sessions_.try_emplace(sid, session_rec{std::move(user), std::move(sink)});
   if (!inserted)
     return false;
-  if (users_.add(it->second.user, sid, it->second.sink.get()) && backbone_)
-    backbone_->subscribe(topic_kind::user, it->second.user);
+  users_.add(it->second.user, sid, it->second.sink.get());
+  want(topic_kind::user, it->second.user, std::move(ready));
   update_gauges();
   return true;
 }
 
-void broker_core::leave(sid_type sid) {
+void broker_core::leave(sid_type sid, clock::time_point now) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end())
     return;
-  channels_.remove_all(sid, [this](std::string_view ch) {
-    if (backbone_)
-      backbone_->unsubscribe(topic_kind::channel, ch);
-  });
-  if (users_.remove(it->second.user, sid) && backbone_)
-    backbone_->unsubscribe(topic_kind::user, it->second.user);
+  channels_.remove_all(sid, [&](std::string_view ch) { unwant(topic_kind::channel, ch, now); });
+  if (users_.remove(it->second.user, sid))
+    unwant(topic_kind::user, it->second.user, now);
   sessions_.erase(it);
   update_gauges();
 }
 
-bool broker_core::subscribe(sid_type sid, std::string_view ch) {
+bool broker_core::subscribe(sid_type sid, std::string_view ch, ready_fn ready) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end())
     return false;
-  if (channels_.add(ch, sid, it->second.sink.get()) && backbone_)
-    backbone_->subscribe(topic_kind::channel, ch);
+  channels_.add(ch, sid, it->second.sink.get());
+  want(topic_kind::channel, ch, std::move(ready));
   update_gauges();
   return true;
 }
 
-bool broker_core::unsubscribe(sid_type sid, std::string_view ch) {
+bool broker_core::unsubscribe(sid_type sid, std::string_view ch, clock::time_point now) {
   auto* subs = channels_.find(ch);
   if (subs == nullptr || subs->count(sid) == 0)
     return false;
-  if (channels_.remove(ch, sid) && backbone_)
-    backbone_->unsubscribe(topic_kind::channel, ch);
+  if (channels_.remove(ch, sid))
+    unwant(topic_kind::channel, ch, now);
   update_gauges();
   return true;
+}
+
+void broker_core::want(topic_kind kind, std::string_view name, ready_fn ready) {
+  if (!backbone_) {
+    if (ready)
+      ready();
+    return;
+  }
+  auto key = interest_key(kind, name);
+  auto it = interest_.find(key);
+  if (it == interest_.end()) {
+    it = interest_.emplace(std::move(key), interest{}).first;
+    if (ready)
+      it->second.waiting.push_back(std::move(ready));
+    backbone_->subscribe(kind, name);
+    return;
+  }
+  it->second.empty.reset();
+  if (!ready)
+    return;
+  if (it->second.live)
+    ready();
+  else
+    it->second.waiting.push_back(std::move(ready));
+}
+
+void broker_core::unwant(topic_kind kind, std::string_view name, clock::time_point now) {
+  if (!backbone_)
+    return;
+  auto key = interest_key(kind, name);
+  auto it = interest_.find(key);
+  if (it == interest_.end())
+    return;
+  if (linger_ <= clock::duration::zero()) {
+    backbone_->unsubscribe(kind, name);
+    interest_.erase(it);
+    return;
+  }
+  it->second.empty = now;
+  lingering_.emplace_back(std::move(key), now);
+}
+
+void broker_core::confirmed(topic_kind kind, std::string_view name) {
+  auto it = interest_.find(interest_key(kind, name));
+  if (it == interest_.end() || it->second.live)
+    return;
+  it->second.live = true;
+  auto waiting = std::move(it->second.waiting);
+  it->second.waiting.clear();
+  for (auto& ready : waiting)
+    ready();
+}
+
+void broker_core::expire(clock::time_point now) {
+  while (!lingering_.empty() && now - lingering_.front().second >= linger_) {
+    auto [key, since] = std::move(lingering_.front());
+    lingering_.pop_front();
+    auto it = interest_.find(key);
+    // Still without local interest since that moment (not re-wanted)?
+    if (it == interest_.end() || !it->second.empty || *it->second.empty != since)
+      continue;
+    auto kind = key[0] == 'c' ? topic_kind::channel : topic_kind::user;
+    backbone_->unsubscribe(kind, std::string_view{key}.substr(1));
+    interest_.erase(it);
+  }
 }
 
 std::size_t broker_core::fan_out(const topic_registry<frame_sink*>::subscribers* subs,
@@ -95,6 +169,11 @@ void broker_core::close_all(std::uint16_t code, const std::string& reason) {
     rec.sink->close(code, reason);
 }
 
+sink_ptr broker_core::sink_of(sid_type sid) const {
+  auto it = sessions_.find(sid);
+  return it == sessions_.end() ? nullptr : it->second.sink;
+}
+
 std::size_t broker_core::subscriber_count(std::string_view ch) const {
   auto* subs = channels_.find(ch);
   return subs == nullptr ? 0 : subs->size();
@@ -110,36 +189,52 @@ void broker_core::update_gauges() noexcept {
 
 namespace {
 
+constexpr auto tick_interval = std::chrono::milliseconds(250);
+
 struct broker_state {
   std::unique_ptr<broker_core> core;
+  std::shared_ptr<backbone> bb;
   std::unordered_map<caf::actor_id, caf::actor> actors; // session actors by sid
   bool draining = false;
   static inline const char* name = "wsnode.broker";
 };
 
 caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
-                           std::shared_ptr<backbone> bb) {
-  self->state.core = std::make_unique<broker_core>(*m, std::move(bb));
+                           std::shared_ptr<backbone> bb, broker_options opts) {
+  self->state.bb = bb;
+  self->state.core = std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto sid = dm.source.id();
     self->state.core->leave(sid);
     self->state.actors.erase(sid);
   });
+  if (self->state.bb)
+    self->delayed_send(self, tick_interval, atoms::tick::value);
   auto done = [](const api_completion& c, bool ok) {
     if (c.fn)
       c.fn(ok);
   };
   return {
-      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who) {
+      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who,
+          const frame_ptr& hello) {
         if (self->state.draining)
           sink->close(close_code::going_away, "node draining");
-        if (!self->state.core->join(sid, std::move(user), std::move(sink)))
+        auto ready = [sink, hello, who] {
+          sink->send(hello);
+          caf::anon_send(who, atoms::joined::value);
+        };
+        if (!self->state.core->join(sid, std::move(user), sink, std::move(ready)))
           return;
         self->monitor(who);
         self->state.actors.emplace(sid, std::move(who));
       },
-      [=](atoms::sub, std::uint64_t sid, const std::string& ch) {
-        self->state.core->subscribe(sid, ch);
+      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot) {
+        // the session acks once the subscription is live on every node
+        auto it = self->state.actors.find(sid);
+        if (it == self->state.actors.end())
+          return;
+        self->state.core->subscribe(
+            sid, ch, [who = it->second, slot] { caf::anon_send(who, atoms::sub_ok::value, slot); });
       },
       [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
         self->state.core->unsubscribe(sid, ch);
@@ -160,6 +255,15 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       },
       [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
         self->state.core->deliver_remote(static_cast<topic_kind>(kind), name, frame);
+        if (self->state.bb)
+          self->state.bb->handled();
+      },
+      [=](atoms::mesh_ok, std::uint8_t kind, const std::string& name) {
+        self->state.core->confirmed(static_cast<topic_kind>(kind), name);
+      },
+      [=](atoms::tick) {
+        self->state.core->expire();
+        self->delayed_send(self, tick_interval, atoms::tick::value);
       },
       [=](atoms::drain) {
         self->state.draining = true;
@@ -181,8 +285,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
 
 } // namespace
 
-caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb) {
-  return sys.spawn(broker_actor, &m, std::move(bb));
+caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
+                        broker_options opts) {
+  return sys.spawn(broker_actor, &m, std::move(bb), opts);
 }
 
 } // namespace wsnode

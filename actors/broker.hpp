@@ -1,10 +1,11 @@
 // The node broker: who on this node listens to what, and delivery to them.
 //
-// `broker_core` is the plain logic (tables + fan-out), testable without
-// actors; `spawn_broker` wraps it in the node's single broker actor, which
-// owns it. Deliver locally, then propagate: a frame published on this node
-// goes to local sessions first, then once to the backbone; a frame received
-// from the backbone is delivered locally and never re-published.
+// `broker_core` is the plain logic (tables, fan-out, backbone interest),
+// testable without actors; `spawn_broker` wraps it in the node's single
+// broker actor, which owns it. Deliver locally, then propagate: a frame
+// published on this node goes to local sessions first, then once to the
+// backbone; a frame received from the backbone is delivered locally and
+// never re-published.
 #pragma once
 
 #include "actors/backbone.hpp"
@@ -14,28 +15,42 @@
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace wsnode {
 
 class broker_core {
 public:
   using sid_type = std::uint64_t;
+  using clock = std::chrono::steady_clock;
+  /// Runs when a session's interest is live on the backbone (at once on a
+  /// single node): sends the `ack` of a `sub`, or the `hello` of a session.
+  using ready_fn = std::function<void()>;
 
-  /// `bb` may be null (single node); `m` must outlive the core.
-  broker_core(metrics& m, std::shared_ptr<backbone> bb);
+  /// `bb` may be null (single node); `m` must outlive the core. A topic
+  /// without local interest stays subscribed on the backbone for `linger`,
+  /// so that leave-and-rejoin does not churn the mesh.
+  broker_core(metrics& m, std::shared_ptr<backbone> bb,
+              clock::duration linger = std::chrono::seconds(2));
 
-  /// Registers a session of `user`. Returns false when `sid` is already known.
-  bool join(sid_type sid, std::string user, sink_ptr sink);
+  /// Registers a session of `user`; `ready` runs once DMs to `user` reach it
+  /// from every node. Returns false when `sid` is already known.
+  bool join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready = {});
   /// Removes a session and every subscription it holds.
-  void leave(sid_type sid);
-  /// Subscribes a joined session to `ch`; false when `sid` is unknown.
-  bool subscribe(sid_type sid, std::string_view ch);
+  void leave(sid_type sid, clock::time_point now = clock::now());
+  /// Subscribes a joined session to `ch`; `ready` runs once messages
+  /// published anywhere reach it. Returns false when `sid` is unknown.
+  bool subscribe(sid_type sid, std::string_view ch, ready_fn ready = {});
   /// Unsubscribes; false when it was not subscribed.
-  bool unsubscribe(sid_type sid, std::string_view ch);
+  bool unsubscribe(sid_type sid, std::string_view ch, clock::time_point now = clock::now());
 
   /// Delivers a `msg` frame to local subscribers of `ch`, then to the
   /// backbone. Returns the number of local sessions that queued it.
@@ -45,6 +60,11 @@ public:
   std::size_t send_to_user(std::string_view user, const frame_ptr& frame);
   /// Delivers a frame received from the backbone to local sessions only.
   std::size_t deliver_remote(topic_kind kind, std::string_view name, const frame_ptr& frame);
+  /// The backbone reports a subscription live: runs the waiting `ready`s.
+  void confirmed(topic_kind kind, std::string_view name);
+  /// Unsubscribes from the backbone the topics without local interest for
+  /// longer than the linger time.
+  void expire(clock::time_point now = clock::now());
 
   /// Asks every session to close with `code` (drain: 1001).
   void close_all(std::uint16_t code, const std::string& reason);
@@ -52,6 +72,10 @@ public:
   std::size_t session_count() const noexcept { return sessions_.size(); }
   std::size_t channel_count() const noexcept { return channels_.topic_count(); }
   std::size_t user_count() const noexcept { return users_.topic_count(); }
+  /// Topics subscribed on the backbone (including lingering ones).
+  std::size_t backbone_topic_count() const noexcept { return interest_.size(); }
+  /// The sink of session `sid`, or null.
+  sink_ptr sink_of(sid_type sid) const;
   /// Subscribers of `ch` on this node.
   std::size_t subscriber_count(std::string_view ch) const;
   /// Channels `sid` is subscribed to.
@@ -62,19 +86,36 @@ private:
     std::string user;
     sink_ptr sink;
   };
+  // One topic subscribed on the backbone.
+  struct interest {
+    bool live = false;
+    std::vector<ready_fn> waiting;          // until live
+    std::optional<clock::time_point> empty; // no local interest since
+  };
 
   std::size_t fan_out(const topic_registry<frame_sink*>::subscribers* subs, const frame_ptr& frame);
+  void want(topic_kind kind, std::string_view name, ready_fn ready);
+  void unwant(topic_kind kind, std::string_view name, clock::time_point now);
   void update_gauges() noexcept;
 
   metrics& metrics_;
   std::shared_ptr<backbone> backbone_;
+  clock::duration linger_;
   std::unordered_map<sid_type, session_rec> sessions_;
   topic_registry<frame_sink*> channels_; // values owned by sessions_
   topic_registry<frame_sink*> users_;
+  std::unordered_map<std::string, interest, string_hash, std::equal_to<>> interest_;
+  std::deque<std::pair<std::string, clock::time_point>> lingering_;
+};
+
+/// Settings of the broker actor.
+struct broker_options {
+  std::chrono::milliseconds unsubscribe_linger{2000};
 };
 
 /// Spawns the broker actor. It monitors joined session actors and calls
 /// `leave` when one terminates.
-caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb);
+caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
+                        broker_options opts = {});
 
 } // namespace wsnode

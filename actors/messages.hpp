@@ -29,13 +29,19 @@ using ws_closed = caf::atom_constant<caf::atom("ws_closed")>; ///< ()
 
 // session actor -> broker
 using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, actor)
-using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch)
+using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot)
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
 
+// broker -> session actor
+using joined = caf::atom_constant<caf::atom("joined")>; ///< () reachable cluster-wide
+using sub_ok = caf::atom_constant<caf::atom("sub_ok")>; ///< (reply slot) subscription live
+
 // backbone -> broker
-using remote = caf::atom_constant<caf::atom("remote")>; ///< (kind, name, frame)
+using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)
+using mesh_ok = caf::atom_constant<caf::atom("mesh_ok")>; ///< (kind, name) subscription live
+using tick = caf::atom_constant<caf::atom("tick")>;       ///< () housekeeping timer
 
 // node -> broker
 using drain = caf::atom_constant<caf::atom("drain")>;       ///< () close sessions with 1001

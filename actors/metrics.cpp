@@ -9,8 +9,8 @@ namespace wsnode {
 
 namespace {
 
-constexpr std::array<std::string_view, drop_reason_count> drop_names{
-    "slow_consumer", "closed", "rate_limited", "mesh_hwm"};
+constexpr std::array<std::string_view, drop_reason_count> drop_names{"slow_consumer", "closed",
+                                                                     "rate_limited", "mesh_hwm"};
 constexpr std::array<std::string_view, reject_reason_count> reject_names{"auth", "origin", "limit",
                                                                          "draining", "bad_request"};
 
@@ -95,6 +95,9 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_mesh_gaps_total", "counter",
          "Messages missed from mesh peers (sequence gaps per origin and topic).",
          load(m.mesh_gaps));
+  single(out, "wsnode_mesh_subscribe_timeouts_total", "counter",
+         "Subscriptions acknowledged after the confirmation timeout (a peer did not confirm).",
+         load(m.mesh_confirm_timeouts));
   single(out, "process_resident_memory_bytes", "gauge", "Resident set size.", process_rss_bytes());
   return out;
 }

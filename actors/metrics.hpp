@@ -54,6 +54,7 @@ struct metrics {
   counter mesh_sent{0};
   counter mesh_received{0};
   counter mesh_gaps{0};
+  counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
 
   void drop(drop_reason r, std::uint64_t n = 1) noexcept {
     dropped[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);

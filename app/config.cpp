@@ -217,6 +217,9 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.get("mesh", "bind", c.mesh_bind);
   r.strings("mesh", "peers", c.mesh_peers);
   r.millis("mesh", "heartbeat_ms", c.heartbeat_interval);
+  r.millis("mesh", "subscribe_timeout_ms", c.subscribe_timeout);
+  r.millis("mesh", "unsubscribe_linger_ms", c.unsubscribe_linger);
+  r.get("mesh", "hwm", c.mesh_hwm);
   r.get("runtime", "actor_threads", c.actor_threads);
   r.get("log", "level", c.log_level);
   r.check_unknown();
@@ -245,8 +248,12 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
     require(!ns.empty() && ns.find(':') == std::string::npos, "channels.readonly_namespaces",
             "namespaces are the part of a channel before ':' (got \"" + ns + "\")");
   require(c.heartbeat_interval.count() >= 10, "mesh.heartbeat_ms", "must be at least 10");
+  require(c.subscribe_timeout.count() >= 1, "mesh.subscribe_timeout_ms", "must be positive");
+  require(c.mesh_hwm >= 100 && c.mesh_hwm <= 10000000, "mesh.hwm", "must be 100-10000000");
   if (!c.mesh_bind.empty())
     check_tcp_endpoint(c.mesh_bind, "mesh.bind");
+  require(!c.mesh_bind.empty() || c.mesh_peers.empty(), "mesh.bind",
+          "a node with mesh peers needs its own mesh.bind");
   for (const auto& p : c.mesh_peers)
     check_tcp_endpoint(p, "mesh.peers");
   require(c.actor_threads >= 1 && c.actor_threads <= 64, "runtime.actor_threads", "must be 1-64");

@@ -51,6 +51,9 @@ struct config {
   std::string mesh_bind;
   std::vector<std::string> mesh_peers;
   std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds subscribe_timeout{1000};
+  std::chrono::milliseconds unsubscribe_linger{2000};
+  std::size_t mesh_hwm = 100000;
   // [runtime]
   std::size_t actor_threads = 2;
   // [log]

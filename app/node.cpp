@@ -3,6 +3,7 @@
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
+#include "transport/mesh.hpp"
 #include "transport/server.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -26,8 +27,9 @@ namespace {
 class node_impl final : public node_port {
 public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
-            caf::actor broker)
-    : cfg_(cfg), version_(version), m_(m), sys_(sys), broker_(std::move(broker)) {
+            caf::actor broker, std::shared_ptr<zmq_mesh> mesh)
+    : cfg_(cfg), version_(version), m_(m), sys_(sys), broker_(std::move(broker)),
+      mesh_(std::move(mesh)) {
     auto sc = std::make_shared<session_config>();
     sc->node_id = cfg.node_id;
     sc->limits.max_data_bytes = cfg.max_data_bytes;
@@ -76,6 +78,7 @@ private:
   metrics& m_;
   caf::actor_system& sys_;
   caf::actor broker_;
+  std::shared_ptr<zmq_mesh> mesh_;
   std::shared_ptr<const session_config> session_cfg_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
@@ -134,12 +137,51 @@ int run_node(const config& cfg, std::string_view version) {
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
   caf::actor_system sys{caf_cfg}; // destroyed first
-  auto broker = spawn_broker(sys, m, nullptr);
-  node_impl node{cfg, version, m, sys, broker};
+  std::shared_ptr<zmq_mesh> mesh;
+  if (!cfg.mesh_bind.empty()) {
+    mesh_options mo;
+    mo.node_id = cfg.node_id;
+    mo.bind = cfg.mesh_bind;
+    mo.peers = cfg.mesh_peers;
+    mo.heartbeat = cfg.heartbeat_interval;
+    mo.subscribe_timeout = cfg.subscribe_timeout;
+    mo.hwm = static_cast<int>(cfg.mesh_hwm);
+    mo.queue_limit = cfg.mesh_hwm;
+    mo.max_inflight = cfg.mesh_hwm;
+    mesh = std::make_shared<zmq_mesh>(std::move(mo), m);
+  }
+  broker_options bo;
+  bo.unsubscribe_linger = cfg.unsubscribe_linger;
+  auto broker = spawn_broker(sys, m, mesh, bo);
+  if (mesh) {
+    mesh_events ev;
+    ev.deliver = [broker](topic_kind kind, std::string name, frame_ptr frame) {
+      caf::anon_send(broker, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
+                     std::move(frame));
+    };
+    ev.subscribed = [broker](topic_kind kind, std::string name) {
+      caf::anon_send(broker, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind),
+                     std::move(name));
+    };
+    try {
+      mesh->start(std::move(ev));
+    } catch (...) {
+      caf::anon_send(broker, atoms::shutdown::value);
+      throw;
+    }
+  }
+  node_impl node{cfg, version, m, sys, broker, mesh};
   auto opts = make_server_options(cfg);
   auto max_conns = opts.max_connections;
   server srv{ioc, std::move(opts), node, m};
-  srv.start(); // throws when the port is taken
+  try {
+    srv.start(); // throws when the port is taken
+  } catch (...) {
+    caf::anon_send(broker, atoms::shutdown::value);
+    if (mesh)
+      mesh->stop();
+    throw;
+  }
 
   std::promise<int> stop_signal;
   net::signal_set signals{ioc, SIGINT, SIGTERM};
@@ -175,6 +217,8 @@ int run_node(const config& cfg, std::string_view version) {
   srv.stop_accepting();
   caf::anon_send(broker, atoms::shutdown::value);
   sys.await_all_actors_done();
+  if (mesh)
+    mesh->stop();
   ioc.stop();
   for (auto& t : io_threads)
     t.join();

@@ -21,6 +21,7 @@ struct recording_backbone final : backbone {
   void subscribe(topic_kind k, std::string_view n) override { note("+", k, n); }
   void unsubscribe(topic_kind k, std::string_view n) override { note("-", k, n); }
   void publish(topic_kind k, std::string_view n, const frame_ptr&) override { note("pub ", k, n); }
+  void handled() noexcept override {}
   void note(const char* what, topic_kind k, std::string_view n) {
     events.push_back(std::string{what} + (k == topic_kind::channel ? "c:" : "u:") + std::string{n});
   }
@@ -87,7 +88,7 @@ TEST_CASE("broker_core: a user's DMs reach all of their devices and nobody else"
 TEST_CASE("broker_core: a session's end removes every entry; last leaver drops interest") {
   metrics m;
   auto bb = std::make_shared<recording_backbone>();
-  broker_core b{m, bb};
+  broker_core b{m, bb, std::chrono::seconds(0)}; // no linger: unsubscribe at once
   auto s1 = std::make_shared<recording_sink>();
   auto s2 = std::make_shared<recording_sink>();
   b.join(1, "alice", s1);
@@ -129,6 +130,68 @@ TEST_CASE("broker_core: frames from the backbone are delivered locally, never re
   CHECK(b.deliver_remote(topic_kind::user, "alice", make_frame("d")) == 1);
   CHECK(bb->events.empty());
   CHECK(s->frames() == std::vector<std::string>{"r", "d"});
+}
+
+TEST_CASE("broker_core: readiness waits for the backbone's confirmation") {
+  metrics m;
+  auto bb = std::make_shared<recording_backbone>();
+  broker_core b{m, bb};
+  auto s1 = std::make_shared<recording_sink>();
+  auto s2 = std::make_shared<recording_sink>();
+  int hello1 = 0, hello2 = 0, ack1 = 0, ack2 = 0;
+  b.join(1, "alice", s1, [&] { ++hello1; });
+  b.join(2, "alice", s2, [&] { ++hello2; }); // second device, same pending topic
+  CHECK(hello1 == 0);
+  CHECK(hello2 == 0);
+  b.confirmed(topic_kind::user, "alice");
+  CHECK(hello1 == 1);
+  CHECK(hello2 == 1);
+  b.confirmed(topic_kind::user, "alice"); // a late duplicate changes nothing
+  CHECK(hello1 == 1);
+
+  b.subscribe(1, "room:1", [&] { ++ack1; });
+  CHECK(ack1 == 0);
+  b.confirmed(topic_kind::channel, "room:1");
+  CHECK(ack1 == 1);
+  b.subscribe(2, "room:1", [&] { ++ack2; }); // already live: at once
+  CHECK(ack2 == 1);
+  CHECK(std::count(bb->events.begin(), bb->events.end(), "+c:room:1") == 1);
+
+  // a single node (no backbone) is ready at once
+  broker_core single{m, nullptr};
+  int now = 0;
+  single.join(1, "x", s1, [&] { ++now; });
+  single.subscribe(1, "c", [&] { ++now; });
+  CHECK(now == 2);
+}
+
+TEST_CASE("broker_core: the last leaver's topic lingers, and a quick rejoin keeps it") {
+  metrics m;
+  auto bb = std::make_shared<recording_backbone>();
+  auto linger = std::chrono::seconds(2);
+  broker_core b{m, bb, linger};
+  auto s = std::make_shared<recording_sink>();
+  auto t0 = broker_core::clock::now();
+  b.join(1, "alice", s);
+  b.subscribe(1, "room:1");
+  b.confirmed(topic_kind::channel, "room:1");
+  bb->events.clear();
+  b.unsubscribe(1, "room:1", t0);
+  b.expire(t0 + std::chrono::seconds(1));
+  CHECK(bb->events.empty()); // still lingering
+  int acks = 0;
+  b.subscribe(1, "room:1", [&] { ++acks; }); // back before the linger ran out
+  CHECK(acks == 1);                          // still live: acked at once
+  b.expire(t0 + std::chrono::seconds(5));
+  CHECK(bb->events.empty());
+  b.unsubscribe(1, "room:1", t0 + std::chrono::seconds(6));
+  b.leave(1, t0 + std::chrono::seconds(6));
+  b.expire(t0 + std::chrono::seconds(7));
+  CHECK(bb->events.empty());
+  b.expire(t0 + std::chrono::seconds(9));
+  std::sort(bb->events.begin(), bb->events.end());
+  CHECK(bb->events == std::vector<std::string>{"-c:room:1", "-u:alice"});
+  CHECK(b.backbone_topic_count() == 0);
 }
 
 // ---------------------------------------------------------------- actors

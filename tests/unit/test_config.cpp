@@ -92,7 +92,8 @@ TEST_CASE("bad configs name the key") {
   CHECK(key_of("[ws]\nallowed_origins = [1]\n") == "ws.allowed_origins");
   CHECK(key_of("[limits]\nburst = 0\n") == "limits.burst");
   CHECK(key_of("[mesh]\nbind = \"127.0.0.1:7000\"\n") == "mesh.bind");
-  CHECK(key_of("[mesh]\npeers = [\"tcp://x\"]\n") == "mesh.peers");
+  CHECK(key_of("[mesh]\nbind = \"tcp://127.0.0.1:7000\"\npeers = [\"tcp://x\"]\n") == "mesh.peers");
+  CHECK(key_of("[mesh]\npeers = [\"tcp://127.0.0.1:7001\"]\n") == "mesh.bind");
   CHECK(key_of("[log]\nlevel = \"loud\"\n") == "log.level");
   CHECK(key_of("[channels]\nreadonly_namespaces = [\"a:b\"]\n") == "channels.readonly_namespaces");
   CHECK(key_of("[node\n") == "<file>");

@@ -1,0 +1,407 @@
+#include "transport/mesh.hpp"
+
+#include "transport/mesh_codec.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace wsnode {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct command {
+  enum op_t : std::uint8_t { sub, unsub, pub } op;
+  std::string topic;
+  frame_ptr frame;
+};
+
+std::string_view view(const zmq::message_t& m) {
+  return {static_cast<const char*>(m.data()), m.size()};
+}
+
+} // namespace
+
+struct zmq_mesh::impl {
+  impl(mesh_options o, metrics& mm) : opts(std::move(o)), m(mm) {
+    std::random_device rd;
+    epoch = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+            static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+  }
+
+  // ---------------------------------------------------------------- any thread
+
+  void enqueue(command c) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> g{mu};
+      if (c.op == command::pub && queue.size() >= opts.queue_limit) {
+        m.drop(drop_reason::mesh_hwm);
+        return;
+      }
+      wake = queue.empty();
+      queue.push_back(std::move(c));
+    }
+    if (wake)
+      signal();
+  }
+
+  void signal() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+  }
+
+  // ---------------------------------------------------------------- mesh thread
+
+  void run() {
+    auto next_heartbeat = clock::now();
+    std::vector<command> batch;
+    while (!stopping.load()) {
+      auto now = clock::now();
+      bool paused = inflight.load() >= static_cast<std::int64_t>(opts.max_inflight);
+      auto wait = next_heartbeat - now;
+      if (!pending.empty())
+        wait = std::min(wait, earliest_deadline() - now);
+      if (paused)
+        wait = std::min<clock::duration>(wait, std::chrono::milliseconds(5));
+      auto ms =
+          std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+      zmq::pollitem_t items[] = {
+          {sub.handle(), 0, static_cast<short>(paused ? 0 : ZMQ_POLLIN), 0},
+          {pub.handle(), 0, ZMQ_POLLIN, 0},
+          {nullptr, efd, ZMQ_POLLIN, 0},
+      };
+      zmq::poll(items, 3, std::chrono::milliseconds(ms));
+      if (items[2].revents & ZMQ_POLLIN) {
+        std::uint64_t n = 0;
+        [[maybe_unused]] auto r = ::read(efd, &n, sizeof n);
+        {
+          std::lock_guard<std::mutex> g{mu};
+          batch.swap(queue);
+        }
+        for (auto& c : batch)
+          execute(c);
+        batch.clear();
+      }
+      if (items[1].revents & ZMQ_POLLIN)
+        read_subscriptions();
+      if (items[0].revents & ZMQ_POLLIN)
+        read_messages();
+      now = clock::now();
+      if (now >= next_heartbeat) {
+        heartbeat(now);
+        next_heartbeat = now + opts.heartbeat;
+      }
+      if (!pending.empty())
+        check_pending(now);
+    }
+  }
+
+  void execute(command& c) {
+    switch (c.op) {
+    case command::sub:
+      sub.set(zmq::sockopt::subscribe, c.topic);
+      pending[c.topic] = {clock::now() + opts.subscribe_timeout, {}};
+      check_pending(clock::now());
+      return;
+    case command::unsub:
+      sub.set(zmq::sockopt::unsubscribe, c.topic);
+      tracker.forget_topic(c.topic);
+      pending.erase(c.topic);
+      return;
+    case command::pub: {
+      auto it = remote_interest.find(c.topic);
+      if (it == remote_interest.end())
+        return; // no peer wants it
+      send(c.topic, ++it->second, *c.frame);
+      bump(m.mesh_sent, 1);
+      return;
+    }
+    }
+  }
+
+  void send(std::string_view topic, std::uint64_t seq, std::string_view payload) {
+    auto env = mesh::encode_envelope({opts.node_id, epoch, seq});
+    std::array<zmq::const_buffer, 3> parts{zmq::buffer(topic), zmq::buffer(env),
+                                           zmq::buffer(payload)};
+    if (!zmq::send_multipart(pub, parts, zmq::send_flags::dontwait))
+      m.drop(drop_reason::mesh_hwm);
+  }
+
+  // XPUB: peers (un)subscribing. "\x01topic" subscribes, "\x00topic" leaves.
+  void read_subscriptions() {
+    zmq::message_t msg;
+    while (pub.recv(msg, zmq::recv_flags::dontwait)) {
+      auto v = view(msg);
+      if (v.empty())
+        continue;
+      auto topic = v.substr(1);
+      if (topic.starts_with(mesh::control_prefix))
+        continue;
+      if (v[0] == 1) {
+        remote_interest.try_emplace(std::string{topic}, 0);
+        // tell the subscriber its subscription reached us
+        send(mesh::confirm_topic, 0, topic);
+      } else if (v[0] == 0) {
+        auto it = remote_interest.find(topic);
+        if (it != remote_interest.end())
+          remote_interest.erase(it);
+      }
+    }
+  }
+
+  void read_messages() {
+    std::vector<zmq::message_t> parts;
+    for (int i = 0; i < 1024; ++i) {
+      parts.clear();
+      auto n = zmq::recv_multipart(sub, std::back_inserter(parts), zmq::recv_flags::dontwait);
+      if (!n)
+        return;
+      if (parts.size() != 3)
+        continue;
+      auto topic = view(parts[0]);
+      auto env = mesh::decode_envelope(view(parts[1]));
+      if (!env)
+        continue;
+      if (env->origin == opts.node_id) {
+        // our own (a config listing ourselves as a peer), or a clash
+        if (env->epoch != epoch && !warned_clash) {
+          spdlog::error("mesh: another node also uses the id {}; ids must be unique", opts.node_id);
+          warned_clash = true;
+        }
+        continue;
+      }
+      auto now = clock::now();
+      heard(*env, now);
+      if (topic == mesh::heartbeat_topic)
+        continue;
+      if (topic == mesh::confirm_topic) {
+        auto it = pending.find(view(parts[2]));
+        if (it != pending.end()) {
+          it->second.confirmed_by.insert(env->origin);
+          check_pending(now);
+        }
+        continue;
+      }
+      auto t = mesh::decode_topic(topic);
+      if (!t)
+        continue;
+      auto verdict = tracker.observe(env->origin, env->epoch, topic, env->seq);
+      if (verdict.missed > 0)
+        bump(m.mesh_gaps, verdict.missed);
+      if (!verdict.deliver)
+        continue;
+      bump(m.mesh_received, 1);
+      inflight.fetch_add(1);
+      events.deliver(t->kind, std::string{t->name},
+                     std::make_shared<const std::string>(view(parts[2])));
+      if (inflight.load() >= static_cast<std::int64_t>(opts.max_inflight))
+        return; // let the broker catch up; ZeroMQ's HWM pushes back meanwhile
+    }
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  struct peer {
+    std::uint64_t epoch = 0;
+    clock::time_point last_seen;
+    bool reported_alive = false; // for logging transitions
+  };
+
+  void heard(const mesh::envelope& e, clock::time_point now) {
+    auto it = peers.find(e.origin);
+    bool fresh = it == peers.end();
+    if (fresh)
+      it = peers.emplace(e.origin, peer{}).first;
+    if (fresh)
+      spdlog::info("mesh: peer {} is up", e.origin);
+    else if (it->second.epoch != e.epoch)
+      spdlog::info("mesh: peer {} restarted", e.origin);
+    else if (!alive(it->second, now))
+      spdlog::info("mesh: peer {} is back", e.origin);
+    it->second.epoch = e.epoch;
+    it->second.last_seen = now;
+  }
+
+  bool alive(const peer& p, clock::time_point now) const {
+    return now - p.last_seen <= 3 * opts.heartbeat;
+  }
+
+  void heartbeat(clock::time_point now) {
+    send(mesh::heartbeat_topic, ++heartbeat_seq, {});
+    std::int64_t up = 0;
+    std::string json = "[";
+    for (auto& [id, p] : peers) {
+      bool a = alive(p, now);
+      if (a)
+        ++up;
+      else if (p.reported_alive)
+        spdlog::warn(
+            "mesh: peer {} silent for {} ms", id,
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_seen).count());
+      p.reported_alive = a;
+      if (json.size() > 1)
+        json += ',';
+      json += fmt::format(
+          R"({{"node":"{}","alive":{},"last_seen_ms":{}}})", id, a,
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_seen).count());
+    }
+    json += ']';
+    m.mesh_peers.store(up);
+    std::lock_guard<std::mutex> g{peers_mu};
+    peers_text = std::move(json);
+  }
+
+  // ---------------------------------------------------------------- subscription confirmation
+
+  struct pending_sub {
+    clock::time_point deadline;
+    std::set<std::string, std::less<>> confirmed_by;
+  };
+
+  clock::time_point earliest_deadline() const {
+    auto t = clock::time_point::max();
+    for (const auto& [topic, p] : pending)
+      t = std::min(t, p.deadline);
+    return t;
+  }
+
+  // Confirms every pending subscription that each live peer acknowledged,
+  // or whose deadline passed.
+  void check_pending(clock::time_point now) {
+    for (auto it = pending.begin(); it != pending.end();) {
+      bool done = now >= it->second.deadline;
+      if (done) {
+        bump(m.mesh_confirm_timeouts, 1);
+      } else {
+        done = true;
+        for (const auto& [id, p] : peers)
+          if (alive(p, now) && !it->second.confirmed_by.contains(id))
+            done = false;
+      }
+      if (!done) {
+        ++it;
+        continue;
+      }
+      if (auto t = mesh::decode_topic(it->first))
+        events.subscribed(t->kind, std::string{t->name});
+      it = pending.erase(it);
+    }
+  }
+
+  mesh_options opts;
+  metrics& m;
+  mesh_events events;
+  std::uint64_t epoch = 0;
+  std::uint64_t heartbeat_seq = 0;
+  bool warned_clash = false;
+  int efd = -1;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> running{false};
+  std::atomic<std::int64_t> inflight{0};
+  std::mutex mu;
+  std::vector<command> queue;
+  mutable std::mutex peers_mu;
+  std::string peers_text = "[]";
+  // mesh thread only
+  zmq::context_t ctx{1};
+  zmq::socket_t pub{ctx, zmq::socket_type::xpub};
+  zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> remote_interest;
+  std::unordered_map<std::string, pending_sub, string_hash, std::equal_to<>> pending;
+  std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers;
+  mesh::seq_tracker tracker;
+  std::thread thread;
+};
+
+zmq_mesh::zmq_mesh(mesh_options opts, metrics& m)
+  : impl_(std::make_unique<impl>(std::move(opts), m)) {}
+
+zmq_mesh::~zmq_mesh() {
+  stop();
+}
+
+void zmq_mesh::start(mesh_events events) {
+  auto& d = *impl_;
+  d.events = std::move(events);
+  d.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (d.efd < 0)
+    throw std::runtime_error("mesh: eventfd failed");
+  for (auto* s : {&d.pub, &d.sub})
+    s->set(zmq::sockopt::linger, 0);
+  d.pub.set(zmq::sockopt::sndhwm, d.opts.hwm);
+  d.pub.set(zmq::sockopt::xpub_verbose, 1); // every subscription, to confirm each
+  d.sub.set(zmq::sockopt::rcvhwm, d.opts.hwm);
+  try {
+    d.pub.bind(d.opts.bind);
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("mesh: cannot bind " + d.opts.bind + ": " + e.what());
+  }
+  d.sub.set(zmq::sockopt::subscribe, mesh::control_prefix);
+  for (const auto& p : d.opts.peers) {
+    if (p == d.opts.bind)
+      continue;
+    d.sub.connect(p); // reconnects by itself when the peer restarts
+  }
+  d.running = true;
+  d.thread = std::thread([&d] {
+    try {
+      d.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("mesh thread stopped: {}", e.what());
+    }
+    d.running = false;
+  });
+}
+
+void zmq_mesh::stop() {
+  auto& d = *impl_;
+  if (!d.thread.joinable())
+    return;
+  d.stopping = true;
+  d.signal();
+  d.thread.join();
+  d.pub.close();
+  d.sub.close();
+  ::close(d.efd);
+  d.efd = -1;
+}
+
+bool zmq_mesh::up() const noexcept {
+  return impl_->running.load();
+}
+
+std::string zmq_mesh::peers_json() const {
+  std::lock_guard<std::mutex> g{impl_->peers_mu};
+  return impl_->peers_text;
+}
+
+void zmq_mesh::subscribe(topic_kind kind, std::string_view name) {
+  impl_->enqueue({command::sub, mesh::encode_topic(kind, name), nullptr});
+}
+
+void zmq_mesh::unsubscribe(topic_kind kind, std::string_view name) {
+  impl_->enqueue({command::unsub, mesh::encode_topic(kind, name), nullptr});
+}
+
+void zmq_mesh::publish(topic_kind kind, std::string_view name, const frame_ptr& frame) {
+  impl_->enqueue({command::pub, mesh::encode_topic(kind, name), frame});
+}
+
+void zmq_mesh::handled() noexcept {
+  impl_->inflight.fetch_sub(1);
+}
+
+} // namespace wsnode
