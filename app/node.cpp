@@ -62,10 +62,14 @@ public:
   std::string metrics_text() override { return render_prometheus(m_, cfg_.node_id, version_); }
 
   bool readiness(std::string& body) override {
-    bool ready = ready_.load() && !draining_.load();
-    body = fmt::format(
-        "{{\"ready\":{},\"node\":\"{}\",\"draining\":{},\"connections\":{},\"peers\":[]}}\n", ready,
-        cfg_.node_id, draining_.load(), m_.connections.load());
+    bool mesh_up = !mesh_ || mesh_->up();
+    bool ready = ready_.load() && !draining_.load() && mesh_up;
+    std::string_view mesh_state = !mesh_ ? "off" : (mesh_up ? "up" : "down");
+    body = fmt::format(R"({{"ready":{},"node":"{}","draining":{},"connections":{},)"
+                       R"("mesh":"{}","peers":{}}})"
+                       "\n",
+                       ready, cfg_.node_id, draining_.load(), m_.connections.load(), mesh_state,
+                       mesh_ ? mesh_->peers_json() : std::string{"[]"});
     return ready;
   }
 

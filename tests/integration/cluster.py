@@ -1,0 +1,75 @@
+"""A 3-node cluster behind nginx for tests, driven through scripts/cluster
+(so that the script and the deploy/ templates are tested too)."""
+import json
+import os
+import subprocess
+import sys
+
+from harness import ROOT, WSNODE, Node
+
+SCRIPT = os.path.join(ROOT, "scripts", "cluster")
+
+
+class Cluster:
+    def __init__(self, run_dir, n=3, sets=()):
+        self.dir = str(run_dir)
+        self.n = n
+        args = ["up", str(n), "--port", "0"]
+        for s in sets:
+            args += ["--set", s]
+        self.run(*args)
+        self.reload()
+
+    def run(self, *args, check=True):
+        env = dict(os.environ, WSNODE_BIN=WSNODE)
+        r = subprocess.run([sys.executable, SCRIPT, *args, "--dir", self.dir], env=env,
+                           capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"scripts/cluster {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def reload(self):
+        with open(os.path.join(self.dir, "cluster.json")) as f:
+            self.state = json.load(f)
+        self.nodes = [self.node_view(x) for x in self.state["nodes"]]
+        self.port = self.state["nginx"]["port"]
+
+    @staticmethod
+    def node_view(x):
+        """A harness.Node bound to an already running node (for http/metrics)."""
+        node = Node.__new__(Node)
+        node.port = x["http"]
+        node.id = x["id"]
+        node.log_path = x["log"]
+        node.proc = None
+        node.expect_nonzero_exit = True
+        node.pid_value = x["pid"]
+        return node
+
+    def ws_url(self, user):
+        return f"ws://127.0.0.1:{self.port}/ws?user={user}"
+
+    def node(self, node_id):
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def index(self, node_id):
+        return [n.id for n in self.nodes].index(node_id) + 1
+
+    def kill(self, node_id):
+        self.run("kill", str(self.index(node_id)))
+
+    def stop(self, node_id):
+        self.run("stop", str(self.index(node_id)))
+
+    def start(self, node_id):
+        self.run("start", str(self.index(node_id)))
+        self.reload()
+
+    def status(self):
+        return json.loads(self.run("status", "--json").stdout)
+
+    def down(self):
+        self.run("down", check=False)
+        self.reload()
+        return [p for p in [x["pid"] for x in self.state["nodes"]] + [self.state["nginx"]["pid"]]
+                if p]
