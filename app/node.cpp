@@ -88,7 +88,30 @@ private:
   std::atomic<bool> draining_{false};
 };
 
-server_options make_server_options(const config& cfg) {
+// Raises the soft open-file limit to the hard one; returns the soft limit.
+rlim_t raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+      rl = want;
+  }
+  return rl.rlim_cur;
+}
+
+// The connection limit: `configured`, or when 0, the open-file limit minus
+// a reserve for listeners, the mesh, HTTP clients and files.
+std::size_t max_connections_for(std::size_t configured, rlim_t fd_limit) {
+  if (configured > 0)
+    return configured;
+  constexpr rlim_t reserve = 128;
+  return fd_limit > 2 * reserve ? static_cast<std::size_t>(fd_limit - reserve) : 64;
+}
+
+server_options make_server_options(const config& cfg, rlim_t fd_limit) {
   server_options o;
   o.node_id = cfg.node_id;
   o.host = cfg.host;
@@ -105,87 +128,81 @@ server_options make_server_options(const config& cfg) {
   o.ping_interval = cfg.ping_interval;
   o.close_timeout = cfg.close_timeout;
   o.max_queue_bytes = cfg.max_queue_bytes;
-  o.max_connections = effective_max_connections(cfg.max_connections);
+  o.max_connections = max_connections_for(cfg.max_connections, fd_limit);
   o.limits.max_data_bytes = cfg.max_data_bytes;
   return o;
 }
 
-// Raises the soft open-file limit to the hard one; returns the soft limit.
-rlim_t raise_fd_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-    return 1024;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit want = rl;
-    want.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-      rl = want;
-  }
-  return rl.rlim_cur;
+mesh_options make_mesh_options(const config& cfg) {
+  mesh_options mo;
+  mo.node_id = cfg.node_id;
+  mo.bind = cfg.mesh_bind;
+  mo.peers = cfg.mesh_peers;
+  mo.heartbeat = cfg.heartbeat_interval;
+  mo.subscribe_timeout = cfg.subscribe_timeout;
+  mo.hwm = static_cast<int>(cfg.mesh_hwm);
+  mo.queue_limit = cfg.mesh_hwm;
+  mo.max_inflight = cfg.mesh_hwm;
+  return mo;
 }
+
+// What the mesh thread reports goes to the broker's mailbox.
+mesh_events events_for(const caf::actor& broker) {
+  mesh_events ev;
+  ev.deliver = [broker](topic_kind kind, std::string name, frame_ptr frame) {
+    caf::anon_send(broker, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
+                   std::move(frame));
+  };
+  ev.subscribed = [broker](topic_kind kind, std::string name) {
+    caf::anon_send(broker, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
+  };
+  return ev;
+}
+
+// Stops the broker (and with it every session actor) and the mesh when
+// start-up fails half-way, so that the actor system can shut down.
+class startup_guard {
+public:
+  startup_guard(const caf::actor& broker, zmq_mesh* mesh) : broker_(broker), mesh_(mesh) {}
+  ~startup_guard() {
+    if (armed_) {
+      caf::anon_send(broker_, atoms::shutdown::value);
+      if (mesh_)
+        mesh_->stop();
+    }
+  }
+  void disarm() { armed_ = false; }
+
+private:
+  caf::actor broker_;
+  zmq_mesh* mesh_;
+  bool armed_ = true;
+};
 
 } // namespace
 
-std::size_t effective_max_connections(std::size_t configured) {
-  if (configured > 0)
-    return configured;
-  constexpr rlim_t reserve = 128;
-  auto limit = raise_fd_limit();
-  return limit > 2 * reserve ? static_cast<std::size_t>(limit - reserve) : 64;
-}
-
 int run_node(const config& cfg, std::string_view version) {
-  raise_fd_limit();
+  auto fd_limit = raise_fd_limit();
   metrics m;                                             // outlives everything
   net::io_context ioc{static_cast<int>(cfg.io_threads)}; // outlives the actor system
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
   caf::actor_system sys{caf_cfg}; // destroyed first
   std::shared_ptr<zmq_mesh> mesh;
-  if (!cfg.mesh_bind.empty()) {
-    mesh_options mo;
-    mo.node_id = cfg.node_id;
-    mo.bind = cfg.mesh_bind;
-    mo.peers = cfg.mesh_peers;
-    mo.heartbeat = cfg.heartbeat_interval;
-    mo.subscribe_timeout = cfg.subscribe_timeout;
-    mo.hwm = static_cast<int>(cfg.mesh_hwm);
-    mo.queue_limit = cfg.mesh_hwm;
-    mo.max_inflight = cfg.mesh_hwm;
-    mesh = std::make_shared<zmq_mesh>(std::move(mo), m);
-  }
+  if (!cfg.mesh_bind.empty())
+    mesh = std::make_shared<zmq_mesh>(make_mesh_options(cfg), m);
   broker_options bo;
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
   auto broker = spawn_broker(sys, m, mesh, bo);
-  if (mesh) {
-    mesh_events ev;
-    ev.deliver = [broker](topic_kind kind, std::string name, frame_ptr frame) {
-      caf::anon_send(broker, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
-                     std::move(frame));
-    };
-    ev.subscribed = [broker](topic_kind kind, std::string name) {
-      caf::anon_send(broker, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind),
-                     std::move(name));
-    };
-    try {
-      mesh->start(std::move(ev));
-    } catch (...) {
-      caf::anon_send(broker, atoms::shutdown::value);
-      throw;
-    }
-  }
+  startup_guard guard{broker, mesh.get()};
+  if (mesh)
+    mesh->start(events_for(broker)); // throws when the mesh port is taken
   node_impl node{cfg, version, m, sys, broker, mesh};
-  auto opts = make_server_options(cfg);
+  auto opts = make_server_options(cfg, fd_limit);
   auto max_conns = opts.max_connections;
   server srv{ioc, std::move(opts), node, m};
-  try {
-    srv.start(); // throws when the port is taken
-  } catch (...) {
-    caf::anon_send(broker, atoms::shutdown::value);
-    if (mesh)
-      mesh->stop();
-    throw;
-  }
+  srv.start(); // throws when the port is taken
+  guard.disarm();
 
   std::promise<int> stop_signal;
   net::signal_set signals{ioc, SIGINT, SIGTERM};
@@ -204,6 +221,7 @@ int run_node(const config& cfg, std::string_view version) {
                cfg.dev_mode() ? "dev (?user=, loopback only)" : "jwt-hs256", cfg.io_threads,
                cfg.actor_threads, max_conns, cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
 
+  // ---- drain: unready, refuse upgrades, close sessions with 1001, wait
   int sig = stop_signal.get_future().get();
   auto t0 = std::chrono::steady_clock::now();
   spdlog::info("signal {}: draining {} connections (bound {} ms)", sig, m.connections.load(),
@@ -216,8 +234,9 @@ int run_node(const config& cfg, std::string_view version) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   auto left = m.connections.load();
   if (left > 0)
-    spdlog::warn("drain bound reached with {} connections left; closing them", left);
+    spdlog::warn("drain bound reached with {} connections left; exiting without them", left);
 
+  // ---- stop: actors first (they hold sessions), then the mesh, then io
   srv.stop_accepting();
   caf::anon_send(broker, atoms::shutdown::value);
   sys.await_all_actors_done();

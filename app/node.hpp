@@ -13,8 +13,4 @@ namespace wsnode {
 /// node cannot start (for example, the port is taken).
 int run_node(const config& cfg, std::string_view version);
 
-/// The effective connection limit: `configured`, or when 0, the open-file
-/// limit minus a reserve for listeners, mesh and files.
-std::size_t effective_max_connections(std::size_t configured);
-
 } // namespace wsnode
