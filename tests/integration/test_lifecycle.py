@@ -133,3 +133,17 @@ def test_sigint_also_drains(node):
             assert e.rcvd.code == 1001
     run(go())
     assert node.proc.wait(timeout=15) == 0
+
+
+def test_mesh_port_in_use_fails_clearly(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        cfg = write(tmp_path, "mesh.toml", toml_text({
+            "http": {"listen": f"127.0.0.1:{free_port()}"},
+            "mesh": {"bind": f"tcp://127.0.0.1:{taken}"}}))
+        r = wsnode("--config", cfg)
+    assert r.returncode == 1
+    assert "mesh: cannot bind" in r.stderr and str(taken) in r.stderr
