@@ -1,0 +1,204 @@
+// The demo page in real headless Chromium (Debian's chromium, driven by
+// playwright-core) against a 2-node wsnode cluster behind nginx, started
+// with scripts/cluster. Every process is stopped by PID at the end.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const PYTHON = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = process.env.WSNODE_ARTIFACTS || path.join(ROOT, "build", "browser-artifacts");
+const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "wsnode-browser-"));
+
+let cluster; // cluster.json
+let browser;
+const pages = {}; // name -> {page, errors}
+
+function clusterCmd(...args) {
+  return execFileSync(PYTHON, [path.join(ROOT, "scripts", "cluster"), ...args, "--dir", RUN_DIR], {
+    env: process.env,
+    encoding: "utf8",
+    timeout: 120000,
+  });
+}
+
+function readCluster() {
+  cluster = JSON.parse(fs.readFileSync(path.join(RUN_DIR, "cluster.json"), "utf8"));
+}
+
+const front = () => `http://127.0.0.1:${cluster.nginx.port}`;
+
+async function openPage(name, user) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  await page.goto(`${front()}/?user=${user}`);
+  await waitState(page, "open");
+  pages[name] = { page, errors, context };
+  return page;
+}
+
+async function waitState(page, state, timeout = 15000) {
+  await page.waitForFunction((s) => document.getElementById("state").textContent === s, state, {
+    timeout,
+  });
+}
+
+const text = (page, id) => page.locator(`#${id}`).textContent();
+
+before(async () => {
+  clusterCmd("up", "2", "--port", "0", "--set", "mesh.heartbeat_ms=200");
+  readCluster();
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox", // tests may run as root
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-default-apps",
+      "--disable-sync",
+      "--disable-domain-reliability",
+      "--disable-client-side-phishing-detection",
+      "--disable-breakpad",
+      "--metrics-recording-only",
+      "--no-first-run",
+      "--no-proxy-server",
+      "--disable-features=Translate,OptimizationHints,MediaRouter,NetworkTimeServiceQuerying",
+    ],
+  });
+});
+
+after(async () => {
+  for (const [name, { page }] of Object.entries(pages)) {
+    await page.screenshot({ path: path.join(ARTIFACTS, `page-${name}.png`), fullPage: true });
+  }
+  if (browser) await browser.close();
+  try {
+    clusterCmd("down");
+  } finally {
+    readCluster();
+    for (const pid of [...cluster.nodes.map((n) => n.pid), cluster.nginx.pid]) {
+      if (pid) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch (_) {
+          /* already gone */
+        }
+      }
+    }
+  }
+});
+
+test("two pages on different nodes exchange a DM and room messages", async () => {
+  const a = await openPage("a", "alice");
+  let b = await openPage("b", "bob");
+  // least_conn sends bob to the other node; make sure of it
+  for (let i = 0; i < 10 && (await text(b, "node")) === (await text(a, "node")); i++) {
+    await pages.b.context.close();
+    b = await openPage("b", "bob");
+  }
+  assert.notEqual(await text(a, "node"), await text(b, "node"));
+
+  await a.fill("#dm-to", "bob");
+  await a.fill("#dm-text", "hello bob");
+  await a.click("#dm-send");
+  await b.locator('#messages li.dm[data-from="alice"]', { hasText: "hello bob" }).waitFor();
+
+  await b.fill("#chat-input", "hi room, from bob");
+  await b.click("#chat-send");
+  await a
+    .locator('#messages li.msg[data-from="bob"][data-where="room:lobby"]', {
+      hasText: "hi room, from bob",
+    })
+    .waitFor();
+});
+
+test("a message published through the HTTP API flies as a danmaku comment", async () => {
+  const { page: a } = pages.a;
+  const res = await fetch(`${front()}/api/publish`, {
+    method: "POST",
+    body: JSON.stringify({ ch: "danmaku:lobby", data: { text: "from the API ✓" } }),
+  });
+  assert.equal(res.status, 200);
+  await a.locator("#stage .bullet", { hasText: "from the API ✓" }).waitFor();
+  // a comment fired from the page reaches the other page too
+  const { page: b } = pages.b;
+  await b.fill("#danmaku-input", "bullet from bob");
+  await b.click("#danmaku-fire");
+  await a.locator("#stage .bullet", { hasText: "bullet from bob" }).waitFor();
+  await a.waitForFunction(() => Number(document.getElementById("danmaku-rate").textContent) >= 1);
+});
+
+test("'send 100 messages' delivers 100 messages to the other page", async () => {
+  const { page: a } = pages.a;
+  const { page: b } = pages.b;
+  const before = Number(await text(b, "received-count"));
+  await a.click("#diag-send100");
+  await b.waitForFunction(
+    (n) => Number(document.getElementById("received-count").textContent) >= n,
+    before + 100,
+    { timeout: 15000 },
+  );
+  await a.waitForFunction(() => Number(document.getElementById("sent-count").textContent) >= 100);
+  await b.locator("#messages li.msg", { hasText: "diag 100/100" }).waitFor();
+  assert.equal(Number(await text(b, "received-count")), before + 100);
+});
+
+test("killing a page's node: it shows reconnecting, then works on the other node", async () => {
+  const { page: a } = pages.a;
+  const { page: b } = pages.b;
+  const victim = await text(a, "node");
+  const k = cluster.nodes.findIndex((n) => n.id === victim) + 1;
+  const sawReconnecting = a.waitForFunction(
+    () => document.getElementById("state").textContent === "reconnecting",
+    null,
+    { timeout: 15000, polling: 10 },
+  );
+  clusterCmd("kill", String(k));
+  await sawReconnecting;
+  await waitState(a, "open");
+  assert.notEqual(await text(a, "node"), victim);
+  assert.equal(await text(a, "reconnects"), "1");
+  // the same page, without a reload: DMs and its room subscription work
+  await b.fill("#dm-to", "alice");
+  await b.fill("#dm-text", "are you back?");
+  await b.click("#dm-send");
+  await a.locator('#messages li.dm[data-from="bob"]', { hasText: "are you back?" }).waitFor();
+  await b.fill("#chat-input", "room after failover");
+  await b.click("#chat-send");
+  await a.locator("#messages li.msg", { hasText: "room after failover" }).waitFor();
+});
+
+test("static files: MIME types, 404s, no traversal", async () => {
+  for (const [p, type] of [
+    ["/", "text/html"],
+    ["/wsnode.js", "text/javascript"],
+    ["/app.js", "text/javascript"],
+    ["/style.css", "text/css"],
+  ]) {
+    const r = await fetch(`${front()}${p}`);
+    assert.equal(r.status, 200, p);
+    assert.ok(r.headers.get("content-type").startsWith(type), p);
+  }
+  assert.equal((await fetch(`${front()}/nope.js`)).status, 404);
+  assert.equal((await fetch(`${front()}/%2e%2e/config.toml`)).status, 404);
+});
+
+test("no errors in any page's console", () => {
+  for (const [name, { errors }] of Object.entries(pages)) {
+    assert.deepEqual(errors, [], `page ${name}`);
+  }
+});

@@ -1,0 +1,244 @@
+// Unit tests of web/wsnode.js with node's test runner: a scripted socket and
+// manual timers stand in for the browser; no network, no browser.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+// Node 18 (Debian 12) has no global CustomEvent; browsers always do.
+globalThis.CustomEvent ??= class CustomEvent extends Event {
+  constructor(type, init) {
+    super(type, init);
+    this.detail = init?.detail ?? null;
+  }
+};
+
+const { WsnodeClient, WsnodeError, backoffDelay } = await import("../../web/wsnode.js");
+
+// A WebSocket whose server side the test plays.
+class ScriptedSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closed = null;
+    ScriptedSocket.all.push(this);
+  }
+  send(text) {
+    if (this.closed) throw new Error("socket closed");
+    this.sent.push(JSON.parse(text));
+  }
+  close(code, reason) {
+    this.closed = { code, reason };
+  }
+  // ---- server side
+  frame(obj) {
+    this.onmessage({ data: JSON.stringify(obj) });
+  }
+  hello(node = "n1", user = "alice") {
+    this.frame({ op: "hello", node, user, sid: `${node}-1` });
+  }
+  ack(cmd) {
+    this.frame({ op: "ack", id: cmd.id });
+  }
+  drop(code = 1006) {
+    this.closed = { code };
+    this.onclose({ code, reason: "" });
+  }
+}
+
+// Timers the test fires by hand.
+function manualTimers() {
+  const timers = new Map();
+  let next = 1;
+  return {
+    setTimeout: (fn, ms) => {
+      timers.set(next, { fn, ms });
+      return next++;
+    },
+    clearTimeout: (id) => timers.delete(id),
+    pending: () => [...timers.values()],
+    fire(filter = () => true) {
+      for (const [id, t] of [...timers]) {
+        if (filter(t)) {
+          timers.delete(id);
+          t.fn();
+        }
+      }
+    },
+  };
+}
+
+function client(extra = {}) {
+  ScriptedSocket.all = [];
+  const timers = manualTimers();
+  const c = new WsnodeClient({
+    url: "ws://example.test/ws",
+    user: "alice",
+    WebSocket: ScriptedSocket,
+    setTimeout: timers.setTimeout,
+    clearTimeout: timers.clearTimeout,
+    random: () => 0.5, // no jitter
+    ...extra,
+  });
+  return { c, timers, sock: () => ScriptedSocket.all.at(-1) };
+}
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+test("backoff grows exponentially, is capped, and jitters within bounds", () => {
+  const opts = { initialMs: 100, maxMs: 5000, factor: 2, jitter: 0.5 };
+  const mid = (a) => backoffDelay(a, opts, () => 0.5);
+  assert.deepEqual([0, 1, 2, 3, 4].map(mid), [100, 200, 400, 800, 1600]);
+  assert.equal(mid(10), 5000);
+  assert.equal(mid(100), 5000);
+  assert.equal(backoffDelay(3, opts, () => 0), 400); // -50%
+  assert.equal(backoffDelay(3, opts, () => 1), 1200); // +50%
+  assert.equal(backoffDelay(20, opts, () => 1), 5000); // never above the cap
+  for (let i = 0; i < 200; i++) {
+    const d = backoffDelay(2, opts);
+    assert.ok(d >= 200 && d <= 600, `${d}`);
+  }
+  assert.equal(backoffDelay(0, {}, () => 0.5), 250); // defaults
+});
+
+test("the endpoint carries the user or the token, encoded", () => {
+  const { c, sock } = client({ user: "bob@example.com" });
+  c.connect();
+  assert.equal(sock().url, "ws://example.test/ws?user=bob%40example.com");
+  const t = client({ user: null, token: "a.b+c" });
+  t.c.connect();
+  assert.equal(t.sock().url, "ws://example.test/ws?token=a.b%2Bc");
+});
+
+test("subscribe resolves on ack; messages reach that channel's handlers only", async () => {
+  const { c, sock } = client();
+  c.connect();
+  sock().hello();
+  assert.equal(c.state, "open");
+  assert.equal(c.node, "n1");
+  const got = [];
+  const p = c.subscribe("room:1", (m) => got.push(m.data));
+  const sub = sock().sent.at(-1);
+  assert.equal(sub.op, "sub");
+  assert.equal(sub.ch, "room:1");
+  sock().ack(sub);
+  await p;
+  sock().frame({ op: "msg", ch: "room:1", from: "bob", data: 1 });
+  sock().frame({ op: "msg", ch: "room:12", from: "bob", data: 2 });
+  assert.deepEqual(got, [1]);
+});
+
+test("err replies reject with the error code", async () => {
+  const { c, sock } = client();
+  c.connect();
+  sock().hello();
+  const p = c.publish("news:1", { x: 1 });
+  const cmd = sock().sent.at(-1);
+  assert.deepEqual(cmd, { op: "pub", ch: "news:1", data: { x: 1 }, id: cmd.id });
+  sock().frame({ op: "err", id: cmd.id, code: "forbidden", msg: "no" });
+  await assert.rejects(p, (e) => e instanceof WsnodeError && e.code === "forbidden");
+  // a failed subscribe is forgotten (not resubscribed later)
+  const s = c.subscribe("bad channel");
+  sock().frame({ op: "err", id: sock().sent.at(-1).id, code: "bad_channel", msg: "x" });
+  await assert.rejects(s, { code: "bad_channel" });
+  assert.deepEqual(c.channels, []);
+});
+
+test("commands issued before hello wait for it, then go out in order", async () => {
+  const { c, sock } = client();
+  c.connect();
+  const a = c.send("bob", "one");
+  const b = c.publish("room:1", "two");
+  assert.equal(sock().sent.length, 0);
+  sock().hello();
+  const [s1, s2] = sock().sent;
+  assert.equal(s1.op, "send");
+  assert.equal(s2.op, "pub");
+  sock().ack(s2);
+  sock().ack(s1);
+  await Promise.all([a, b]);
+});
+
+test("after a drop it reconnects with backoff and resubscribes every channel", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100, maxMs: 1000 } });
+  const states = [];
+  c.addEventListener("state", (e) => states.push(e.detail));
+  c.connect();
+  sock().hello("n1");
+  const subs = ["room:1", "room:2", "danmaku:lobby"].map((ch) => {
+    const p = c.subscribe(ch, () => {});
+    sock().ack(sock().sent.at(-1));
+    return p;
+  });
+  await Promise.all(subs);
+
+  const inflight = c.publish("room:1", "lost?");
+  sock().drop(1006);
+  await assert.rejects(inflight, { code: "disconnected" });
+  assert.equal(c.state, "reconnecting");
+  assert.deepEqual(timers.pending().map((t) => t.ms), [100]);
+
+  // the first retry fails as well: the next delay doubles
+  timers.fire();
+  sock().drop(1006);
+  assert.deepEqual(timers.pending().map((t) => t.ms), [200]);
+
+  timers.fire();
+  assert.equal(ScriptedSocket.all.length, 3);
+  sock().hello("n2");
+  assert.equal(c.state, "open");
+  assert.equal(c.node, "n2");
+  assert.equal(c.reconnects, 1);
+  const resubscribed = sock().sent.filter((f) => f.op === "sub").map((f) => f.ch).sort();
+  assert.deepEqual(resubscribed, ["danmaku:lobby", "room:1", "room:2"]);
+  assert.deepEqual(states, ["connecting", "open", "reconnecting", "open"]);
+
+  // a success resets the backoff
+  sock().drop(1001);
+  assert.deepEqual(timers.pending().map((t) => t.ms), [100]);
+});
+
+test("close() stops for good: no reconnect, waiting commands fail", async () => {
+  const { c, timers, sock } = client();
+  c.connect();
+  sock().hello();
+  const p = c.ping();
+  c.close();
+  await assert.rejects(p, { code: "closed" });
+  assert.equal(c.state, "closed");
+  assert.deepEqual(sock().closed, { code: 1000, reason: "bye" });
+  assert.equal(timers.pending().length, 0);
+  await assert.rejects(c.publish("a", 1), { code: "closed" });
+});
+
+test("requests time out when the server never answers", async () => {
+  const { c, timers, sock } = client({ requestTimeoutMs: 5000 });
+  c.connect();
+  sock().hello();
+  const p = c.send("bob", 1);
+  timers.fire((t) => t.ms === 5000);
+  await assert.rejects(p, { code: "timeout" });
+});
+
+test("dm events and unknown frames", async () => {
+  const { c, sock } = client();
+  const dms = [];
+  c.addEventListener("dm", (e) => dms.push(e.detail));
+  c.connect();
+  sock().hello();
+  sock().frame({ op: "dm", from: "bob", data: { t: 1 } });
+  sock().frame({ op: "presence", whatever: true }); // ignored
+  sock().onmessage({ data: "not json" }); // ignored
+  assert.deepEqual(dms, [{ op: "dm", from: "bob", data: { t: 1 } }]);
+  await flush();
+});
+
+test("the command queue is bounded while disconnected", async () => {
+  const { c } = client({ maxQueued: 2 });
+  c.connect();
+  const a = c.publish("x", 1);
+  const b = c.publish("x", 2);
+  await assert.rejects(c.publish("x", 3), { code: "queue_full" });
+  c.close();
+  await assert.rejects(a, { code: "closed" });
+  await assert.rejects(b, { code: "closed" });
+});

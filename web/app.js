@@ -1,0 +1,229 @@
+// The demo page: chat rooms and direct messages, a danmaku (bullet comment)
+// stage, and a diagnostics panel. Everything goes through wsnode.js.
+// URL parameters: ?user=NAME (connects at once), &room=room:lobby,
+// &danmaku=danmaku:lobby.
+import { WsnodeClient } from "./wsnode.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const danmakuChannel = params.get("danmaku") || "danmaku:lobby";
+const firstRoom = params.get("room") || "room:lobby";
+const MAX_MESSAGES = 500; // DOM stays bounded
+const MAX_BULLETS = 150;
+
+let client = null;
+let received = 0;
+let sent = 0;
+const bulletTimes = []; // arrival times of the last second's bullets
+const laneUsed = []; // per stage lane: when a bullet last started there
+
+// ------------------------------------------------------------------ status
+
+function showState() {
+  const s = client ? client.state : "idle";
+  const state = $("state");
+  state.textContent = s;
+  state.className = `state ${s}`;
+  $("diag-state").textContent = s;
+  $("node").textContent = client?.node || "-";
+  $("diag-node").textContent = client?.node || "-";
+  $("diag-sid").textContent = client?.sid || "-";
+  $("reconnects").textContent = String(client?.reconnects || 0);
+  $("diag-reconnects").textContent = String(client?.reconnects || 0);
+}
+
+function showError(e) {
+  $("last-error").textContent = e && e.code ? `${e.code}: ${e.message}` : String(e);
+}
+
+// ------------------------------------------------------------------ chat
+
+function textOf(data) {
+  if (data && typeof data === "object" && typeof data.text === "string") return data.text;
+  return JSON.stringify(data);
+}
+
+function addMessage({ kind, where, from, text }) {
+  const li = document.createElement("li");
+  li.className = kind;
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = new Date().toLocaleTimeString();
+  li.append(time);
+  if (where) {
+    const w = document.createElement("span");
+    w.className = "where";
+    w.textContent = where;
+    li.append(w);
+  }
+  if (from !== undefined) {
+    const f = document.createElement("span");
+    f.className = "from";
+    f.textContent = from || "(server)";
+    li.append(f);
+  }
+  const t = document.createElement("span");
+  t.className = "text";
+  t.textContent = text;
+  li.append(t);
+  li.dataset.kind = kind;
+  li.dataset.from = from || "";
+  li.dataset.where = where || "";
+  const list = $("messages");
+  list.append(li);
+  while (list.children.length > MAX_MESSAGES) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function onRoomMessage(msg) {
+  received++;
+  $("received-count").textContent = String(received);
+  addMessage({ kind: "msg", where: msg.ch, from: msg.from, text: textOf(msg.data) });
+}
+
+async function joinRoom(ch) {
+  if (!client || client.channels.includes(ch)) return;
+  try {
+    await client.subscribe(ch, onRoomMessage);
+  } catch (e) {
+    showError(e);
+    return;
+  }
+  const li = document.createElement("li");
+  li.textContent = ch;
+  $("rooms").append(li);
+  const opt = document.createElement("option");
+  opt.value = ch;
+  opt.textContent = ch;
+  $("chat-room").append(opt);
+  $("chat-room").value = ch;
+  addMessage({ kind: "system", text: `joined ${ch}` });
+}
+
+// ------------------------------------------------------------------ danmaku
+
+function fly(text) {
+  const stage = $("stage");
+  const b = document.createElement("span");
+  b.className = "bullet";
+  b.textContent = text;
+  // the lane used longest ago, so that comments rarely overlap
+  const lanes = Math.max(1, Math.floor(stage.clientHeight / 28) - 1);
+  let lane = 0;
+  for (let i = 1; i < lanes; i++) if ((laneUsed[i] || 0) < (laneUsed[lane] || 0)) lane = i;
+  laneUsed[lane] = performance.now();
+  b.style.top = `${4 + 28 * lane}px`;
+  b.style.animationDuration = `${6 + Math.random() * 3}s`;
+  b.addEventListener("animationend", () => b.remove());
+  stage.append(b);
+  const bullets = stage.getElementsByClassName("bullet");
+  while (bullets.length > MAX_BULLETS) bullets[0].remove();
+  bulletTimes.push(performance.now());
+}
+
+setInterval(() => {
+  const now = performance.now();
+  while (bulletTimes.length && now - bulletTimes[0] > 1000) bulletTimes.shift();
+  $("danmaku-rate").textContent = String(bulletTimes.length);
+}, 250);
+
+// ------------------------------------------------------------------ connection
+
+function connect(user) {
+  if (client) client.close();
+  received = 0;
+  sent = 0;
+  $("received-count").textContent = "0";
+  $("sent-count").textContent = "0";
+  $("rooms").replaceChildren();
+  $("chat-room").replaceChildren();
+  client = new WsnodeClient({ user });
+  client.addEventListener("state", showState);
+  client.addEventListener("open", (e) => {
+    showState();
+    addMessage({ kind: "system", text: `connected to ${e.detail.node} as ${e.detail.user}` });
+  });
+  client.addEventListener("close", (e) => {
+    if (client.state !== "closed")
+      addMessage({ kind: "system", text: `connection lost (${e.detail.code}); reconnecting` });
+  });
+  client.addEventListener("dm", (e) => {
+    addMessage({ kind: "dm", where: "dm", from: e.detail.from, text: textOf(e.detail.data) });
+  });
+  client.connect();
+  client.subscribe(danmakuChannel, (msg) => fly(textOf(msg.data))).catch(showError);
+  joinRoom(firstRoom);
+  showState();
+}
+
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  connect($("name").value.trim());
+});
+
+$("join-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  joinRoom($("room-input").value.trim());
+});
+
+$("chat-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("chat-input").value;
+  const ch = $("chat-room").value;
+  if (!client || !text || !ch) return;
+  client.publish(ch, { text }).then(() => {
+    $("sent-count").textContent = String(++sent);
+  }, showError);
+  $("chat-input").value = "";
+});
+
+$("dm-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const to = $("dm-to").value.trim();
+  const text = $("dm-text").value;
+  if (!client || !to || !text) return;
+  client.send(to, { text }).then(() => {
+    addMessage({ kind: "dm", where: `to ${to}`, from: client.user, text });
+  }, showError);
+  $("dm-text").value = "";
+});
+
+$("danmaku-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("danmaku-input").value;
+  if (!client || !text) return;
+  client.publish(danmakuChannel, { text }).catch(showError);
+  $("danmaku-input").value = "";
+});
+
+// The classic tutorial's buttons: open, send 100 messages, close.
+$("diag-open").addEventListener("click", () => {
+  const user = $("name").value.trim() || client?.user;
+  if (!user) return showError("enter a name first");
+  if (client && client.user === user && client.state !== "closed") return;
+  connect(user);
+});
+
+$("diag-close").addEventListener("click", () => {
+  if (client) client.close();
+  showState();
+});
+
+$("diag-send100").addEventListener("click", async () => {
+  const ch = $("chat-room").value || firstRoom;
+  if (!client) return showError("not connected");
+  const all = [];
+  for (let i = 1; i <= 100; i++) {
+    all.push(client.publish(ch, { text: `diag ${i}/100` }).then(() => {
+      $("sent-count").textContent = String(++sent);
+    }));
+  }
+  await Promise.all(all).catch(showError);
+});
+
+$("danmaku-room").textContent = danmakuChannel;
+const initialUser = params.get("user");
+if (initialUser) {
+  $("name").value = initialUser;
+  connect(initialUser);
+}

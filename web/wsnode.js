@@ -1,0 +1,298 @@
+// wsnode.js: a small browser client for wsnode's protocol v1.
+// Plain ES module, no dependencies, no build step. See docs/client.md.
+//
+//   import { WsnodeClient } from "/wsnode.js";
+//   const c = new WsnodeClient({ user: "alice" });          // dev mode
+//   const c = new WsnodeClient({ token: jwtFromYourServer }); // with a secret
+//   c.addEventListener("state", () => console.log(c.state, c.node));
+//   c.addEventListener("dm", (e) => console.log(e.detail.from, e.detail.data));
+//   c.connect();
+//   await c.subscribe("room:1", (msg) => console.log(msg.from, msg.data));
+//   await c.publish("room:1", { text: "hi" });
+//   await c.send("bob", "psst");
+
+/** An `err` reply (or a local failure) as an exception with a `code`. */
+export class WsnodeError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "WsnodeError";
+    this.code = code;
+  }
+}
+
+/** Reconnect delay for `attempt` (0-based): exponential, capped, with jitter. */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const initial = opts.initialMs ?? 250;
+  const max = opts.maxMs ?? 10000;
+  const factor = opts.factor ?? 2;
+  const jitter = opts.jitter ?? 0.5; // +/- this fraction of the delay
+  const base = Math.min(max, initial * Math.pow(factor, attempt));
+  const spread = base * jitter * (2 * random() - 1);
+  return Math.max(0, Math.round(Math.min(max, base + spread)));
+}
+
+/** The default endpoint: /ws on the page's own host. */
+function defaultUrl() {
+  const loc = globalThis.location;
+  if (!loc) return "ws://127.0.0.1:8080/ws";
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws`;
+}
+
+/**
+ * One logical connection to wsnode that survives reconnects.
+ *
+ * Events (EventTarget): "state" (detail: state), "open" (detail: hello),
+ * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame).
+ * States: "idle", "connecting", "open", "reconnecting", "closed".
+ */
+export class WsnodeClient extends EventTarget {
+  constructor(opts = {}) {
+    super();
+    this.url = opts.url || defaultUrl();
+    this.user = opts.user || null;
+    this.token = opts.token || null;
+    this.backoff = opts.backoff || {};
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 10000;
+    this.maxQueued = opts.maxQueued ?? 1000;
+    this.WebSocket = opts.WebSocket || globalThis.WebSocket;
+    this.setTimeout = opts.setTimeout || globalThis.setTimeout.bind(globalThis);
+    this.clearTimeout = opts.clearTimeout || globalThis.clearTimeout.bind(globalThis);
+    this.random = opts.random || Math.random;
+
+    this.state = "idle";
+    this.node = null; // from hello
+    this.sid = null;
+    this.reconnects = 0; // successful reconnects since connect()
+    this._ws = null;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._nextId = 1;
+    this._pending = new Map(); // id -> {resolve, reject, timer}
+    this._queue = []; // commands waiting for the connection
+    this._subs = new Map(); // channel -> Set(handler)
+    this._everOpen = false;
+  }
+
+  /** Opens the connection (and keeps it open until close()). */
+  connect() {
+    if (this.state === "open" || this.state === "connecting") return;
+    this._everOpen = false;
+    this.reconnects = 0;
+    this._attempt = 0;
+    this._open("connecting");
+  }
+
+  /** Closes for good: no reconnect; queued and pending commands fail. */
+  close() {
+    this._setState("closed");
+    if (this._retryTimer !== null) this.clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (this._ws) {
+      const ws = this._ws;
+      this._ws = null;
+      try { ws.close(1000, "bye"); } catch (_) { /* already closed */ }
+    }
+    this._failAll(new WsnodeError("closed", "client closed"));
+  }
+
+  /** Subscribes `handler(msg)` to `ch`; resolves on the server's ack. */
+  subscribe(ch, handler) {
+    let set = this._subs.get(ch);
+    const first = !set;
+    if (first) {
+      set = new Set();
+      this._subs.set(ch, set);
+    }
+    if (handler) set.add(handler);
+    if (!first) return Promise.resolve();
+    return this._request({ op: "sub", ch }).catch((e) => {
+      this._subs.delete(ch);
+      throw e;
+    });
+  }
+
+  /** Removes `handler` (or every handler) from `ch`; unsubscribes when none is left. */
+  unsubscribe(ch, handler) {
+    const set = this._subs.get(ch);
+    if (!set) return Promise.resolve();
+    if (handler) set.delete(handler);
+    else set.clear();
+    if (set.size > 0) return Promise.resolve();
+    this._subs.delete(ch);
+    return this._request({ op: "unsub", ch });
+  }
+
+  /** Publishes `data` (any JSON value) to `ch`; resolves on ack. */
+  publish(ch, data) {
+    return this._request({ op: "pub", ch, data });
+  }
+
+  /** Sends `data` to every session of `user`; resolves on ack. */
+  send(user, data) {
+    return this._request({ op: "send", to: user, data });
+  }
+
+  /** Round trip to the server; resolves with the time taken in ms. */
+  ping() {
+    const t0 = Date.now();
+    return this._request({ op: "ping" }).then(() => Date.now() - t0);
+  }
+
+  /** Channels this client is subscribed to (resubscribed after reconnects). */
+  get channels() {
+    return [...this._subs.keys()];
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  _endpoint() {
+    const sep = this.url.includes("?") ? "&" : "?";
+    if (this.token) return `${this.url}${sep}token=${encodeURIComponent(this.token)}`;
+    if (this.user) return `${this.url}${sep}user=${encodeURIComponent(this.user)}`;
+    return this.url;
+  }
+
+  _setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.dispatchEvent(new CustomEvent("state", { detail: s }));
+  }
+
+  _open(state) {
+    this._setState(state);
+    let ws;
+    try {
+      ws = new this.WebSocket(this._endpoint());
+    } catch (e) {
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    ws.onmessage = (ev) => this._onFrame(ev.data);
+    ws.onclose = (ev) => {
+      if (this._ws !== ws) return; // an old socket
+      this._ws = null;
+      this.dispatchEvent(new CustomEvent("close", { detail: { code: ev.code, reason: ev.reason } }));
+      // commands in flight may or may not have been handled: tell the caller
+      for (const [id, p] of this._pending) {
+        this.clearTimeout(p.timer);
+        p.reject(new WsnodeError("disconnected", `connection closed (${ev.code})`));
+      }
+      this._pending.clear();
+      if (this.state !== "closed") this._scheduleReconnect();
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  _scheduleReconnect() {
+    this._setState("reconnecting");
+    const delay = backoffDelay(this._attempt++, this.backoff, this.random);
+    this._retryTimer = this.setTimeout(() => {
+      this._retryTimer = null;
+      if (this.state === "reconnecting") this._open("reconnecting");
+    }, delay);
+  }
+
+  _onFrame(text) {
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch (_) {
+      return; // the server only sends JSON; ignore anything else
+    }
+    switch (f.op) {
+      case "hello":
+        this._onHello(f);
+        return;
+      case "ack":
+      case "pong":
+      case "err": {
+        const p = f.id !== undefined ? this._pending.get(f.id) : undefined;
+        if (!p) return;
+        this._pending.delete(f.id);
+        this.clearTimeout(p.timer);
+        if (f.op === "err") p.reject(new WsnodeError(f.code, f.msg));
+        else p.resolve(f);
+        return;
+      }
+      case "msg": {
+        const set = this._subs.get(f.ch);
+        if (set) for (const h of set) h(f);
+        this.dispatchEvent(new CustomEvent("msg", { detail: f }));
+        return;
+      }
+      case "dm":
+        this.dispatchEvent(new CustomEvent("dm", { detail: f }));
+        return;
+      default:
+        return; // unknown ops are ignored (forward compatibility)
+    }
+  }
+
+  _onHello(hello) {
+    this.node = hello.node;
+    this.sid = hello.sid;
+    if (this._everOpen) this.reconnects++;
+    this._everOpen = true;
+    this._attempt = 0;
+    this._setState("open");
+    // resubscribe every channel (those whose first sub is still queued go
+    // with the queue), then flush what waited for the connection
+    const queuedSubs = new Set(this._queue.filter((q) => q.cmd.op === "sub").map((q) => q.cmd.ch));
+    for (const ch of this._subs.keys()) {
+      if (!queuedSubs.has(ch)) this._sendNow({ op: "sub", ch, id: this._nextId++ }, null);
+    }
+    const queued = this._queue;
+    this._queue = [];
+    for (const q of queued) this._sendNow(q.cmd, q.promise);
+    this.dispatchEvent(new CustomEvent("open", { detail: hello }));
+  }
+
+  _request(cmd) {
+    return new Promise((resolve, reject) => {
+      const p = { resolve, reject, timer: null };
+      if (this.state === "closed") {
+        reject(new WsnodeError("closed", "client closed"));
+        return;
+      }
+      if (this.state !== "open") {
+        if (this._queue.length >= this.maxQueued) {
+          reject(new WsnodeError("queue_full", "too many commands waiting for the connection"));
+          return;
+        }
+        this._queue.push({ cmd, promise: p });
+        return;
+      }
+      this._sendNow(cmd, p);
+    });
+  }
+
+  _sendNow(cmd, p) {
+    if (cmd.id === undefined) cmd.id = this._nextId++;
+    if (p) {
+      p.timer = this.setTimeout(() => {
+        if (this._pending.delete(cmd.id)) p.reject(new WsnodeError("timeout", `no reply to ${cmd.op}`));
+      }, this.requestTimeoutMs);
+      this._pending.set(cmd.id, p);
+    }
+    try {
+      this._ws.send(JSON.stringify(cmd));
+    } catch (e) {
+      if (p) {
+        this._pending.delete(cmd.id);
+        this.clearTimeout(p.timer);
+        p.reject(new WsnodeError("disconnected", String(e)));
+      }
+    }
+  }
+
+  _failAll(err) {
+    for (const [, p] of this._pending) {
+      this.clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this._pending.clear();
+    for (const q of this._queue) q.promise.reject(err);
+    this._queue = [];
+  }
+}
