@@ -2,7 +2,8 @@
 // playwright-core) against a 2-node wsnode cluster behind nginx, started
 // with scripts/cluster. Every process is stopped by PID at the end.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -195,6 +196,51 @@ test("static files: MIME types, 404s, no traversal", async () => {
   }
   assert.equal((await fetch(`${front()}/nope.js`)).status, 404);
   assert.equal((await fetch(`${front()}/%2e%2e/config.toml`)).status, 404);
+});
+
+test("the page works on a single node too (no mesh, no nginx)", async () => {
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const cfg = path.join(RUN_DIR, "single.toml");
+  fs.writeFileSync(
+    cfg,
+    `[node]\nid = "solo"\n[http]\nlisten = "127.0.0.1:${port}"\nstatic_dir = "${ROOT}/web"\n`,
+  );
+  const bin = process.env.WSNODE_BIN || path.join(ROOT, "build", "wsnode");
+  const node = spawn(bin, ["--config", cfg], { stdio: "ignore" });
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    page.on("pageerror", (e) => errors.push(e.message));
+    for (let i = 0; i < 100; i++) {
+      try {
+        await page.goto(`http://127.0.0.1:${port}/?user=solo`);
+        break;
+      } catch (_) {
+        await new Promise((r) => setTimeout(r, 50)); // not listening yet
+      }
+    }
+    await waitState(page, "open");
+    assert.equal(await text(page, "node"), "solo");
+    await page.fill("#danmaku-input", "solo bullet");
+    await page.click("#danmaku-fire");
+    await page.locator("#stage .bullet", { hasText: "solo bullet" }).waitFor();
+    await page.fill("#chat-input", "talking to myself");
+    await page.click("#chat-send");
+    await page.locator('#messages li.msg[data-from="solo"]', { hasText: "talking to myself" }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, "page-single-node.png") });
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    node.kill("SIGTERM");
+    await new Promise((r) => (node.exitCode !== null ? r() : node.once("exit", r)));
+  }
 });
 
 test("no errors in any page's console", () => {
