@@ -3,6 +3,7 @@
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
+#include "transport/io_pool.hpp"
 #include "transport/mesh.hpp"
 #include "transport/server.hpp"
 
@@ -184,7 +185,7 @@ private:
 int run_node(const config& cfg, std::string_view version) {
   auto fd_limit = raise_fd_limit();
   metrics m;                                             // outlives everything
-  net::io_context ioc{static_cast<int>(cfg.io_threads)}; // outlives the actor system
+  transport::io_pool io{cfg.io_threads}; // outlives the actor system
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
   caf::actor_system sys{caf_cfg}; // destroyed first
@@ -200,19 +201,17 @@ int run_node(const config& cfg, std::string_view version) {
   node_impl node{cfg, version, m, sys, broker, mesh};
   auto opts = make_server_options(cfg, fd_limit);
   auto max_conns = opts.max_connections;
-  server srv{ioc, std::move(opts), node, m};
+  server srv{io, std::move(opts), node, m};
   srv.start(); // throws when the port is taken
   guard.disarm();
 
   std::promise<int> stop_signal;
-  net::signal_set signals{ioc, SIGINT, SIGTERM};
+  net::signal_set signals{io.context(0), SIGINT, SIGTERM};
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (!ec)
       stop_signal.set_value(sig);
   });
-  std::vector<std::thread> io_threads;
-  for (std::size_t i = 0; i < cfg.io_threads; ++i)
-    io_threads.emplace_back([&ioc] { ioc.run(); });
+  io.run();
 
   node.set_ready(true);
   spdlog::info("wsnode {} node={} listening on http://{}:{} (WebSocket: /ws) auth={} "
@@ -242,9 +241,8 @@ int run_node(const config& cfg, std::string_view version) {
   sys.await_all_actors_done();
   if (mesh)
     mesh->stop();
-  ioc.stop();
-  for (auto& t : io_threads)
-    t.join();
+  io.stop();
+  io.join();
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();

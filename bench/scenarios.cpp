@@ -61,8 +61,18 @@ clock::time_point pump(engine& e, const scenario_options& o, std::size_t count, 
   auto last_progress = t0;
   std::size_t k = 0;
   bool http = o.http_publish || o.eng.proto == protocol::nchan;
+  auto last_move = t0;
+  auto last_in_flight = e.in_flight();
   while (k < count && (seconds <= 0 || since(t0) < seconds)) {
     double elapsed = since(t0);
+    if (e.in_flight() != last_in_flight || e.in_flight() < static_cast<std::int64_t>(o.window)) {
+      last_in_flight = e.in_flight();
+      last_move = clock::now();
+    } else if (since(last_move) > o.drain_s) {
+      r.errors += static_cast<std::uint64_t>(e.in_flight());
+      progress_line(o, "publishes are not acknowledged any more; stopping\n");
+      break; // the server (or the publisher's connection) stopped answering
+    }
     auto due = o.rate > 0 ? std::min<std::size_t>(count, static_cast<std::size_t>(o.rate * elapsed) + 1)
                           : count;
     while (k < due && e.in_flight() < static_cast<std::int64_t>(o.window)) {

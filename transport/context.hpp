@@ -6,8 +6,12 @@
 #include "transport/server.hpp"
 
 #include <atomic>
+#include <memory>
+#include <vector>
 
 namespace wsnode::transport {
+
+class delivery_lane;
 
 struct server_context {
   server_context(server_options o, node_port& n, metrics& mm)
@@ -16,6 +20,8 @@ struct server_context {
   node_port& node;
   metrics& m;
   std::atomic<bool> draining{false};
+  /// One per io_context of the pool, by index.
+  std::vector<std::shared_ptr<delivery_lane>> lanes;
 };
 
 } // namespace wsnode::transport

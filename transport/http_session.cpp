@@ -23,11 +23,11 @@ namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-/// Threading: strand only (the socket's executor).
+/// Threading: the socket's io_context only (one thread).
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(std::shared_ptr<server_context> ctx, tcp::socket&& s)
-    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), stream_(std::move(s)) {
+  http_session(std::shared_ptr<server_context> ctx, tcp::socket&& s, std::size_t lane)
+    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), stream_(std::move(s)), lane_(lane) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec)
@@ -93,7 +93,7 @@ private:
     }
     stream_.expires_never();
     start_ws_session(ctx_ptr_, stream_.release_socket(), std::move(req),
-                     session_identity{std::move(d.user), remote_});
+                     session_identity{std::move(d.user), remote_}, lane_);
   }
 
   void fail_request(unsigned status, std::string body) {
@@ -142,14 +142,16 @@ private:
   beast::tcp_stream stream_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::size_t lane_;
   std::string remote_;
   bool keep_alive_ = true;
 };
 
 } // namespace
 
-void start_http_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket) {
-  std::make_shared<http_session>(std::move(ctx), std::move(socket))->run();
+void start_http_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket,
+                        std::size_t lane) {
+  std::make_shared<http_session>(std::move(ctx), std::move(socket), lane)->run();
 }
 
 } // namespace wsnode::transport

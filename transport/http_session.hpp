@@ -10,7 +10,9 @@
 
 namespace wsnode::transport {
 
-/// Serves HTTP requests on `socket` (whose executor is a strand).
-void start_http_session(std::shared_ptr<server_context> ctx, boost::asio::ip::tcp::socket&& socket);
+/// Serves HTTP requests on `socket`, which lives on the io_context of
+/// `ctx->lanes[lane]` (one thread: no strand needed).
+void start_http_session(std::shared_ptr<server_context> ctx, boost::asio::ip::tcp::socket&& socket,
+                        std::size_t lane);
 
 } // namespace wsnode::transport

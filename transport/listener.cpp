@@ -1,6 +1,8 @@
 // The accept loop and the server facade.
 #include "transport/http_session.hpp"
+#include "transport/io_pool.hpp"
 #include "transport/server.hpp"
+#include "transport/ws_session.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,11 +18,14 @@ namespace wsnode {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-/// Threading: the acceptor is used on its strand only.
+/// Threading: the acceptor is used on the pool's first io_context only.
 struct server::impl : std::enable_shared_from_this<server::impl> {
-  impl(net::io_context& io, server_options opts, node_port& node, metrics& m)
-    : ioc(io), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
-      acceptor(net::make_strand(io)), retry(acceptor.get_executor()) {}
+  impl(transport::io_pool& p, server_options opts, node_port& node, metrics& m)
+    : pool(p), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
+      acceptor(p.context(0)), retry(p.context(0)) {
+    for (std::size_t i = 0; i < p.size(); ++i)
+      ctx->lanes.push_back(transport::make_lane(p.context(i), m));
+  }
 
   void start() {
     boost::system::error_code ec;
@@ -38,14 +43,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     net::post(acceptor.get_executor(), [self = shared_from_this()] { self->do_accept(); });
   }
 
+  // Each connection goes to the next io_context, round robin.
   void do_accept() {
-    acceptor.async_accept(net::make_strand(ioc),
-                          [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
-                            self->on_accept(ec, std::move(s));
-                          });
+    auto lane = next_lane++ % pool.size();
+    acceptor.async_accept(pool.context(lane), [self = shared_from_this(), lane](
+                                                  boost::system::error_code ec, tcp::socket s) {
+      self->on_accept(ec, std::move(s), lane);
+    });
   }
 
-  void on_accept(boost::system::error_code ec, tcp::socket s) {
+  void on_accept(boost::system::error_code ec, tcp::socket s, std::size_t lane) {
     if (ec == net::error::operation_aborted || !acceptor.is_open())
       return;
     if (ec) {
@@ -65,7 +72,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     warned_ = false;
     boost::system::error_code ignored;
     s.set_option(tcp::no_delay(true), ignored); // small frames: no Nagle stalls
-    transport::start_http_session(ctx, std::move(s));
+    transport::start_http_session(ctx, std::move(s), lane);
     do_accept();
   }
 
@@ -77,15 +84,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     });
   }
 
-  net::io_context& ioc;
+  transport::io_pool& pool;
   std::shared_ptr<transport::server_context> ctx;
   tcp::acceptor acceptor;
   net::steady_timer retry;
+  std::size_t next_lane = 0;
   bool warned_ = false;
 };
 
-server::server(net::io_context& ioc, server_options opts, node_port& node, metrics& m)
-  : impl_(std::make_shared<impl>(ioc, std::move(opts), node, m)) {}
+server::server(transport::io_pool& pool, server_options opts, node_port& node, metrics& m)
+  : impl_(std::make_shared<impl>(pool, std::move(opts), node, m)) {}
 
 server::~server() {
   impl_->stop();

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-namespace boost::asio {
-class io_context;
-}
-
 namespace wsnode {
+
+namespace transport {
+class io_pool;
+}
 
 /// Everything transport needs to know from the configuration.
 struct server_options {
@@ -42,8 +42,9 @@ struct server_options {
 
 class server {
 public:
-  /// `node` and `m` must outlive the server.
-  server(boost::asio::io_context& ioc, server_options opts, node_port& node, metrics& m);
+  /// `node` and `m` must outlive the server. Connections are spread over
+  /// the io_contexts of `pool`; the listener runs on the first.
+  server(transport::io_pool& pool, server_options opts, node_port& node, metrics& m);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
