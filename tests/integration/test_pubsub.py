@@ -171,7 +171,8 @@ def test_bursts_of_mixed_sizes_arrive_intact_and_in_order(make_node):
     """Thousands of frames queued behind one another on each connection: the
     writer coalesces them into few kernel writes; every frame must still be
     well formed (a client library checks) and in order."""
-    node = make_node(limits={"messages_per_second": 0})
+    # a deep queue (the clients read slower than the node writes)
+    node = make_node(limits={"messages_per_second": 0}, ws={"max_queue_bytes": 64 << 20})
     sizes = [1, 100, 125, 126, 200, 4000, 30000]
 
     async def go():
