@@ -130,6 +130,7 @@ server_options make_server_options(const config& cfg, rlim_t fd_limit) {
   o.close_timeout = cfg.close_timeout;
   o.max_queue_bytes = cfg.max_queue_bytes;
   o.max_connections = max_connections_for(cfg.max_connections, fd_limit);
+  o.coalesce = cfg.coalesce;
   o.limits.max_data_bytes = cfg.max_data_bytes;
   return o;
 }

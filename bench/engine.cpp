@@ -11,6 +11,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include <algorithm>
+#include <bitset>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -41,6 +42,34 @@ void bind_source(tcp::socket& sock, std::size_t k, std::size_t n) {
 }
 
 } // namespace
+
+/// Which sequence numbers of one sender arrived: the highest and a window
+/// of 1024 below it (messages may arrive out of order when publishes run
+/// concurrently); anything older counts as a duplicate.
+class seen_window {
+public:
+  bool first_time(std::uint64_t seq) {
+    if (seq > top_) {
+      auto shift = seq - top_;
+      if (shift >= bits_.size())
+        bits_.reset();
+      else
+        bits_ <<= shift;
+      top_ = seq;
+      bits_.set(0);
+      return true;
+    }
+    auto back = top_ - seq;
+    if (back >= bits_.size() || bits_.test(back))
+      return false;
+    bits_.set(back);
+    return true;
+  }
+
+private:
+  std::uint64_t top_ = 0;
+  std::bitset<1024> bits_;
+};
 
 struct worker {
   net::io_context ioc{1};
@@ -90,7 +119,7 @@ private:
   beast::flat_buffer buf_;
   std::deque<std::string> queue_;
   std::vector<std::string> replies_;
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> last_seq_; // (sender, last seq)
+  std::vector<std::pair<std::uint32_t, seen_window>> seen_; // per sender
   std::string node_;
   std::size_t pending_subs_ = 0;
   std::atomic<std::uint64_t> next_id_{0};
@@ -264,17 +293,16 @@ void ws_client::on_frame(std::string_view f) {
         return;
       auto now = now_ns();
       auto& st = w_.stats;
-      auto it = std::find_if(last_seq_.begin(), last_seq_.end(),
+      auto it = std::find_if(seen_.begin(), seen_.end(),
                              [&](const auto& p) { return p.first == s->sender; });
-      if (it == last_seq_.end()) {
-        last_seq_.emplace_back(s->sender, 0);
-        it = last_seq_.end() - 1;
+      if (it == seen_.end()) {
+        seen_.emplace_back(s->sender, seen_window{});
+        it = seen_.end() - 1;
       }
-      if (s->seq <= it->second) {
+      if (!it->second.first_time(s->seq)) {
         ++st.duplicates;
         return;
       }
-      it->second = s->seq;
       ++st.delivered;
       e_.owner.delivered_.fetch_add(1, std::memory_order_relaxed);
       st.latency.record(now > s->sent_ns ? (now - s->sent_ns) / 1000 : 0);

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstring>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 
 namespace wsnode::transport {
@@ -74,7 +75,8 @@ class ws_session;
 /// N posts and N writes. A frame delivered to many sessions is held once.
 class delivery_lane {
 public:
-  explicit delivery_lane(net::io_context& ioc, metrics& m) : ioc_(ioc), m_(m) {}
+  delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce)
+    : ioc_(ioc), m_(m), coalesce_(coalesce) {}
 
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
   /// their io thread, after tasks posted before).
@@ -104,11 +106,14 @@ public:
 
 private:
   static constexpr std::size_t max_pending = 1 << 22;
+  static constexpr auto max_defer = std::chrono::microseconds(1000);
 
   void drain();
+  void flush_dirty();
 
   net::io_context& ioc_;
   metrics& m_;
+  std::chrono::microseconds coalesce_;
   std::mutex mu_;
   std::vector<std::pair<ws_session*, std::uint32_t>> in_;
   std::vector<frame_ptr> frames_;
@@ -116,7 +121,10 @@ private:
   std::vector<std::pair<ws_session*, std::uint32_t>> work_;
   std::vector<frame_ptr> work_frames_;
   std::vector<ws_session*> dirty_;
+  std::chrono::steady_clock::time_point dirty_since_{};
   bool draining_ = false;
+  bool timer_armed_ = false;
+  net::steady_timer timer_{ioc_};
 };
 
 // ---------------------------------------------------------------- ws_session
@@ -545,9 +553,40 @@ void delivery_lane::drain() {
   draining_ = false;
   work_.clear();
   work_frames_.clear();
+  if (dirty_.empty())
+    return;
+  auto now = std::chrono::steady_clock::now();
+  if (dirty_since_ == std::chrono::steady_clock::time_point{})
+    dirty_since_ = now;
+  bool more = false;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    more = !in_.empty(); // then a drain is already posted
+  }
+  // Under load the broker keeps adding deliveries: take those too before
+  // writing, so that each socket gets more frames per kernel call. The wait
+  // is bounded; without load nothing waits.
+  if (more && now - dirty_since_ < max_defer)
+    return;
+  if (coalesce_.count() == 0)
+    return flush_dirty();
+  // Wait a moment for more frames to the same sockets (a fan-out burst, the
+  // next publishes): fewer, fuller kernel writes. [ws] coalesce_us bounds it.
+  if (!timer_armed_) {
+    timer_armed_ = true;
+    timer_.expires_after(coalesce_);
+    timer_.async_wait([this](boost::system::error_code) {
+      timer_armed_ = false;
+      flush_dirty();
+    });
+  }
+}
+
+void delivery_lane::flush_dirty() {
   for (auto* s : dirty_)
     s->flush();
   dirty_.clear();
+  dirty_since_ = {};
 }
 
 namespace {
@@ -563,8 +602,9 @@ struct deferred_delete {
 
 } // namespace
 
-std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m) {
-  return std::make_shared<delivery_lane>(ioc, m);
+std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
+                                         std::chrono::microseconds coalesce) {
+  return std::make_shared<delivery_lane>(ioc, m, coalesce);
 }
 
 void start_ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket,

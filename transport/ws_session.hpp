@@ -11,12 +11,15 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <chrono>
 #include <memory>
 
 namespace wsnode::transport {
 
-/// Makes the delivery lane of one io_context (see ws_session.cpp).
-std::shared_ptr<delivery_lane> make_lane(boost::asio::io_context& ioc, metrics& m);
+/// Makes the delivery lane of one io_context (see ws_session.cpp); writes
+/// wait up to `coalesce` for more frames to the same sockets.
+std::shared_ptr<delivery_lane> make_lane(boost::asio::io_context& ioc, metrics& m,
+                                         std::chrono::microseconds coalesce);
 
 /// Completes the upgrade of `socket` (which lives on the io_context of
 /// `ctx->lanes[lane]`) with `req` and runs the session until the connection
