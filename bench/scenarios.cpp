@@ -145,7 +145,9 @@ result run_idle(const scenario_options& o) {
     std::size_t upto = o.connections * s / steps;
     std::vector<client_spec> specs;
     for (; done < upto; ++done)
-      specs.push_back({fmt::format("idle{}", done), {fmt::format("idle.{}", done % 100)}, {}});
+      specs.push_back({fmt::format("idle{}", done),
+                       {o.channel.empty() ? fmt::format("idle.{}", done % 100) : o.channel},
+                       {}});
     open_all(e, specs, o, r, "idle");
     std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let the server settle
     r.rss_curve.emplace_back(e.ready(), sample_processes(o.server_pids).rss_bytes);
@@ -160,6 +162,10 @@ result run_idle(const scenario_options& o) {
   r.server_cpu_s = after.cpu_s;
   auto stats = e.finish();
   r.errors = stats.errors;
+  // messages published by someone else while holding (a broadcast test)
+  r.delivered = stats.delivered;
+  r.duplicates = stats.duplicates;
+  r.latency = stats.latency;
   r.bench_cpu_s = self_cpu_seconds();
   progress_done(o);
   return r;

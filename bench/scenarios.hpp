@@ -23,6 +23,7 @@ struct scenario_options {
   std::size_t pairs = 100;          ///< chat
   double duration_s = 10;           ///< danmaku/chat publishing time
   double hold_s = 0;                ///< idle: seconds to hold the connections
+  std::string channel;              ///< idle: one channel for all (default: 100 channels)
   double drain_s = 5;               ///< give up waiting for deliveries after this long without progress
   bool http_publish = false;        ///< wsnode: publish over /api/publish
   bool split_nodes = false;         ///< chat: partners on different nodes (wsnode behind nginx)

@@ -122,6 +122,7 @@ private:
   std::vector<frame_ptr> work_frames_;
   std::vector<ws_session*> dirty_;
   std::chrono::steady_clock::time_point dirty_since_{};
+  std::chrono::steady_clock::time_point last_flush_{};
   bool draining_ = false;
   bool timer_armed_ = false;
   net::steady_timer timer_{ioc_};
@@ -568,13 +569,16 @@ void delivery_lane::drain() {
   // is bounded; without load nothing waits.
   if (more && now - dirty_since_ < max_defer)
     return;
-  if (coalesce_.count() == 0)
+  // Adaptive coalescing: a write right after the previous one waits for the
+  // rest of [ws] coalesce_us, gathering more frames to the same sockets
+  // (fewer, fuller kernel writes under load); after a quiet spell frames go
+  // out at once, so light traffic pays no latency for it.
+  auto next_allowed = last_flush_ + coalesce_;
+  if (coalesce_.count() == 0 || now >= next_allowed)
     return flush_dirty();
-  // Wait a moment for more frames to the same sockets (a fan-out burst, the
-  // next publishes): fewer, fuller kernel writes. [ws] coalesce_us bounds it.
   if (!timer_armed_) {
     timer_armed_ = true;
-    timer_.expires_after(coalesce_);
+    timer_.expires_at(next_allowed);
     timer_.async_wait([this](boost::system::error_code) {
       timer_armed_ = false;
       flush_dirty();
@@ -587,6 +591,7 @@ void delivery_lane::flush_dirty() {
     s->flush();
   dirty_.clear();
   dirty_since_ = {};
+  last_flush_ = std::chrono::steady_clock::now();
 }
 
 namespace {
