@@ -569,16 +569,15 @@ void delivery_lane::drain() {
   // is bounded; without load nothing waits.
   if (more && now - dirty_since_ < max_defer)
     return;
-  // Adaptive coalescing: a write right after the previous one waits for the
-  // rest of [ws] coalesce_us, gathering more frames to the same sockets
-  // (fewer, fuller kernel writes under load); after a quiet spell frames go
-  // out at once, so light traffic pays no latency for it.
-  auto next_allowed = last_flush_ + coalesce_;
-  if (coalesce_.count() == 0 || now >= next_allowed)
+  // Coalescing: under load, frames wait up to [ws] coalesce_us for more
+  // frames to the same sockets, so that the kernel gets fewer, fuller writes.
+  // A lane that has been quiet (no write for 4 x coalesce_us) writes at
+  // once, so light traffic pays no latency for it.
+  if (coalesce_.count() == 0 || now - last_flush_ >= 4 * coalesce_)
     return flush_dirty();
   if (!timer_armed_) {
     timer_armed_ = true;
-    timer_.expires_at(next_allowed);
+    timer_.expires_after(coalesce_);
     timer_.async_wait([this](boost::system::error_code) {
       timer_armed_ = false;
       flush_dirty();
