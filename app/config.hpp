@@ -56,7 +56,7 @@ struct config {
   std::chrono::milliseconds unsubscribe_linger{2000};
   std::size_t mesh_hwm = 100000;
   // [runtime]
-  std::size_t actor_threads = 2;
+  std::size_t actor_threads = 1;
   // [log]
   std::string log_level = "info";
 
