@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
   common(idle);
   idle->add_option("-n,--connections", o.connections)->capture_default_str();
   idle->add_option("--hold", o.hold_s, "seconds to hold them")->capture_default_str();
+  idle->add_option("--expect", o.expect,
+                   "stop holding once this many messages arrived (a broadcast test)");
   idle->add_option("--channel", o.channel,
                    "subscribe all to this channel (default: spread over 100 channels)");
   auto* fanout = app.add_subcommand("fanout", "S subscribers of one channel, one publisher");

@@ -153,7 +153,7 @@ result run_idle(const scenario_options& o) {
     r.rss_curve.emplace_back(e.ready(), sample_processes(o.server_pids).rss_bytes);
   }
   auto t0 = clock::now();
-  while (since(t0) < o.hold_s) {
+  while (since(t0) < o.hold_s && (o.expect == 0 || e.delivered() < o.expect)) {
     progress_line(o, fmt::format("[idle] holding {} connections", e.ready()));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }

@@ -8,6 +8,7 @@
 #include <zmq_addon.hpp>
 
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <random>
 #include <set>
@@ -100,22 +101,27 @@ struct zmq_mesh::impl {
       if (items[0].revents & ZMQ_POLLIN)
         read_messages();
       now = clock::now();
-      if (now >= next_heartbeat) {
+      bool tick = now >= next_heartbeat;
+      if (tick) {
         heartbeat(now);
         next_heartbeat = now + opts.heartbeat;
       }
       if (!pending.empty())
-        check_pending(now);
+        check_pending(now, tick);
     }
   }
 
   void execute(command& c) {
     switch (c.op) {
-    case command::sub:
+    case command::sub: {
       sub.set(zmq::sockopt::subscribe, c.topic);
-      pending[c.topic] = {clock::now() + opts.subscribe_timeout, {}};
-      check_pending(clock::now());
+      auto now = clock::now();
+      auto [it, fresh] =
+          pending.insert_or_assign(c.topic, pending_sub{now + opts.subscribe_timeout, {}});
+      deadlines.emplace_back(it->second.deadline, c.topic);
+      check_one(it, now);
       return;
+    }
     case command::unsub:
       sub.set(zmq::sockopt::unsubscribe, c.topic);
       tracker.forget_topic(c.topic);
@@ -141,8 +147,11 @@ struct zmq_mesh::impl {
   }
 
   // XPUB: peers (un)subscribing. "\x01topic" subscribes, "\x00topic" leaves.
+  // Each subscription is confirmed on the control topic; confirmations of
+  // one read go out together (topics joined by '\n', which names never hold).
   void read_subscriptions() {
     zmq::message_t msg;
+    std::string confirm;
     while (pub.recv(msg, zmq::recv_flags::dontwait)) {
       auto v = view(msg);
       if (v.empty())
@@ -152,14 +161,21 @@ struct zmq_mesh::impl {
         continue;
       if (v[0] == 1) {
         remote_interest.try_emplace(std::string{topic}, 0);
-        // tell the subscriber its subscription reached us
-        send(mesh::confirm_topic, 0, topic);
+        if (!confirm.empty())
+          confirm += '\n';
+        confirm += topic;
+        if (confirm.size() > 60000) {
+          send(mesh::confirm_topic, 0, confirm);
+          confirm.clear();
+        }
       } else if (v[0] == 0) {
         auto it = remote_interest.find(topic);
         if (it != remote_interest.end())
           remote_interest.erase(it);
       }
     }
+    if (!confirm.empty())
+      send(mesh::confirm_topic, 0, confirm);
   }
 
   void read_messages() {
@@ -188,10 +204,16 @@ struct zmq_mesh::impl {
       if (topic == mesh::heartbeat_topic)
         continue;
       if (topic == mesh::confirm_topic) {
-        auto it = pending.find(view(parts[2]));
-        if (it != pending.end()) {
-          it->second.confirmed_by.insert(env->origin);
-          check_pending(now);
+        std::string_view list = view(parts[2]);
+        while (!list.empty()) {
+          auto nl = list.find('\n');
+          auto one = list.substr(0, nl);
+          list = nl == std::string_view::npos ? std::string_view{} : list.substr(nl + 1);
+          auto it = pending.find(one);
+          if (it != pending.end()) {
+            it->second.confirmed_by.insert(env->origin);
+            check_one(it, now);
+          }
         }
         continue;
       }
@@ -271,33 +293,48 @@ struct zmq_mesh::impl {
     std::set<std::string, std::less<>> confirmed_by;
   };
 
-  clock::time_point earliest_deadline() const {
-    auto t = clock::time_point::max();
-    for (const auto& [topic, p] : pending)
-      t = std::min(t, p.deadline);
-    return t;
+  // The pending subscription's deadline order (deadlines only grow).
+  clock::time_point earliest_deadline() {
+    while (!deadlines.empty() && !pending.contains(deadlines.front().second))
+      deadlines.pop_front();
+    return deadlines.empty() ? clock::time_point::max() : deadlines.front().first;
   }
 
-  // Confirms every pending subscription that each live peer acknowledged,
-  // or whose deadline passed.
-  void check_pending(clock::time_point now) {
-    for (auto it = pending.begin(); it != pending.end();) {
-      bool done = now >= it->second.deadline;
-      if (done) {
+  // Confirms `it` when every live peer acknowledged it; returns true when
+  // it was confirmed (and erased).
+  template <class It>
+  bool check_one(It it, clock::time_point now) {
+    for (const auto& [id, p] : peers)
+      if (alive(p, now) && !it->second.confirmed_by.contains(id))
+        return false;
+    confirm(it);
+    return true;
+  }
+
+  template <class It>
+  void confirm(It it) {
+    if (auto t = mesh::decode_topic(it->first))
+      events.subscribed(t->kind, std::string{t->name});
+    pending.erase(it);
+  }
+
+  // Confirms what timed out; with `all`, also re-checks every pending one
+  // (a peer went silent, so fewer confirmations are needed).
+  void check_pending(clock::time_point now, bool all) {
+    while (!deadlines.empty() && deadlines.front().first <= now) {
+      auto it = pending.find(deadlines.front().second);
+      deadlines.pop_front();
+      if (it != pending.end()) {
         bump(m.mesh_confirm_timeouts, 1);
-      } else {
-        done = true;
-        for (const auto& [id, p] : peers)
-          if (alive(p, now) && !it->second.confirmed_by.contains(id))
-            done = false;
+        confirm(it);
       }
-      if (!done) {
-        ++it;
-        continue;
-      }
-      if (auto t = mesh::decode_topic(it->first))
-        events.subscribed(t->kind, std::string{t->name});
-      it = pending.erase(it);
+    }
+    if (!all)
+      return;
+    for (auto it = pending.begin(); it != pending.end();) {
+      auto next = std::next(it);
+      check_one(it, now);
+      it = next;
     }
   }
 
@@ -321,6 +358,7 @@ struct zmq_mesh::impl {
   zmq::socket_t sub{ctx, zmq::socket_type::sub};
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> remote_interest;
   std::unordered_map<std::string, pending_sub, string_hash, std::equal_to<>> pending;
+  std::deque<std::pair<clock::time_point, std::string>> deadlines;
   std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers;
   mesh::seq_tracker tracker;
   std::thread thread;
