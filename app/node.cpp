@@ -185,7 +185,7 @@ private:
 
 int run_node(const config& cfg, std::string_view version) {
   auto fd_limit = raise_fd_limit();
-  metrics m;                                             // outlives everything
+  metrics m;                             // outlives everything
   transport::io_pool io{cfg.io_threads}; // outlives the actor system
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);

@@ -51,11 +51,11 @@ void raise_fd_limit() {
 
 struct plan_input {
   double users = 100000;
-  double rate = 0.1;      // messages each user receives per second... published per user
-  double fanout = 100;    // recipients per message
-  double cores = 2;       // per node
-  double memory_gib = 4;  // per node, for connections
-  double headroom = 0.5;  // fraction kept free
+  double rate = 0.1;     // messages each user receives per second... published per user
+  double fanout = 100;   // recipients per message
+  double cores = 2;      // per node
+  double memory_gib = 4; // per node, for connections
+  double headroom = 0.5; // fraction kept free
   std::string idle_json, fanout_json;
 };
 
@@ -102,8 +102,9 @@ int run_plan(const plan_input& p) {
              nodes_cpu, nodes_mem, nodes_fd);
   fmt::print("  => {:.0f} node(s); at that size each runs at {:.0f}% CPU\n", nodes,
              100 * deliveries / (deliveries_per_core * p.cores * nodes));
-  fmt::print("{{\"nodes\":{:.0f},\"nodes_cpu\":{:.3f},\"nodes_memory\":{:.3f},\"nodes_fd\":{:.3f}}}\n",
-             nodes, nodes_cpu, nodes_mem, nodes_fd);
+  fmt::print(
+      "{{\"nodes\":{:.0f},\"nodes_cpu\":{:.3f},\"nodes_memory\":{:.3f},\"nodes_fd\":{:.3f}}}\n",
+      nodes, nodes_cpu, nodes_mem, nodes_fd);
   return 0;
 }
 
@@ -122,18 +123,18 @@ int main(int argc, char** argv) {
 
   auto common = [&](CLI::App* sc) {
     sc->add_option("--target", target, "WebSocket target: a node or the nginx front")
-      ->capture_default_str();
+        ->capture_default_str();
     sc->add_option("--http", http, "HTTP base for publishing (default: the target)");
     sc->add_option("--protocol", proto, "wsnode | socketio | nchan")->capture_default_str();
     sc->add_option("--threads", o.eng.threads, "client threads")->capture_default_str();
     sc->add_option("--sources", o.eng.sources, "source addresses 127.0.0.1..N")
-      ->capture_default_str();
+        ->capture_default_str();
     sc->add_option("--concurrency", o.eng.concurrency, "connection attempts in flight")
-      ->capture_default_str();
+        ->capture_default_str();
     sc->add_option("--server-pid", o.server_pids, "server process(es) to measure (CPU, RSS)");
     sc->add_option("--size", o.size, "payload bytes")->capture_default_str();
     sc->add_option("--rate", o.rate, "publishes/s in total (0: window-limited)")
-      ->capture_default_str();
+        ->capture_default_str();
     sc->add_option("--window", o.window, "publishes in flight")->capture_default_str();
     sc->add_flag("--http-publish", o.http_publish, "wsnode: publish via /api/publish");
     sc->add_option("--json", json_out, "append the JSON result to FILE");
@@ -168,13 +169,13 @@ int main(int argc, char** argv) {
   auto* plan = app.add_subcommand("plan", "how many nodes: from idle and fanout results");
   plan->add_option("--users", pi.users)->capture_default_str();
   plan->add_option("--rate", pi.rate, "messages each user publishes per second")
-    ->capture_default_str();
+      ->capture_default_str();
   plan->add_option("--fanout", pi.fanout, "recipients per message")->capture_default_str();
   plan->add_option("--cores", pi.cores, "cores per node")->capture_default_str();
   plan->add_option("--memory-gib", pi.memory_gib, "memory per node for connections")
-    ->capture_default_str();
+      ->capture_default_str();
   plan->add_option("--headroom", pi.headroom, "fraction of CPU/memory kept free")
-    ->capture_default_str();
+      ->capture_default_str();
   plan->add_option("--idle", pi.idle_json, "idle result (JSON)");
   plan->add_option("--fanout-result", pi.fanout_json, "fanout result (JSON)");
   CLI11_PARSE(app, argc, argv);

@@ -75,16 +75,16 @@ public:
     if (f.empty())
       return {};
     switch (f[0]) {
-      case '0': // engine.io open: connect to the default namespace
-        out.emplace_back("40");
-        return {};
-      case '2': // engine.io ping
-        out.emplace_back("3");
-        return {};
-      case '4':
-        break;
-      default:
-        return {};
+    case '0': // engine.io open: connect to the default namespace
+      out.emplace_back("40");
+      return {};
+    case '2': // engine.io ping
+      out.emplace_back("3");
+      return {};
+    case '4':
+      break;
+    default:
+      return {};
     }
     if (starts(f, "42"))
       return {event::message, 0, f};
@@ -148,12 +148,12 @@ std::optional<protocol> protocol_from(std::string_view name) {
 
 std::string_view to_string(protocol p) {
   switch (p) {
-    case protocol::wsnode:
-      return "wsnode";
-    case protocol::socketio:
-      return "socketio";
-    case protocol::nchan:
-      return "nchan";
+  case protocol::wsnode:
+    return "wsnode";
+  case protocol::socketio:
+    return "socketio";
+  case protocol::nchan:
+    return "nchan";
   }
   return "?";
 }
@@ -180,12 +180,12 @@ std::optional<stamp> read_stamp(std::string_view frame) {
 
 std::unique_ptr<codec> make_codec(protocol p) {
   switch (p) {
-    case protocol::wsnode:
-      return std::make_unique<wsnode_codec>();
-    case protocol::socketio:
-      return std::make_unique<socketio_codec>();
-    case protocol::nchan:
-      return std::make_unique<nchan_codec>();
+  case protocol::wsnode:
+    return std::make_unique<wsnode_codec>();
+  case protocol::socketio:
+    return std::make_unique<socketio_codec>();
+  case protocol::nchan:
+    return std::make_unique<nchan_codec>();
   }
   return nullptr;
 }

@@ -135,12 +135,12 @@ class http_client : public std::enable_shared_from_this<http_client> {
 public:
   http_client(engine::impl& e, worker& w) : e_(e), stream_(net::make_strand(w.ioc)) {}
   void post(std::string path, std::string body) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), p = std::move(path),
-                                       b = std::move(body)]() mutable {
-      self->queue_.emplace_back(std::move(p), std::move(b));
-      if (self->queue_.size() == 1)
-        self->next();
-    });
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), p = std::move(path), b = std::move(body)]() mutable {
+                self->queue_.emplace_back(std::move(p), std::move(b));
+                if (self->queue_.size() == 1)
+                  self->next();
+              });
   }
   std::size_t queued() const { return depth_.load(); }
 
@@ -248,7 +248,8 @@ void ws_client::on_ready() {
       e_.clients[index_] = again;
     }
     closing_ = true;
-    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+    ws_.async_close(websocket::close_code::normal,
+                    [self = shared_from_this()](beast::error_code) {});
     again->start(attempt_ + 1);
     return;
   }
@@ -287,55 +288,55 @@ void ws_client::on_frame(std::string_view f) {
       do_write();
   }
   switch (ev.kind) {
-    case event::message: {
-      auto s = read_stamp(ev.body);
-      if (!s)
-        return;
-      auto now = now_ns();
-      auto& st = w_.stats;
-      auto it = std::find_if(seen_.begin(), seen_.end(),
-                             [&](const auto& p) { return p.first == s->sender; });
-      if (it == seen_.end()) {
-        seen_.emplace_back(s->sender, seen_window{});
-        it = seen_.end() - 1;
-      }
-      if (!it->second.first_time(s->seq)) {
-        ++st.duplicates;
-        return;
-      }
-      ++st.delivered;
-      e_.owner.delivered_.fetch_add(1, std::memory_order_relaxed);
-      st.latency.record(now > s->sent_ns ? (now - s->sent_ns) / 1000 : 0);
+  case event::message: {
+    auto s = read_stamp(ev.body);
+    if (!s)
+      return;
+    auto now = now_ns();
+    auto& st = w_.stats;
+    auto it = std::find_if(seen_.begin(), seen_.end(),
+                           [&](const auto& p) { return p.first == s->sender; });
+    if (it == seen_.end()) {
+      seen_.emplace_back(s->sender, seen_window{});
+      it = seen_.end() - 1;
+    }
+    if (!it->second.first_time(s->seq)) {
+      ++st.duplicates;
       return;
     }
-    case event::ready:
-      if (e_.opts.proto == protocol::wsnode) {
-        auto pos = f.find(R"("node":")");
-        if (pos != std::string_view::npos) {
-          auto rest = f.substr(pos + 8);
-          node_ = std::string{rest.substr(0, rest.find('"'))};
-        }
+    ++st.delivered;
+    e_.owner.delivered_.fetch_add(1, std::memory_order_relaxed);
+    st.latency.record(now > s->sent_ns ? (now - s->sent_ns) / 1000 : 0);
+    return;
+  }
+  case event::ready:
+    if (e_.opts.proto == protocol::wsnode) {
+      auto pos = f.find(R"("node":")");
+      if (pos != std::string_view::npos) {
+        auto rest = f.substr(pos + 8);
+        node_ = std::string{rest.substr(0, rest.find('"'))};
       }
-      if (!ready_ && pending_subs_ == 0)
-        on_ready();
+    }
+    if (!ready_ && pending_subs_ == 0)
+      on_ready();
+    return;
+  case event::ack:
+    if (pending_subs_ > 0) {
+      if (--pending_subs_ == 0 && !ready_) {
+        ready_ = true;
+        e_.opened(true);
+      }
       return;
-    case event::ack:
-      if (pending_subs_ > 0) {
-        if (--pending_subs_ == 0 && !ready_) {
-          ready_ = true;
-          e_.opened(true);
-        }
-        return;
-      }
+    }
+    e_.owner.in_flight_.fetch_sub(1);
+    return;
+  case event::error:
+    ++w_.stats.errors;
+    if (pending_subs_ == 0)
       e_.owner.in_flight_.fetch_sub(1);
-      return;
-    case event::error:
-      ++w_.stats.errors;
-      if (pending_subs_ == 0)
-        e_.owner.in_flight_.fetch_sub(1);
-      return;
-    case event::none:
-      return;
+    return;
+  case event::none:
+    return;
   }
 }
 

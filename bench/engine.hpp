@@ -22,10 +22,10 @@ struct endpoint {
 
 struct engine_options {
   protocol proto = protocol::wsnode;
-  endpoint ws;                 ///< WebSocket target (a node or the nginx front)
-  endpoint http;               ///< HTTP publish target
-  std::size_t threads = 2;     ///< worker threads
-  std::size_t sources = 1;     ///< source addresses 127.0.0.1 .. 127.0.0.N
+  endpoint ws;                   ///< WebSocket target (a node or the nginx front)
+  endpoint http;                 ///< HTTP publish target
+  std::size_t threads = 2;       ///< worker threads
+  std::size_t sources = 1;       ///< source addresses 127.0.0.1 .. 127.0.0.N
   std::size_t concurrency = 256; ///< connection attempts in flight
 };
 

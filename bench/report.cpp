@@ -62,18 +62,18 @@ std::string to_json(const result& r) {
     curve += fmt::format("{}[{},{}]", curve.size() > 1 ? "," : "", n, rss);
   curve += "]";
   return fmt::format(
-    R"({{"scenario":"{}","protocol":"{}","target":"{}","connections":{},"connect_failures":{},)"
-    R"("connect_seconds":{:.3f},"connect_rate":{:.1f},"published":{},"expected":{},"delivered":{},)"
-    R"("lost":{},"duplicates":{},"errors":{},"seconds":{:.3f},"offered_rate":{},"payload":{},)"
-    R"("delivered_per_s":{:.1f},"latency_us":{{"p50":{},"p90":{},"p99":{},"p999":{},"max":{},)"
-    R"("mean":{:.1f}}},"server_cpu_s":{:.3f},"bench_cpu_s":{:.3f},"delivered_per_server_cpu_s":{:.1f},)"
-    R"("server_rss_before":{},"server_rss_after":{},"rss_per_connection":{:.1f},"rss_curve":{}}})",
-    r.scenario, r.protocol, r.target, r.connections, r.connect_failures, r.connect_seconds,
-    r.connect_seconds > 0 ? double(r.connections) / r.connect_seconds : 0.0, r.published,
-    r.expected, r.delivered, r.lost, r.duplicates, r.errors, r.seconds, r.offered_rate, r.payload,
-    r.delivered_per_s(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.quantile(0.999),
-    h.max(), h.mean(), r.server_cpu_s, r.bench_cpu_s, r.per_server_core(), r.server_rss_before,
-    r.server_rss_after, r.rss_per_connection(), curve);
+      R"({{"scenario":"{}","protocol":"{}","target":"{}","connections":{},"connect_failures":{},)"
+      R"("connect_seconds":{:.3f},"connect_rate":{:.1f},"published":{},"expected":{},"delivered":{},)"
+      R"("lost":{},"duplicates":{},"errors":{},"seconds":{:.3f},"offered_rate":{},"payload":{},)"
+      R"("delivered_per_s":{:.1f},"latency_us":{{"p50":{},"p90":{},"p99":{},"p999":{},"max":{},)"
+      R"("mean":{:.1f}}},"server_cpu_s":{:.3f},"bench_cpu_s":{:.3f},"delivered_per_server_cpu_s":{:.1f},)"
+      R"("server_rss_before":{},"server_rss_after":{},"rss_per_connection":{:.1f},"rss_curve":{}}})",
+      r.scenario, r.protocol, r.target, r.connections, r.connect_failures, r.connect_seconds,
+      r.connect_seconds > 0 ? double(r.connections) / r.connect_seconds : 0.0, r.published,
+      r.expected, r.delivered, r.lost, r.duplicates, r.errors, r.seconds, r.offered_rate, r.payload,
+      r.delivered_per_s(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.quantile(0.999),
+      h.max(), h.mean(), r.server_cpu_s, r.bench_cpu_s, r.per_server_core(), r.server_rss_before,
+      r.server_rss_after, r.rss_per_connection(), curve);
 }
 
 std::string to_table(const result& r) {

@@ -55,8 +55,8 @@ struct result {
   double per_server_core() const { return server_cpu_s > 0 ? delivered / server_cpu_s : 0; }
   double rss_per_connection() const {
     return connections > 0 && server_rss_after > server_rss_before
-             ? double(server_rss_after - server_rss_before) / double(connections)
-             : 0;
+               ? double(server_rss_after - server_rss_before) / double(connections)
+               : 0;
   }
 };
 

@@ -73,8 +73,9 @@ clock::time_point pump(engine& e, const scenario_options& o, std::size_t count, 
       progress_line(o, "publishes are not acknowledged any more; stopping\n");
       break; // the server (or the publisher's connection) stopped answering
     }
-    auto due = o.rate > 0 ? std::min<std::size_t>(count, static_cast<std::size_t>(o.rate * elapsed) + 1)
-                          : count;
+    auto due = o.rate > 0
+                   ? std::min<std::size_t>(count, static_cast<std::size_t>(o.rate * elapsed) + 1)
+                   : count;
     while (k < due && e.in_flight() < static_cast<std::int64_t>(o.window)) {
       next(k, http);
       ++k;
@@ -132,6 +133,19 @@ void finish(engine& e, result& r, std::uint64_t expected, clock::time_point firs
   progress_done(o);
 }
 
+// The measured part shared by fanout, danmaku and chat: publish with
+// `next` (see pump), wait for `expected()` deliveries, fill `r`.
+template <class Next, class Expected>
+void measure(engine& e, const scenario_options& o, result& r, std::size_t count, double seconds,
+             Next next, Expected expected) {
+  auto srv0 = sample_processes(o.server_pids);
+  double bench0 = self_cpu_seconds();
+  auto first = pump(e, o, count, seconds, r, next);
+  auto want = expected();
+  auto last = await_deliveries(e, o, want, r);
+  finish(e, r, want, first, last, srv0, bench0, o);
+}
+
 } // namespace
 
 result run_idle(const scenario_options& o) {
@@ -183,14 +197,12 @@ result run_fanout(const scenario_options& o) {
   std::size_t subscribers = e.ready();
   auto pub = open_all(e, {{"publisher", {}, {}}}, o, r, "fanout");
   r.connections = subscribers;
-  auto srv0 = sample_processes(o.server_pids);
-  double bench0 = self_cpu_seconds();
-  auto first = pump(e, o, o.messages, 0, r, [&](std::size_t k, bool http) {
-    e.publish(pub, ch, make_payload(k + 1, now_ns(), 1, o.size), http);
-  });
-  auto expected = static_cast<std::uint64_t>(r.published) * subscribers;
-  auto last = await_deliveries(e, o, expected, r);
-  finish(e, r, expected, first, last, srv0, bench0, o);
+  measure(
+      e, o, r, o.messages, 0,
+      [&](std::size_t k, bool http) {
+        e.publish(pub, ch, make_payload(k + 1, now_ns(), 1, o.size), http);
+      },
+      [&] { return static_cast<std::uint64_t>(r.published) * subscribers; });
   return r;
 }
 
@@ -203,8 +215,8 @@ result run_danmaku(const scenario_options& o) {
   std::vector<std::size_t> audience(o.rooms, 1);
   std::size_t assigned = o.rooms;
   for (std::size_t k = 0; k < o.rooms && assigned < o.connections; ++k) {
-    auto extra = static_cast<std::size_t>(std::floor(popularity.probability(k) *
-                                                     double(o.connections - o.rooms)));
+    auto extra = static_cast<std::size_t>(
+        std::floor(popularity.probability(k) * double(o.connections - o.rooms)));
     extra = std::min(extra, o.connections - assigned);
     audience[k] += extra;
     assigned += extra;
@@ -225,20 +237,17 @@ result run_danmaku(const scenario_options& o) {
   // sequence numbers per (publisher, room): each viewer is in one room
   std::vector<std::vector<std::uint64_t>> seq(o.publishers, std::vector<std::uint64_t>(o.rooms));
   std::uint64_t expected = 0;
-  auto srv0 = sample_processes(o.server_pids);
-  double bench0 = self_cpu_seconds();
-  auto first = pump(e, o, static_cast<std::size_t>(-1) / 2, o.duration_s, r,
-                    [&](std::size_t k, bool http) {
-                      auto room = popularity.sample(u(rng));
-                      auto j = k % o.publishers;
-                      auto payload = make_payload(++seq[j][room], now_ns(),
-                                                  static_cast<std::uint32_t>(j + 1), o.size);
-                      e.publish(first_pub + j, fmt::format("live.room{}", room), std::move(payload),
-                                http);
-                      expected += audience[room];
-                    });
-  auto last = await_deliveries(e, o, expected, r);
-  finish(e, r, expected, first, last, srv0, bench0, o);
+  measure(
+      e, o, r, static_cast<std::size_t>(-1) / 2, o.duration_s,
+      [&](std::size_t k, bool http) {
+        auto room = popularity.sample(u(rng));
+        auto j = k % o.publishers;
+        auto payload =
+            make_payload(++seq[j][room], now_ns(), static_cast<std::uint32_t>(j + 1), o.size);
+        e.publish(first_pub + j, fmt::format("live.room{}", room), std::move(payload), http);
+        expected += audience[room];
+      },
+      [&] { return expected; });
   return r;
 }
 
@@ -268,22 +277,18 @@ result run_chat(const scenario_options& o) {
   r.connections = e.ready();
   std::size_t users = 2 * o.pairs;
   std::vector<std::uint64_t> seq(users);
-  auto srv0 = sample_processes(o.server_pids);
-  double bench0 = self_cpu_seconds();
-  auto first = pump(e, o, static_cast<std::size_t>(-1) / 2, o.duration_s, r,
-                    [&](std::size_t k, bool) {
-                      auto who = k % users;
-                      auto pair = who / 2;
-                      bool from_a = who % 2 == 0;
-                      auto from = from_a ? first_a + pair : first_b + pair;
-                      auto to = fmt::format("{}{}", from_a ? "b" : "a", pair);
-                      e.direct(from, to,
-                               make_payload(++seq[who], now_ns(),
-                                            static_cast<std::uint32_t>(who + 1), o.size));
-                    });
-  auto expected = static_cast<std::uint64_t>(r.published);
-  auto last = await_deliveries(e, o, expected, r);
-  finish(e, r, expected, first, last, srv0, bench0, o);
+  measure(
+      e, o, r, static_cast<std::size_t>(-1) / 2, o.duration_s,
+      [&](std::size_t k, bool) {
+        auto who = k % users;
+        auto pair = who / 2;
+        bool from_a = who % 2 == 0;
+        auto from = from_a ? first_a + pair : first_b + pair;
+        auto to = fmt::format("{}{}", from_a ? "b" : "a", pair);
+        e.direct(from, to,
+                 make_payload(++seq[who], now_ns(), static_cast<std::uint32_t>(who + 1), o.size));
+      },
+      [&] { return static_cast<std::uint64_t>(r.published); });
   return r;
 }
 

@@ -20,8 +20,8 @@
 
 #include <functional>
 #include <memory>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 
 namespace wsnode::transport {
 

@@ -46,8 +46,8 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   // Each connection goes to the next io_context, round robin.
   void do_accept() {
     auto lane = next_lane++ % pool.size();
-    acceptor.async_accept(pool.context(lane), [self = shared_from_this(), lane](
-                                                  boost::system::error_code ec, tcp::socket s) {
+    acceptor.async_accept(pool.context(lane), [self = shared_from_this(),
+                                               lane](boost::system::error_code ec, tcp::socket s) {
       self->on_accept(ec, std::move(s), lane);
     });
   }

@@ -10,9 +10,9 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <cstring>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 
 namespace wsnode::transport {
@@ -236,7 +236,8 @@ public:
     // when out_ grows during the write: copy them to scratch_ first.
     std::size_t small = 0;
     for (auto i = head_; i < end; ++i)
-      small += out_[i].frame ? out_[i].header.size : (out_[i].raw.size() <= 64 ? out_[i].raw.size() : 0);
+      small +=
+          out_[i].frame ? out_[i].header.size : (out_[i].raw.size() <= 64 ? out_[i].raw.size() : 0);
     scratch_.resize(small);
     bufs_.clear();
     auto* p = scratch_.data();
@@ -259,10 +260,8 @@ public:
     writing_ = true;
     in_flight_ = end - head_;
     net::async_write(ws_.next_layer().next_layer(), bufs_,
-                     [self = shared_from_this(), count = end - head_](beast::error_code ec,
-                                                                      std::size_t) {
-                       self->on_written(ec, count);
-                     });
+                     [self = shared_from_this(), count = end - head_](
+                         beast::error_code ec, std::size_t) { self->on_written(ec, count); });
   }
 
   // frame_writer (io thread): Beast's own frames
@@ -436,8 +435,8 @@ private:
   void on_slow() {
     if (phase_ != phase::open)
       return;
-    spdlog::warn("slow consumer sid={} user={}: write queue over {} bytes, closing with 1013",
-                 sid_, who_.user, ctx_.opts.max_queue_bytes);
+    spdlog::warn("slow consumer sid={} user={}: write queue over {} bytes, closing with 1013", sid_,
+                 who_.user, ctx_.opts.max_queue_bytes);
     discard_unsent(drop_reason::slow_consumer);
     start_close(close_code::try_later, "slow consumer");
   }
