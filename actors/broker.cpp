@@ -169,11 +169,6 @@ void broker_core::close_all(std::uint16_t code, const std::string& reason) {
     rec.sink->close(code, reason);
 }
 
-sink_ptr broker_core::sink_of(sid_type sid) const {
-  auto it = sessions_.find(sid);
-  return it == sessions_.end() ? nullptr : it->second.sink;
-}
-
 std::size_t broker_core::subscriber_count(std::string_view ch) const {
   auto* subs = channels_.find(ch);
   return subs == nullptr ? 0 : subs->size();

@@ -74,8 +74,6 @@ public:
   std::size_t user_count() const noexcept { return users_.topic_count(); }
   /// Topics subscribed on the backbone (including lingering ones).
   std::size_t backbone_topic_count() const noexcept { return interest_.size(); }
-  /// The sink of session `sid`, or null.
-  sink_ptr sink_of(sid_type sid) const;
   /// Subscribers of `ch` on this node.
   std::size_t subscriber_count(std::string_view ch) const;
   /// Channels `sid` is subscribed to.

@@ -30,11 +30,12 @@ inline constexpr std::uint16_t internal = 1011;   ///< internal error
 inline constexpr std::uint16_t try_later = 1013;  ///< slow consumer
 } // namespace close_code
 
-/// Outcome of `frame_sink::send`.
+/// Outcome of `frame_sink::send`. (A session whose write queue overflows is
+/// found on its I/O thread: it is closed with 1013 and the drop counted
+/// there, after `send` returned `queued`.)
 enum class send_result : std::uint8_t {
-  queued,        ///< accepted into the session's write queue
-  slow_consumer, ///< queue full: the session is being closed with 1013
-  closed,        ///< the session is closing or closed; frame dropped
+  queued, ///< handed to the session's I/O thread
+  closed, ///< the session is closing or closed; frame dropped
 };
 
 /// Something that writes frames to one client connection.

@@ -99,13 +99,6 @@ public:
   /// Number of subscriber ids with at least one topic.
   std::size_t id_count() const noexcept { return by_id_.size(); }
 
-  /// Calls `f(topic)` for every topic with subscribers.
-  template <class F>
-  void for_each_topic(F&& f) const {
-    for (const auto& [topic, subs] : topics_)
-      f(std::string_view{topic});
-  }
-
 private:
   std::unordered_map<std::string, subscribers, string_hash, std::equal_to<>> topics_;
   std::unordered_map<id_type, std::vector<std::string>> by_id_;

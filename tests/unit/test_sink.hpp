@@ -19,7 +19,7 @@ public:
   send_result send(frame_ptr f) override {
     std::lock_guard<std::mutex> g{mu_};
     if (refuse_)
-      return send_result::slow_consumer;
+      return send_result::closed;
     ptrs_.push_back(f.get());
     frames_.push_back(*f);
     cv_.notify_all();
