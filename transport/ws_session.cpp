@@ -106,7 +106,6 @@ public:
 
 private:
   static constexpr std::size_t max_pending = 1 << 22;
-  static constexpr auto max_defer = std::chrono::microseconds(1000);
 
   void drain();
   void flush_dirty();
@@ -121,7 +120,6 @@ private:
   std::vector<std::pair<ws_session*, std::uint32_t>> work_;
   std::vector<frame_ptr> work_frames_;
   std::vector<ws_session*> dirty_;
-  std::chrono::steady_clock::time_point dirty_since_{};
   std::chrono::steady_clock::time_point last_flush_{};
   bool draining_ = false;
   bool timer_armed_ = false;
@@ -556,18 +554,6 @@ void delivery_lane::drain() {
   if (dirty_.empty())
     return;
   auto now = std::chrono::steady_clock::now();
-  if (dirty_since_ == std::chrono::steady_clock::time_point{})
-    dirty_since_ = now;
-  bool more = false;
-  {
-    std::lock_guard<std::mutex> g{mu_};
-    more = !in_.empty(); // then a drain is already posted
-  }
-  // Under load the broker keeps adding deliveries: take those too before
-  // writing, so that each socket gets more frames per kernel call. The wait
-  // is bounded; without load nothing waits.
-  if (more && now - dirty_since_ < max_defer)
-    return;
   // Coalescing: under load, frames wait up to [ws] coalesce_us for more
   // frames to the same sockets, so that the kernel gets fewer, fuller writes.
   // A lane that has been quiet (no write for 4 x coalesce_us) writes at
@@ -588,7 +574,6 @@ void delivery_lane::flush_dirty() {
   for (auto* s : dirty_)
     s->flush();
   dirty_.clear();
-  dirty_since_ = {};
   last_flush_ = std::chrono::steady_clock::now();
 }
 
