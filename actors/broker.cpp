@@ -164,6 +164,11 @@ std::size_t broker_core::deliver_remote(topic_kind kind, std::string_view name,
   return fan_out(kind == topic_kind::channel ? channels_.find(name) : users_.find(name), frame);
 }
 
+sink_ptr broker_core::sink_of(sid_type sid) const {
+  auto it = sessions_.find(sid);
+  return it == sessions_.end() ? nullptr : it->second.sink;
+}
+
 void broker_core::close_all(std::uint16_t code, const std::string& reason) {
   for (auto& [sid, rec] : sessions_)
     rec.sink->close(code, reason);
@@ -189,7 +194,6 @@ constexpr auto tick_interval = std::chrono::milliseconds(250);
 struct broker_state {
   std::unique_ptr<broker_core> core;
   std::shared_ptr<backbone> bb;
-  std::unordered_map<caf::actor_id, caf::actor> actors; // session actors by sid
   bool draining = false;
   static inline const char* name = "wsnode.broker";
 };
@@ -198,11 +202,6 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                            std::shared_ptr<backbone> bb, broker_options opts) {
   self->state.bb = bb;
   self->state.core = std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger);
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto sid = dm.source.id();
-    self->state.core->leave(sid);
-    self->state.actors.erase(sid);
-  });
   if (self->state.bb)
     self->delayed_send(self, tick_interval, atoms::tick::value);
   auto done = [](const api_completion& c, bool ok) {
@@ -210,26 +209,24 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       c.fn(ok);
   };
   return {
-      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, caf::actor& who,
+      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink,
           const frame_ptr& hello) {
         if (self->state.draining)
           sink->close(close_code::going_away, "node draining");
-        auto ready = [sink, hello, who] {
+        auto ready = [sink, hello] {
           sink->send(hello);
-          caf::anon_send(who, atoms::joined::value);
+          sink->notify(session_event::joined, 0);
         };
-        if (!self->state.core->join(sid, std::move(user), sink, std::move(ready)))
-          return;
-        self->monitor(who);
-        self->state.actors.emplace(sid, std::move(who));
+        self->state.core->join(sid, std::move(user), sink, std::move(ready));
       },
+      [=](atoms::leave, std::uint64_t sid) { self->state.core->leave(sid); },
       [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot) {
         // the session acks once the subscription is live on every node
-        auto it = self->state.actors.find(sid);
-        if (it == self->state.actors.end())
+        auto sink = self->state.core->sink_of(sid);
+        if (!sink)
           return;
         self->state.core->subscribe(
-            sid, ch, [who = it->second, slot] { caf::anon_send(who, atoms::sub_ok::value, slot); });
+            sid, ch, [sink, slot] { sink->notify(session_event::subscribed, slot); });
       },
       [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
         self->state.core->unsubscribe(sid, ch);
@@ -266,8 +263,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         self->state.core->close_all(close_code::going_away, "node draining");
       },
       [=](atoms::shutdown) {
-        for (auto& [sid, a] : self->state.actors)
-          self->send_exit(a, caf::exit_reason::user_shutdown);
+        self->state.core->close_all(close_code::going_away, "node shutting down");
         self->quit(caf::exit_reason::user_shutdown);
       },
       [=](atoms::stats) {

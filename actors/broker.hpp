@@ -66,6 +66,8 @@ public:
   /// longer than the linger time.
   void expire(clock::time_point now = clock::now());
 
+  /// The sink of session `sid`, or null when it is unknown.
+  sink_ptr sink_of(sid_type sid) const;
   /// Asks every session to close with `code` (drain: 1001).
   void close_all(std::uint16_t code, const std::string& reason);
 
@@ -111,8 +113,8 @@ struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
 };
 
-/// Spawns the broker actor. It monitors joined session actors and calls
-/// `leave` when one terminates.
+/// Spawns the broker actor. Sessions join and leave it by message
+/// (atoms::join, atoms::leave); it answers them through their sinks.
 caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
                         broker_options opts = {});
 

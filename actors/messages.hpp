@@ -23,20 +23,13 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
 
 namespace wsnode::atoms {
 
-// transport -> session actor
-using ws_in = caf::atom_constant<caf::atom("ws_in")>;         ///< (text, binary)
-using ws_closed = caf::atom_constant<caf::atom("ws_closed")>; ///< ()
-
-// session actor -> broker
-using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, actor)
+// session -> broker
+using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, hello frame)
+using leave = caf::atom_constant<caf::atom("leave")>; ///< (sid)
 using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot)
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
-
-// broker -> session actor
-using joined = caf::atom_constant<caf::atom("joined")>; ///< () reachable cluster-wide
-using sub_ok = caf::atom_constant<caf::atom("sub_ok")>; ///< (reply slot) subscription live
 
 // backbone -> broker
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)

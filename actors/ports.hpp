@@ -38,6 +38,13 @@ enum class send_result : std::uint8_t {
   closed, ///< the session is closing or closed; frame dropped
 };
 
+/// What the broker tells a session, through its sink, once the session's
+/// interest is live on every node (see `frame_sink::notify`).
+enum class session_event : std::uint8_t {
+  joined,     ///< DMs to the session's user reach it; `hello` was sent
+  subscribed, ///< the subscription numbered by the argument is live
+};
+
 /// Something that writes frames to one client connection.
 /// Thread-safe: every member may be called from any thread.
 class frame_sink {
@@ -50,16 +57,23 @@ public:
   /// Tells the reader one received message was handled (input flow control:
   /// reading pauses while too many received messages are unhandled).
   virtual void input_done() = 0;
+  /// Hands `e` to the connection's session_handler on the connection's own
+  /// thread, after every frame sent before it. Dropped once the connection
+  /// has ended.
+  virtual void notify(session_event e, std::uint64_t arg) = 0;
 };
 using sink_ptr = std::shared_ptr<frame_sink>;
 
-/// Receives what one client connection reads. Called by transport from the
-/// connection's strand, one call at a time.
+/// Receives what one client connection reads, and the broker's events.
+/// Called by transport on the connection's thread, one call at a time.
 class session_handler {
 public:
   virtual ~session_handler() = default;
-  /// One complete message from the client (`binary`: a binary frame).
+  /// One complete message from the client (`binary`: a binary frame). The
+  /// handler calls `frame_sink::input_done` once it has handled it.
   virtual void on_message(std::string text, bool binary) = 0;
+  /// An event from the broker (see `frame_sink::notify`).
+  virtual void on_event(session_event e, std::uint64_t arg) = 0;
   /// The connection is gone; called exactly once, last.
   virtual void on_closed() = 0;
 };
@@ -79,7 +93,8 @@ class node_port {
 public:
   virtual ~node_port() = default;
   /// Creates the session for a freshly upgraded connection; returns its
-  /// handler and writes the session id to `sid`.
+  /// handler and writes the session id to `sid`. The handler lives on the
+  /// connection's thread; `sink` outlives it.
   virtual std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                         std::string& sid) = 0;
   /// Publishes an encoded `msg` frame to channel `ch` (HTTP API).

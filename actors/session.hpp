@@ -1,8 +1,14 @@
-// The session actor: one per WebSocket connection. It owns the session's
-// state (identity, subscriptions, limits), parses and validates every client
-// frame, answers acks/errors/pongs itself and hands pub/send/sub/unsub to
-// the broker. Deliveries from the broker go straight to the connection's
-// sink, not through this actor.
+// A client session: the owner of one connection's state (identity,
+// subscriptions, limits). It parses and validates every client frame,
+// answers acks/errors/pongs itself and hands pub/send/sub/unsub to the
+// broker actor. Deliveries from the broker go straight to the connection's
+// sink, not through the session.
+//
+// Threading: a session is a plain object that lives on its connection's io
+// thread (transport calls it one call at a time); it talks to the broker by
+// message, and the broker answers through `frame_sink::notify`, which
+// transport hands back on the same thread. An idle connection so costs no
+// actor, no mailbox and no scheduling.
 #pragma once
 
 #include "actors/metrics.hpp"
@@ -31,17 +37,17 @@ struct session_config {
   std::vector<std::string> readonly_namespaces; ///< clients may not pub here
 };
 
-/// A freshly spawned session: the handler transport feeds, and its id.
-struct spawned_session {
+/// A fresh session: the handler transport feeds, and its id.
+struct new_session {
   std::unique_ptr<session_handler> handler;
   std::uint64_t sid = 0;
 };
 
-/// Spawns the session actor for one upgraded connection; it joins `broker`
-/// and sends `hello`. The actor lives until transport reports the connection
-/// closed (or the handler is destroyed).
-spawned_session spawn_session(caf::actor_system& sys, std::shared_ptr<const session_config> cfg,
-                              metrics& m, const caf::actor& broker, const session_identity& who,
-                              sink_ptr sink);
+/// Makes the session of one upgraded connection: it joins `broker`, which
+/// sends `hello` once the user is reachable from every node. The session
+/// leaves the broker when the connection closes or the handler is
+/// destroyed. `sink` must outlive the handler.
+new_session make_session(std::shared_ptr<const session_config> cfg, metrics& m,
+                         const caf::actor& broker, const session_identity& who, sink_ptr sink);
 
 } // namespace wsnode

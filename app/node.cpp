@@ -45,7 +45,7 @@ public:
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                 std::string& sid) override {
-    auto s = spawn_session(sys_, session_cfg_, m_, broker_, who, std::move(sink));
+    auto s = make_session(session_cfg_, m_, broker_, who, std::move(sink));
     sid = cfg_.node_id + "-" + std::to_string(s.sid);
     return std::move(s.handler);
   }

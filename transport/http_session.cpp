@@ -1,5 +1,6 @@
 #include "transport/http_session.hpp"
 
+#include "protocol/websocket.hpp"
 #include "transport/http_routes.hpp"
 #include "transport/upgrade.hpp"
 #include "transport/ws_session.hpp"
@@ -72,7 +73,32 @@ private:
     });
   }
 
+  // The WebSocket parts of the handshake (RFC 6455 4.2.1); Connection:
+  // upgrade and the method were checked by is_upgrade.
+  static std::optional<std::pair<unsigned, std::string>> bad_handshake(const request& req) {
+    if (!beast::iequals(req[http::field::upgrade], "websocket"))
+      return std::pair{400u, std::string{"Upgrade must be websocket"}};
+    if (req[http::field::sec_websocket_version] != "13")
+      return std::pair{426u, std::string{"unsupported WebSocket version; use 13"}};
+    if (!protocol::ws::valid_client_key(req[http::field::sec_websocket_key]))
+      return std::pair{400u, std::string{"missing or malformed Sec-WebSocket-Key"}};
+    return std::nullopt;
+  }
+
   void upgrade(request&& req) {
+    if (auto bad = bad_handshake(req)) {
+      ctx_.m.reject(reject_reason::bad_request);
+      keep_alive_ = false;
+      http::response<http::string_body> res{static_cast<http::status>(bad->first), req.version()};
+      res.set(http::field::server, "wsnode");
+      res.set(http::field::content_type, "text/plain; charset=utf-8");
+      if (bad->first == 426)
+        res.set(http::field::sec_websocket_version, "13");
+      res.keep_alive(false);
+      res.body() = bad->second + "\n";
+      res.prepare_payload();
+      return write(std::move(res));
+    }
     auto d =
         decide_upgrade(ctx_.opts, ctx_.draining.load(), req.target(), req[http::field::origin]);
     if (d.accepted()) {
@@ -91,8 +117,12 @@ private:
       auto res = simple_response(req, d.status, d.message + "\n", "text/plain; charset=utf-8");
       return write(std::move(res));
     }
+    ws_handshake hs;
+    hs.key = std::string{req[http::field::sec_websocket_key]};
+    hs.extensions = std::string{req[http::field::sec_websocket_extensions]};
+    req = {}; // nothing of the request stays with the connection
     stream_.expires_never();
-    start_ws_session(ctx_ptr_, stream_.release_socket(), std::move(req),
+    start_ws_session(ctx_ptr_, stream_.release_socket(), std::move(hs),
                      session_identity{std::move(d.user), remote_}, lane_);
   }
 

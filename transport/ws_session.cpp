@@ -1,66 +1,57 @@
 #include "transport/ws_session.hpp"
 
-#include "transport/corked_stream.hpp"
+#include "protocol/websocket.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 namespace wsnode::transport {
 
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
 namespace net = boost::asio;
+namespace ws = protocol::ws;
 using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
 
 enum class phase : std::uint8_t { open, closing, closed };
 
 /// Frames written to the kernel in one call at most (and so iovecs x2).
 constexpr std::size_t max_batch = 64;
+/// The read buffer every session of an io thread shares.
+constexpr std::size_t rx_buffer_bytes = 64 * 1024;
+/// Full buffers read from one socket before others get their turn.
+constexpr int max_reads_per_wakeup = 4;
 
-// The header of an unmasked server text frame (FIN + opcode 1) of `n` bytes.
-struct frame_header {
-  std::array<unsigned char, 10> bytes{};
-  std::uint8_t size = 0;
-  explicit frame_header(std::size_t n) {
-    bytes[0] = 0x81;
-    if (n < 126) {
-      bytes[1] = static_cast<unsigned char>(n);
-      size = 2;
-    } else if (n < 65536) {
-      bytes[1] = 126;
-      bytes[2] = static_cast<unsigned char>(n >> 8);
-      bytes[3] = static_cast<unsigned char>(n);
-      size = 4;
-    } else {
-      bytes[1] = 127;
-      for (int i = 0; i < 8; ++i)
-        bytes[2 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(n) >> (56 - 8 * i));
-      size = 10;
-    }
-  }
-};
-
-// One queued write: a shared client frame (header built here), or bytes
-// framed by Beast (control frames, compressed messages).
+// One queued write: a shared client frame (header built here), or whole
+// frame bytes (the 101 response, control frames, compressed messages).
 struct out_entry {
   frame_ptr frame;
   std::string raw;
-  frame_header header{0};
+  ws::frame_header header;
   std::size_t size() const { return frame ? header.size + frame->size() : raw.size(); }
 };
+
+const char* reason_for(std::uint16_t code) {
+  switch (code) {
+  case close_code::too_big:
+    return "message too big";
+  case 1007:
+    return "invalid UTF-8";
+  default:
+    return "protocol error";
+  }
+}
 
 } // namespace
 
@@ -68,15 +59,25 @@ class ws_session;
 
 // ---------------------------------------------------------------- delivery_lane
 
-/// Deliveries to the connections of one io_context, batched: any thread
-/// appends (session, frame) pairs; one task on the io thread hands them to
-/// the sessions and then flushes each touched session once, so a fan-out to
-/// N local subscribers costs one wake-up and one write per socket instead of
-/// N posts and N writes. A frame delivered to many sessions is held once.
+/// What the sessions of one io_context share.
+///
+/// Deliveries, batched: any thread appends (session, frame) pairs; one task
+/// on the io thread hands them to the sessions and then flushes each touched
+/// session once, so a fan-out to N local subscribers costs one wake-up and
+/// one write per socket instead of N posts and N writes. A frame delivered
+/// to many sessions is held once.
+///
+/// Also one read buffer, one keep-alive timer for every session (a tick
+/// every ping_interval / 4, at most 1 s) and the deflaters of the thread.
 class delivery_lane {
 public:
-  delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce)
-    : ioc_(ioc), m_(m), coalesce_(coalesce) {}
+  delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
+                std::chrono::milliseconds ping_interval)
+    : ioc_(ioc), m_(m), coalesce_(coalesce),
+      tick_period_(std::clamp<std::chrono::milliseconds>(
+          ping_interval / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000))),
+      ping_ticks_(static_cast<std::uint32_t>(std::max<std::int64_t>(
+          1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
 
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
   /// their io thread, after tasks posted before).
@@ -103,16 +104,34 @@ public:
   bool draining() const noexcept { return draining_; }
 
   net::io_context& context() noexcept { return ioc_; }
+  /// io thread: the read buffer of this thread (rx_buffer_bytes).
+  char* rx_buffer() noexcept { return rx_.get(); }
+  /// io thread: the deflater for `window_bits`, made on first use.
+  ws::deflater& deflater(int window_bits) {
+    auto& d = deflaters_.at(static_cast<std::size_t>(window_bits));
+    if (!d)
+      d = std::make_unique<ws::deflater>(window_bits);
+    return *d;
+  }
+
+  // keep-alive (io thread)
+  void add(ws_session* s);
+  void remove(ws_session* s) noexcept;
+  std::uint32_t tick() const noexcept { return tick_; }
+  std::uint32_t ping_ticks() const noexcept { return ping_ticks_; }
 
 private:
   static constexpr std::size_t max_pending = 1 << 22;
 
   void drain();
   void flush_dirty();
+  void on_tick();
 
   net::io_context& ioc_;
   metrics& m_;
   std::chrono::microseconds coalesce_;
+  std::chrono::milliseconds tick_period_;
+  std::uint32_t ping_ticks_;
   std::mutex mu_;
   std::vector<std::pair<ws_session*, std::uint32_t>> in_;
   std::vector<frame_ptr> frames_;
@@ -124,49 +143,54 @@ private:
   bool draining_ = false;
   bool timer_armed_ = false;
   net::steady_timer timer_{ioc_};
+  std::unique_ptr<char[]> rx_{new char[rx_buffer_bytes]};
+  std::array<std::unique_ptr<ws::deflater>, 16> deflaters_;
+  ws_session* sessions_ = nullptr; // intrusive list of open sessions
+  std::uint32_t tick_ = 0;
+  bool ticking_ = false;
+  net::steady_timer tick_timer_{ioc_};
 };
 
 // ---------------------------------------------------------------- ws_session
 
 /// Threading: everything runs on the connection's io_context (one thread),
 /// except send/close/input_done, which may be called from any thread.
-class ws_session final : public frame_sink,
-                         public frame_writer,
-                         public std::enable_shared_from_this<ws_session> {
+class ws_session final : public frame_sink, public std::enable_shared_from_this<ws_session> {
 public:
   ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& s, session_identity who,
              delivery_lane& lane)
-    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), lane_(lane), ws_(std::move(s)),
-      who_(std::move(who)) {
-    ws_.next_layer().attach(this);
-  }
+    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), lane_(lane), socket_(std::move(s)),
+      who_(std::move(who)), reader_(ctx_.opts.max_message_bytes, false) {}
 
   ~ws_session() override {
+    lane_.remove(this);
     if (queued_bytes_ > 0)
       bump(ctx_.m.queued_bytes, -static_cast<std::int64_t>(queued_bytes_));
     bump(ctx_.m.connections, -1);
   }
 
-  void run(http::request<http::string_body>&& req) {
-    const auto& o = ctx_.opts;
-    websocket::stream_base::timeout t{};
-    t.handshake_timeout = o.close_timeout;
-    t.idle_timeout = 2 * o.ping_interval; // a ping after ping_interval of silence
-    t.keep_alive_pings = true;
-    ws_.set_option(t);
-    ws_.read_message_max(o.max_message_bytes);
-    ws_.auto_fragment(false);
-    ws_.write_buffer_bytes(512); // Beast writes control frames only (or compressed messages)
-    if (o.compression) {
-      websocket::permessage_deflate pmd;
-      pmd.server_enable = true;
-      ws_.set_option(pmd);
+  /// Answers the upgrade and starts the session.
+  void run(const ws_handshake& hs) {
+    std::string res = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nServer: wsnode\r\nSec-WebSocket-Accept: ";
+    res += ws::accept_key(hs.key);
+    res += "\r\n";
+    if (ctx_.opts.compression && !hs.extensions.empty()) {
+      deflate_ = ws::negotiate_deflate(hs.extensions);
+      if (deflate_)
+        res += "Sec-WebSocket-Extensions: " + ws::deflate_response(*deflate_) + "\r\n";
     }
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "wsnode"); }));
-    req_ = std::move(req);
-    ws_.async_accept(req_,
-                     [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+    res += "\r\n";
+    reader_ = ws::frame_reader{ctx_.opts.max_message_bytes, deflate_.has_value()};
+    error_code ec;
+    socket_.non_blocking(true, ec); // reads drain the socket until EAGAIN
+    push_raw(std::move(res));
+    bump(ctx_.m.connections_total, 1);
+    handler_ = ctx_.node.open_session(who_, shared_from_this(), sid_);
+    spdlog::info("open sid={} user={} remote={}", sid_, who_.user, who_.remote);
+    lane_.add(this);
+    last_rx_tick_ = lane_.tick();
+    do_read();
   }
 
   // ------------------------------------------------------------ frame_sink (any thread)
@@ -186,12 +210,22 @@ public:
     });
   }
 
+  void notify(session_event e, std::uint64_t arg) override {
+    // behind the frames sent before it: the lane posts its batch earlier
+    net::post(lane_.context(), [self = shared_from_this(), e, arg] {
+      if (self->handler_)
+        self->handler_->on_event(e, arg);
+    });
+  }
+
   void input_done() override {
     auto left = pending_input_.fetch_sub(1) - 1;
     if (left < ctx_.opts.max_pending_input && read_paused_.load())
       net::post(lane_.context(), [self = shared_from_this()] {
-        if (self->phase_ != phase::closed && self->read_paused_.exchange(false))
+        if (self->phase_ == phase::open && self->read_paused_.exchange(false)) {
+          self->last_rx_tick_ = self->lane_.tick();
           self->do_read();
+        }
       });
   }
 
@@ -209,17 +243,15 @@ public:
       on_slow();
       return;
     }
-    if (ctx_.opts.compression) {
-      // Beast compresses (when negotiated); one message at a time through it
-      account(n);
-      compressed_.push_back(std::move(f));
-      if (compressed_.size() == 1)
-        write_compressed();
-      return;
-    }
     out_entry e;
-    e.header = frame_header{n};
-    e.frame = std::move(f);
+    if (deflate_) {
+      // no context between messages: the thread's deflater serves everyone
+      e.raw = ws::make_frame(ws::opcode::text,
+                             lane_.deflater(deflate_->server_window_bits).compress(*f), true);
+    } else {
+      e.header = ws::frame_header{ws::opcode::text, n};
+      e.frame = std::move(f);
+    }
     account(e.size());
     push_entry(std::move(e));
   }
@@ -257,65 +289,63 @@ public:
     }
     writing_ = true;
     in_flight_ = end - head_;
-    net::async_write(ws_.next_layer().next_layer(), bufs_,
-                     [self = shared_from_this(), count = end - head_](
-                         beast::error_code ec, std::size_t) { self->on_written(ec, count); });
+    net::async_write(socket_, bufs_,
+                     [self = shared_from_this(), count = end - head_](error_code ec, std::size_t) {
+                       self->on_written(ec, count);
+                     });
   }
 
-  // frame_writer (io thread): Beast's own frames
-  void push_raw(std::string bytes) override {
-    out_entry e;
-    e.raw = std::move(bytes);
-    account(e.raw.size());
-    push_entry(std::move(e));
-  }
-
-  void when_flushed(std::function<void()> fn) override {
-    if ((head_ == out_.size() && !writing_) || write_failed_) {
-      net::post(lane_.context(), std::move(fn));
+  /// Keep-alive, once per lane tick: ping after ping_interval of silence,
+  /// drop the connection after twice that.
+  void check_alive(std::uint32_t tick) {
+    if (phase_ != phase::open || read_paused_.load())
       return;
+    auto idle = tick - last_rx_tick_;
+    if (idle >= 2 * lane_.ping_ticks()) {
+      spdlog::debug("idle timeout sid={}: dropping the connection", sid_);
+      return teardown();
     }
-    flushed_waiters_.push_back(std::move(fn));
+    if (idle >= lane_.ping_ticks() && !pinged_) {
+      pinged_ = true;
+      push_raw(ws::make_frame(ws::opcode::ping, {}));
+    }
   }
 
 private:
-  // ------------------------------------------------------------ opening
-
-  void on_accept(beast::error_code ec) {
-    req_ = {};
-    if (ec) {
-      spdlog::debug("upgrade failed from {}: {}", who_.remote, ec.message());
-      phase_ = phase::closed;
-      return;
-    }
-    bump(ctx_.m.connections_total, 1);
-    handler_ = ctx_.node.open_session(who_, shared_from_this(), sid_);
-    spdlog::info("open sid={} user={} remote={}", sid_, who_.user, who_.remote);
-    do_read();
-  }
+  friend class delivery_lane;
 
   // ------------------------------------------------------------ reading
 
+  // Waits for the socket to become readable: no buffer is held meanwhile.
   void do_read() {
     reading_ = true;
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_read(ec);
-    });
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
   }
 
-  void on_read(beast::error_code ec) {
+  void on_readable(error_code ec) {
     reading_ = false;
+    if (phase_ == phase::closed)
+      return;
     if (ec)
-      return finish(ec);
-    bool binary = !ws_.got_text();
-    std::string text = beast::buffers_to_string(buf_.data());
-    buf_.consume(buf_.size());
-    if (buf_.capacity() > 4096)
-      buf_.shrink_to_fit(); // do not keep a big message's buffer on an idle connection
-    if (handler_)
-      handler_->on_message(std::move(text), binary);
+      return lost(ec);
+    for (int i = 0; i < max_reads_per_wakeup; ++i) {
+      error_code rec;
+      auto* buf = lane_.rx_buffer();
+      auto n = socket_.read_some(net::buffer(buf, rx_buffer_bytes), rec);
+      if (rec == net::error::would_block || rec == net::error::try_again)
+        break;
+      if (rec)
+        return lost(rec);
+      last_rx_tick_ = lane_.tick();
+      pinged_ = false;
+      if (!consume(buf, n))
+        return; // the connection is ending: read no more
+      if (n < rx_buffer_bytes)
+        break;
+    }
     auto max = ctx_.opts.max_pending_input;
-    if (pending_input_.fetch_add(1) + 1 >= max) {
+    if (pending_input_.load() >= max) {
       // Too many messages not yet handled: stop reading (TCP pushes back on
       // the client) until input_done() catches up.
       read_paused_ = true;
@@ -324,6 +354,72 @@ private:
       return;
     }
     do_read();
+  }
+
+  // Parses `n` bytes; returns false when nothing more should be read.
+  bool consume(const char* p, std::size_t n) {
+    const char* end = p + n;
+    while (true) {
+      switch (reader_.next(p, end)) {
+      case ws::frame_reader::event::need_more:
+        return true;
+      case ws::frame_reader::event::message:
+        on_message();
+        break;
+      case ws::frame_reader::event::ping:
+        if (phase_ == phase::open)
+          push_raw(ws::make_frame(ws::opcode::pong, reader_.control_payload()));
+        break;
+      case ws::frame_reader::event::pong:
+        break;
+      case ws::frame_reader::event::close:
+        on_close_frame();
+        return false;
+      case ws::frame_reader::event::error:
+        start_close(reader_.error_code(), reason_for(reader_.error_code()));
+        break;
+      }
+      if (phase_ == phase::closed || close_after_flush_)
+        return false;
+    }
+  }
+
+  void on_message() {
+    auto text = reader_.take_message();
+    bool binary = reader_.binary();
+    if (reader_.compressed()) {
+      if (!inflater_)
+        inflater_ = std::make_unique<ws::inflater>();
+      std::string plain;
+      auto r = inflater_->decompress(text, plain, ctx_.opts.max_message_bytes);
+      if (deflate_->client_no_context)
+        inflater_.reset(); // nothing to keep between messages
+      if (r == ws::inflater::result::too_big)
+        return start_close(close_code::too_big, "message too big");
+      if (r == ws::inflater::result::bad_data)
+        return start_close(1002, "bad compressed data");
+      if (!binary && !ws::valid_utf8(plain))
+        return start_close(1007, "invalid UTF-8");
+      text = std::move(plain);
+    }
+    if (phase_ != phase::open || !handler_)
+      return;
+    pending_input_.fetch_add(1);
+    handler_->on_message(std::move(text), binary);
+  }
+
+  // The client's close frame: the answer to ours, or its own close (echoed).
+  void on_close_frame() {
+    if (phase_ == phase::open) {
+      phase_ = phase::closing;
+      peer_code_ = reader_.close_code();
+      peer_reason_ = std::string{reader_.close_reason()};
+      arm_kill_timer();
+      push_raw(peer_code_ == 1005 ? ws::make_frame(ws::opcode::close, {})
+                                  : ws::make_close(peer_code_, {}));
+    }
+    close_after_flush_ = true;
+    maybe_teardown();
   }
 
   // ------------------------------------------------------------ writing
@@ -338,8 +434,18 @@ private:
     bump(ctx_.m.queued_bytes, -static_cast<std::int64_t>(n));
   }
 
+  // Our own frames (101, control frames).
+  void push_raw(std::string bytes) {
+    if (write_failed_ || phase_ == phase::closed)
+      return;
+    out_entry e;
+    e.raw = std::move(bytes);
+    account(e.raw.size());
+    push_entry(std::move(e));
+  }
+
   // Inside a lane's batch the flush waits for the end of the batch;
-  // otherwise (Beast's control frames, replies to a close) it starts now.
+  // otherwise (control frames, replies to a close) it starts now.
   void push_entry(out_entry&& e) {
     out_.push_back(std::move(e));
     if (!lane_.draining()) {
@@ -350,7 +456,7 @@ private:
     }
   }
 
-  void on_written(beast::error_code ec, std::size_t count) {
+  void on_written(error_code ec, std::size_t count) {
     writing_ = false;
     in_flight_ = 0;
     std::uint64_t frames = 0;
@@ -365,48 +471,22 @@ private:
       spdlog::debug("write failed sid={}: {}", sid_, ec.message());
       write_failed_ = true;
       discard_unsent(drop_reason::closed);
-      beast::error_code ignored;
-      ws_.next_layer().next_layer().close(ignored); // ends the read loop too
-      run_flushed_waiters();
-      return;
+      return teardown();
     }
     bump(ctx_.m.messages_out, frames);
     if (head_ == out_.size()) {
       out_.clear();
       head_ = 0;
-      if (out_.capacity() > 64) {
+      if (out_.capacity() > 16) {
         out_.shrink_to_fit(); // an idle connection keeps no queue memory
         bufs_.clear();
         bufs_.shrink_to_fit();
         scratch_.clear();
         scratch_.shrink_to_fit();
       }
-      run_flushed_waiters();
-      return;
+      return maybe_teardown();
     }
     flush();
-  }
-
-  void run_flushed_waiters() {
-    auto waiters = std::move(flushed_waiters_);
-    flushed_waiters_.clear();
-    for (auto& fn : waiters)
-      net::post(lane_.context(), std::move(fn));
-  }
-
-  void write_compressed() {
-    ws_.text(true);
-    ws_.async_write(net::buffer(*compressed_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      auto n = self->compressed_.front()->size();
-                      self->compressed_.erase(self->compressed_.begin());
-                      self->release(n);
-                      if (ec)
-                        return;
-                      bump(self->ctx_.m.messages_out, 1);
-                      if (!self->compressed_.empty())
-                        self->write_compressed();
-                    });
   }
 
   // Drops every queued entry that is not being written right now.
@@ -417,12 +497,6 @@ private:
       release(out_.back().size());
       dropped += out_.back().frame ? 1 : 0;
       out_.pop_back();
-    }
-    // the first compressed message may be inside Beast's write
-    while (compressed_.size() > 1) {
-      release(compressed_.back()->size());
-      compressed_.pop_back();
-      ++dropped;
     }
     if (dropped > 0)
       ctx_.m.drop(why, dropped);
@@ -440,22 +514,20 @@ private:
   }
 
   // Frames queued before the close go out first: the close frame is queued
-  // behind them in the same writer.
+  // behind them. Then the client's close frame is awaited (data frames are
+  // dropped meanwhile), for at most close_timeout.
   void start_close(std::uint16_t code, std::string reason) {
     if (phase_ != phase::open)
       return;
     phase_ = phase::closing;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    arm_kill_timer(); // a client that never reads must not hold the close forever
-    if (finished_ || !ws_.is_open())
-      return;
-    websocket::close_reason cr;
-    cr.code = close_code_;
-    cr.reason = close_reason_.substr(0, 120);
-    ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
-      // nop: the read loop ends with the closing handshake
-    });
+    arm_kill_timer(); // a client that never answers must not hold the close forever
+    push_raw(ws::make_close(code, close_reason_));
+    if (!reader_.skip_data()) {
+      close_after_flush_ = true; // broken framing: no close frame will be found
+      maybe_teardown();
+    }
   }
 
   void arm_kill_timer() {
@@ -463,41 +535,41 @@ private:
       return;
     kill_timer_ = std::make_unique<net::steady_timer>(lane_.context());
     kill_timer_->expires_after(ctx_.opts.close_timeout);
-    kill_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec || self->finished_)
+    kill_timer_->async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->phase_ == phase::closed)
         return;
       spdlog::debug("close timeout sid={}: dropping the TCP connection", self->sid_);
-      beast::error_code ignored;
-      self->ws_.next_layer().next_layer().close(ignored);
-      if (!self->reading_)
-        self->finish(net::error::timed_out);
+      self->teardown();
     });
   }
 
-  void finish(beast::error_code ec) {
-    if (finished_)
+  void maybe_teardown() {
+    if (close_after_flush_ && !writing_ && head_ == out_.size())
+      teardown();
+  }
+
+  // Ends the TCP connection and the session.
+  void teardown() {
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored); // a pending wait or write completes with an error
+    finish();
+  }
+
+  // A read failed: the peer is gone (or reset) without a closing handshake.
+  void lost(error_code ec) {
+    spdlog::debug("read ended sid={}: {}", sid_, ec.message());
+    teardown();
+  }
+
+  void finish() {
+    if (phase_ == phase::closed)
       return;
-    finished_ = true;
     phase_ = phase::closed;
-    std::uint16_t code = close_code_;
-    std::string why = close_reason_;
-    if (code == 0) {
-      if (ec == websocket::error::closed) {
-        code = ws_.reason().code;
-        why = std::string{ws_.reason().reason.data(), ws_.reason().reason.size()};
-      } else if (ec == websocket::error::message_too_big) {
-        code = close_code::too_big;
-      } else if (ec == websocket::error::bad_frame_payload) {
-        code = 1007;
-      } else if (ec.category() == beast::error_code{websocket::error::closed}.category()) {
-        code = 1002;
-      } else {
-        code = 1006;
-      }
-    }
+    std::uint16_t code = close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
+    const std::string& why = close_code_ ? close_reason_ : peer_reason_;
     ctx_.m.close(code);
-    spdlog::info("close sid={} user={} code={} reason=\"{}\" ({})", sid_, who_.user, code, why,
-                 ec.message());
+    spdlog::info("close sid={} user={} code={} reason=\"{}\"", sid_, who_.user, code, why);
     if (handler_) {
       handler_->on_closed();
       handler_.reset();
@@ -505,39 +577,47 @@ private:
     if (kill_timer_)
       kill_timer_->cancel();
     discard_unsent(drop_reason::closed);
+    lane_.remove(this);
+    inflater_.reset();
   }
-
-  friend class delivery_lane;
 
   std::shared_ptr<server_context> ctx_ptr_; // keeps ctx_ alive as long as this session
   server_context& ctx_;
   delivery_lane& lane_;
-  websocket::stream<corked_stream> ws_;
+  tcp::socket socket_;
   session_identity who_;
   std::string sid_;
-  http::request<http::string_body> req_;
-  beast::flat_buffer buf_;
   std::unique_ptr<session_handler> handler_;
+  ws::frame_reader reader_;
+  std::optional<ws::deflate_params> deflate_;
+  std::unique_ptr<ws::inflater> inflater_;
   std::vector<out_entry> out_; // [head_, end) not yet written
   std::size_t head_ = 0;
   std::size_t in_flight_ = 0; // entries in the write under way
   std::vector<net::const_buffer> bufs_;
   std::vector<unsigned char> scratch_; // headers and small frames of the write under way
-  std::vector<frame_ptr> compressed_;
-  std::vector<std::function<void()>> flushed_waiters_;
   std::unique_ptr<net::steady_timer> kill_timer_;
   std::string close_reason_;
+  std::string peer_reason_;
   std::size_t queued_bytes_ = 0;
-  std::uint16_t close_code_ = 0;
+  ws_session* prev_ = nullptr; // the lane's list of open sessions
+  ws_session* next_ = nullptr;
+  std::uint32_t last_rx_tick_ = 0;
+  std::uint16_t close_code_ = 0; // ours, once we started closing
+  std::uint16_t peer_code_ = 0;  // the client's, from its close frame
+  bool linked_ = false;
+  bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
   bool dirty_ = false;
   bool reading_ = false;
-  bool finished_ = false;
+  bool close_after_flush_ = false;
   std::atomic<phase> phase_{phase::open};
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};
 };
+
+// ---------------------------------------------------------------- delivery_lane (io thread)
 
 void delivery_lane::drain() {
   {
@@ -577,6 +657,56 @@ void delivery_lane::flush_dirty() {
   last_flush_ = std::chrono::steady_clock::now();
 }
 
+void delivery_lane::add(ws_session* s) {
+  s->linked_ = true;
+  s->prev_ = nullptr;
+  s->next_ = sessions_;
+  if (sessions_)
+    sessions_->prev_ = s;
+  sessions_ = s;
+  if (!ticking_) {
+    ticking_ = true;
+    tick_timer_.expires_after(tick_period_);
+    tick_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec)
+        on_tick();
+    });
+  }
+}
+
+void delivery_lane::remove(ws_session* s) noexcept {
+  if (!s->linked_)
+    return;
+  s->linked_ = false;
+  if (s->prev_)
+    s->prev_->next_ = s->next_;
+  else
+    sessions_ = s->next_;
+  if (s->next_)
+    s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+}
+
+// One pass over the open sessions; O(sessions) per tick, a few
+// nanoseconds each, instead of a timer per connection.
+void delivery_lane::on_tick() {
+  ++tick_;
+  for (auto* s = sessions_; s != nullptr;) {
+    auto* next = s->next_; // check_alive may unlink s
+    s->check_alive(tick_);
+    s = next;
+  }
+  if (!sessions_) {
+    ticking_ = false;
+    return;
+  }
+  tick_timer_.expires_after(tick_period_);
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec)
+      on_tick();
+  });
+}
+
 namespace {
 
 // Sessions are destroyed on their own io thread, after every task posted
@@ -591,17 +721,17 @@ struct deferred_delete {
 } // namespace
 
 std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
-                                         std::chrono::microseconds coalesce) {
-  return std::make_shared<delivery_lane>(ioc, m, coalesce);
+                                         std::chrono::microseconds coalesce,
+                                         std::chrono::milliseconds ping_interval) {
+  return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
 }
 
-void start_ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket,
-                      http::request<http::string_body>&& req, session_identity who,
-                      std::size_t lane) {
+void start_ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket, ws_handshake hs,
+                      session_identity who, std::size_t lane) {
   auto& l = *ctx->lanes.at(lane);
   std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), std::move(who), l),
                                 deferred_delete{&l.context()}};
-  s->run(std::move(req));
+  s->run(hs);
 }
 
 } // namespace wsnode::transport

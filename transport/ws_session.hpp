@@ -1,6 +1,9 @@
-// One WebSocket connection: Beast stream, bounded write queue, input flow
-// control. Implemented in ws_session.cpp, the only TU with Beast's
-// WebSocket templates.
+// One WebSocket connection on a plain TCP socket: RFC 6455 framing (see
+// protocol/websocket.hpp), a bounded write queue whose frames go to the
+// kernel in one write, input flow control, keep-alive pings. Idle
+// connections hold no read buffer and no timer of their own: reads land in
+// a buffer shared by the io thread, and one timer per io thread (in the
+// delivery lane) sends pings and drops silent peers.
 #pragma once
 
 #include "actors/ports.hpp"
@@ -8,25 +11,31 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 namespace wsnode::transport {
 
 /// Makes the delivery lane of one io_context (see ws_session.cpp); writes
-/// wait up to `coalesce` for more frames to the same sockets.
+/// wait up to `coalesce` for more frames to the same sockets, and sessions
+/// are pinged after `ping_interval` of silence and dropped after twice that.
 std::shared_ptr<delivery_lane> make_lane(boost::asio::io_context& ioc, metrics& m,
-                                         std::chrono::microseconds coalesce);
+                                         std::chrono::microseconds coalesce,
+                                         std::chrono::milliseconds ping_interval);
 
-/// Completes the upgrade of `socket` (which lives on the io_context of
-/// `ctx->lanes[lane]`) with `req` and runs the session until the connection
-/// ends. The caller has already counted it in `metrics::connections`; the
-/// session uncounts it when it ends.
+/// The parts of a valid upgrade request the session needs.
+struct ws_handshake {
+  std::string key;        ///< Sec-WebSocket-Key (checked)
+  std::string extensions; ///< Sec-WebSocket-Extensions, may be empty
+};
+
+/// Answers the upgrade (101) on `socket`, which lives on the io_context of
+/// `ctx->lanes[lane]`, and runs the session until the connection ends. The
+/// caller has already counted it in `metrics::connections`; the session
+/// uncounts it when it ends.
 void start_ws_session(std::shared_ptr<server_context> ctx, boost::asio::ip::tcp::socket&& socket,
-                      boost::beast::http::request<boost::beast::http::string_body>&& req,
-                      session_identity who, std::size_t lane);
+                      ws_handshake hs, session_identity who, std::size_t lane);
 
 } // namespace wsnode::transport

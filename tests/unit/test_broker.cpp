@@ -248,48 +248,53 @@ std::shared_ptr<session_config> small_limits() {
 
 } // namespace
 
-TEST_CASE_FIXTURE(actor_fixture, "session actors: hello, acks, delivery, errors, cleanup") {
+TEST_CASE_FIXTURE(actor_fixture, "sessions: hello, acks, delivery, errors, cleanup") {
   auto cfg = small_limits();
   auto sink_a = std::make_shared<recording_sink>();
   auto sink_b = std::make_shared<recording_sink>();
-  auto a = spawn_session(*sys, cfg, m, broker, {"alice", "test"}, sink_a);
-  auto b = spawn_session(*sys, cfg, m, broker, {"bob", "test"}, sink_b);
+  auto a = make_session(cfg, m, broker, {"alice", "test"}, sink_a);
+  auto b = make_session(cfg, m, broker, {"bob", "test"}, sink_b);
+  sink_a->attach(a.handler.get());
+  sink_b->attach(b.handler.get());
   auto hello = protocol::parse_server_frame(sink_a->wait_frames(1).at(0));
   REQUIRE(hello);
   CHECK(hello->op == "hello");
   CHECK(hello->user == "alice");
   CHECK(hello->sid == "t1-" + std::to_string(a.sid));
 
-  a.handler->on_message(R"({"op":"sub","ch":"room:1","id":1})", false);
-  b.handler->on_message(R"({"op":"sub","ch":"room:1","id":1})", false);
+  sink_a->feed(R"({"op":"sub","ch":"room:1","id":1})");
+  sink_b->feed(R"({"op":"sub","ch":"room:1","id":1})");
   CHECK(sink_a->wait_frames(2).at(1) == R"({"op":"ack","id":1})");
   CHECK(sink_b->wait_frames(2).at(1) == R"({"op":"ack","id":1})");
-  b.handler->on_message(R"({"op":"pub","ch":"room:1","data":[1],"id":2})", false);
+  sink_b->feed(R"({"op":"pub","ch":"room:1","data":[1],"id":2})");
   auto got = sink_a->wait_frames(3);
   CHECK(got.at(2) == R"({"op":"msg","ch":"room:1","from":"bob","data":[1]})");
-  b.handler->on_message(R"({"op":"send","to":"alice","data":"hi"})", false);
+  sink_b->feed(R"({"op":"send","to":"alice","data":"hi"})");
   CHECK(sink_a->wait_frames(4).at(3) == R"({"op":"dm","from":"bob","data":"hi"})");
 
   // forbidden: readonly namespace and the subscription limit
-  a.handler->on_message(R"({"op":"pub","ch":"news:1","data":1,"id":5})", false);
+  sink_a->feed(R"({"op":"pub","ch":"news:1","data":1,"id":5})");
   CHECK(protocol::parse_server_frame(sink_a->wait_frames(5).at(4))->code == "forbidden");
-  a.handler->on_message(R"({"op":"sub","ch":"x","id":6})", false);
-  a.handler->on_message(R"({"op":"sub","ch":"y","id":7})", false);
+  sink_a->feed(R"({"op":"sub","ch":"x","id":6})");
+  sink_a->feed(R"({"op":"sub","ch":"y","id":7})");
   auto f7 = sink_a->wait_frames(7);
   CHECK(f7.at(5) == R"({"op":"ack","id":6})");
   CHECK(protocol::parse_server_frame(f7.at(6))->code == "forbidden");
   CHECK(eventually([&] { return std::get<1>(stats()) == 2; })); // room:1, x
 
   // the third error in the window closes the session with 1008
-  a.handler->on_message("{", false);
-  a.handler->on_message("{", false);
+  sink_a->feed("{");
+  sink_a->feed("{");
   CHECK(sink_a->wait_close() == close_code::policy);
+  sink_a->closed(); // what transport does once the close handshake is over
   CHECK(eventually([&] { return stats() == std::make_tuple(1u, 1u, 1u); }));
 
-  b.handler->on_closed();
+  sink_b->closed();
   CHECK(eventually([&] { return stats() == std::make_tuple(0u, 0u, 0u); }));
   CHECK(m.channels.load() == 0);
   CHECK(m.users.load() == 0);
+  sink_a->attach(nullptr); // before the handlers go
+  sink_b->attach(nullptr);
 }
 
 TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sustained abuse") {
@@ -298,9 +303,10 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
   cfg->burst = 2;
   cfg->max_errors = 5;
   auto sink = std::make_shared<recording_sink>();
-  auto s = spawn_session(*sys, cfg, m, broker, {"eve", "test"}, sink);
+  auto s = make_session(cfg, m, broker, {"eve", "test"}, sink);
+  sink->attach(s.handler.get());
   for (int i = 0; i < 10; ++i)
-    s.handler->on_message(R"({"op":"ping","id":)" + std::to_string(i) + "}", false);
+    sink->feed(R"({"op":"ping","id":)" + std::to_string(i) + "}");
   CHECK(sink->wait_close() == close_code::policy);
   auto frames = sink->frames();
   REQUIRE(frames.size() >= 4);
@@ -310,14 +316,17 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
   CHECK(third->code == "rate_limited");
   CHECK(third->id == "2");
   CHECK(m.dropped[static_cast<std::size_t>(drop_reason::rate_limited)].load() >= 5);
+  sink->attach(nullptr);
 }
 
 TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans the broker") {
   auto sink = std::make_shared<recording_sink>();
   {
-    auto s = spawn_session(*sys, std::make_shared<session_config>(), m, broker, {"ann", "t"}, sink);
-    s.handler->on_message(R"({"op":"sub","ch":"c"})", false);
+    auto s = make_session(std::make_shared<session_config>(), m, broker, {"ann", "t"}, sink);
+    sink->attach(s.handler.get());
+    sink->feed(R"({"op":"sub","ch":"c"})");
     sink->wait_frames(2);
+    sink->attach(nullptr);
   } // handler destroyed without on_closed()
   CHECK(eventually([&] { return stats() == std::make_tuple(0u, 0u, 0u); }));
 }

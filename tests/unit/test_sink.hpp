@@ -32,6 +32,31 @@ public:
     cv_.notify_all();
   }
   void input_done() override { ++inputs_; }
+  // Events go to the attached handler at once, serialized with feed(), as
+  // transport serializes them on the connection's thread.
+  void notify(session_event e, std::uint64_t arg) override {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    if (handler_ != nullptr)
+      handler_->on_event(e, arg);
+  }
+
+  /// The session handler that notify() and feed() talk to (null: none).
+  void attach(session_handler* h) {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    handler_ = h;
+  }
+  /// Hands a client message to the attached handler, as transport would.
+  void feed(const std::string& text, bool binary = false) {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    if (handler_ != nullptr)
+      handler_->on_message(text, binary);
+  }
+  /// Tells the attached handler the connection closed.
+  void closed() {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    if (handler_ != nullptr)
+      handler_->on_closed();
+  }
 
   /// Waits until at least `n` frames arrived (or 2 s); returns a copy.
   std::vector<std::string> wait_frames(std::size_t n) {
@@ -66,6 +91,8 @@ private:
   std::optional<std::uint16_t> close_code_;
   std::string close_reason_;
   std::atomic<int> inputs_{0};
+  std::recursive_mutex session_mu_;
+  session_handler* handler_ = nullptr;
   bool refuse_ = false;
 };
 

@@ -1,0 +1,515 @@
+#include "protocol/websocket.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace wsnode::protocol::ws {
+
+// ---------------------------------------------------------------- small values
+
+bool valid_utf8(std::string_view s) noexcept {
+  auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  auto* end = p + s.size();
+  while (p < end) {
+    // ASCII fast path, 8 bytes at a time
+    while (end - p >= 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      if ((w & 0x8080808080808080ULL) != 0)
+        break;
+      p += 8;
+    }
+    if (p == end)
+      break;
+    unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t n;
+    unsigned lo = 0x80, hi = 0xBF; // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0)
+        lo = 0xA0; // overlong
+      else if (c == 0xED)
+        hi = 0x9F; // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0)
+        lo = 0x90; // overlong
+      else if (c == 0xF4)
+        hi = 0x8F; // above U+10FFFF
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end - p) <= n)
+      return false;
+    if (p[1] < lo || p[1] > hi)
+      return false;
+    for (std::size_t i = 2; i <= n; ++i)
+      if ((p[i] & 0xC0) != 0x80)
+        return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+bool valid_client_key(std::string_view key) noexcept {
+  if (key.size() != 24 || key.substr(22) != "==")
+    return false;
+  return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+  });
+}
+
+std::string accept_key(std::string_view client_key) {
+  static constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  std::string in;
+  in.reserve(client_key.size() + guid.size());
+  in.append(client_key).append(guid);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(in.data()), in.size(), digest);
+  unsigned char out[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+  auto n = EVP_EncodeBlock(out, digest, SHA_DIGEST_LENGTH);
+  return std::string{reinterpret_cast<const char*>(out), static_cast<std::size_t>(n)};
+}
+
+bool valid_close_code(std::uint16_t code) noexcept {
+  if (code >= 3000 && code <= 4999)
+    return true;
+  switch (code) {
+  case 1000:
+  case 1001:
+  case 1002:
+  case 1003:
+  case 1007:
+  case 1008:
+  case 1009:
+  case 1010:
+  case 1011:
+  case 1012:
+  case 1013:
+  case 1014:
+    return true;
+  default:
+    return false;
+  }
+}
+
+frame_header::frame_header(opcode op, std::size_t n, bool compressed) noexcept {
+  bytes[0] = static_cast<unsigned char>(0x80 | (compressed ? 0x40 : 0) | static_cast<unsigned>(op));
+  if (n < 126) {
+    bytes[1] = static_cast<unsigned char>(n);
+    size = 2;
+  } else if (n < 65536) {
+    bytes[1] = 126;
+    bytes[2] = static_cast<unsigned char>(n >> 8);
+    bytes[3] = static_cast<unsigned char>(n);
+    size = 4;
+  } else {
+    bytes[1] = 127;
+    for (int i = 0; i < 8; ++i)
+      bytes[2 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(n) >> (56 - 8 * i));
+    size = 10;
+  }
+}
+
+std::string make_frame(opcode op, std::string_view payload, bool compressed) {
+  frame_header h{op, payload.size(), compressed};
+  std::string out;
+  out.reserve(h.size + payload.size());
+  out.append(reinterpret_cast<const char*>(h.bytes.data()), h.size);
+  out.append(payload);
+  return out;
+}
+
+std::string make_close(std::uint16_t code, std::string_view reason) {
+  if (reason.size() > 123) {
+    reason = reason.substr(0, 123);
+    while (!reason.empty() && !valid_utf8(reason))
+      reason.remove_suffix(1); // cut at a character boundary
+  }
+  std::string payload;
+  payload += static_cast<char>(code >> 8);
+  payload += static_cast<char>(code & 0xFF);
+  payload.append(reason);
+  return make_frame(opcode::close, payload);
+}
+
+// ---------------------------------------------------------------- permessage-deflate
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Splits `s` at `sep` (no quoted strings: permessage-deflate values are digits).
+template <class F>
+void split(std::string_view s, char sep, F&& f) {
+  while (true) {
+    auto pos = s.find(sep);
+    f(trim(s.substr(0, pos)));
+    if (pos == std::string_view::npos)
+      return;
+    s.remove_prefix(pos + 1);
+  }
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);
+         });
+}
+
+// Window bits 9..15 (8 is refused: zlib's raw deflate cannot produce it).
+std::optional<int> window_bits(std::string_view v) {
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
+    v = v.substr(1, v.size() - 2);
+  if (v.empty() || v.size() > 2 ||
+      !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int n = std::stoi(std::string{v});
+  if (n < 9 || n > 15)
+    return std::nullopt;
+  return n;
+}
+
+// One offer: "permessage-deflate; p1; p2=v"; nullopt when not acceptable.
+std::optional<deflate_params> accept_offer(std::string_view offer) {
+  deflate_params p;
+  bool first = true, ok = true;
+  bool seen_snct = false, seen_cnct = false, seen_smwb = false, seen_cmwb = false;
+  split(offer, ';', [&](std::string_view part) {
+    if (!ok)
+      return;
+    if (first) {
+      first = false;
+      ok = iequals(part, "permessage-deflate");
+      return;
+    }
+    auto eq = part.find('=');
+    auto name = trim(part.substr(0, eq));
+    auto value = eq == std::string_view::npos ? std::string_view{} : trim(part.substr(eq + 1));
+    bool has_value = eq != std::string_view::npos;
+    auto once = [&](bool& seen) {
+      if (seen)
+        ok = false;
+      seen = true;
+    };
+    if (iequals(name, "server_no_context_takeover")) {
+      once(seen_snct);
+      ok = ok && !has_value;
+    } else if (iequals(name, "client_no_context_takeover")) {
+      once(seen_cnct);
+      ok = ok && !has_value;
+      p.client_no_context = true;
+    } else if (iequals(name, "server_max_window_bits")) {
+      once(seen_smwb);
+      auto bits = window_bits(value);
+      ok = ok && bits.has_value();
+      if (bits)
+        p.server_window_bits = *bits;
+    } else if (iequals(name, "client_max_window_bits")) {
+      once(seen_cmwb); // any window the client uses fits our 15-bit inflater
+      ok = ok && (!has_value || window_bits(value).has_value() || value == "8");
+    } else {
+      ok = false;
+    }
+  });
+  if (!ok || first)
+    return std::nullopt;
+  return p;
+}
+
+} // namespace
+
+std::optional<deflate_params> negotiate_deflate(std::string_view extensions) {
+  std::optional<deflate_params> chosen;
+  split(extensions, ',', [&](std::string_view offer) {
+    if (!chosen && !offer.empty())
+      chosen = accept_offer(offer);
+  });
+  return chosen;
+}
+
+std::string deflate_response(const deflate_params& p) {
+  std::string r = "permessage-deflate; server_no_context_takeover";
+  if (p.client_no_context)
+    r += "; client_no_context_takeover";
+  if (p.server_window_bits != 15)
+    r += "; server_max_window_bits=" + std::to_string(p.server_window_bits);
+  return r;
+}
+
+struct deflater::impl {
+  z_stream z{};
+};
+
+deflater::deflater(int window_bits) : impl_(std::make_unique<impl>()) {
+  if (deflateInit2(&impl_->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -window_bits, 8,
+                   Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("deflateInit2 failed");
+}
+
+deflater::~deflater() {
+  deflateEnd(&impl_->z);
+}
+
+std::string deflater::compress(std::string_view in) {
+  auto& z = impl_->z;
+  std::string out;
+  out.resize(deflateBound(&z, in.size()) + 16);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  std::size_t used = 0;
+  while (true) {
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+    z.avail_out = static_cast<uInt>(out.size() - used);
+    deflate(&z, Z_SYNC_FLUSH);
+    used = out.size() - z.avail_out;
+    if (z.avail_in == 0 && z.avail_out > 0)
+      break;
+    out.resize(out.size() * 2);
+  }
+  deflateReset(&z);
+  // RFC 7692 7.2.1: drop the 00 00 FF FF that ends a sync flush
+  if (used >= 4 && std::memcmp(out.data() + used - 4, "\x00\x00\xff\xff", 4) == 0)
+    used -= 4;
+  out.resize(used);
+  return out;
+}
+
+struct inflater::impl {
+  z_stream z{};
+};
+
+inflater::inflater() : impl_(std::make_unique<impl>()) {
+  if (inflateInit2(&impl_->z, -15) != Z_OK)
+    throw std::runtime_error("inflateInit2 failed");
+}
+
+inflater::~inflater() {
+  inflateEnd(&impl_->z);
+}
+
+inflater::result inflater::decompress(std::string_view in, std::string& out, std::size_t max) {
+  auto& z = impl_->z;
+  static constexpr unsigned char tail[4] = {0x00, 0x00, 0xFF, 0xFF};
+  char chunk[16384];
+  // the message, then the sync-flush marker the sender removed
+  for (int part = 0; part < 2; ++part) {
+    z.next_in = part == 0 ? reinterpret_cast<Bytef*>(const_cast<char*>(in.data()))
+                          : const_cast<Bytef*>(tail);
+    z.avail_in = part == 0 ? static_cast<uInt>(in.size()) : 4;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(chunk);
+      z.avail_out = sizeof chunk;
+      int rc = inflate(&z, Z_SYNC_FLUSH);
+      if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END)
+        return result::bad_data;
+      auto got = sizeof chunk - z.avail_out;
+      if (out.size() + got > max)
+        return result::too_big;
+      out.append(chunk, got);
+      if (rc == Z_STREAM_END) {
+        inflateReset(&z); // a final block: the next message starts afresh
+        break;
+      }
+      if (rc == Z_BUF_ERROR && got == 0)
+        break;
+    } while (z.avail_in > 0 || z.avail_out == 0);
+  }
+  return result::ok;
+}
+
+// ---------------------------------------------------------------- frame_reader
+
+frame_reader::event frame_reader::fail(std::uint16_t code) noexcept {
+  error_ = code;
+  return event::error;
+}
+
+bool frame_reader::skip_data() noexcept {
+  if (error_ == 1002)
+    return false;
+  skipping_ = true;
+  in_message_ = false;
+  msg_.clear();
+  msg_.shrink_to_fit();
+  return true;
+}
+
+std::string frame_reader::take_message() noexcept {
+  std::string m = std::move(msg_);
+  msg_ = std::string{};
+  return m;
+}
+
+std::string_view frame_reader::close_reason() const noexcept {
+  return ctl_.size() > 2 ? std::string_view{ctl_}.substr(2) : std::string_view{};
+}
+
+// The first two bytes are in: check them and work out the header's size.
+frame_reader::event frame_reader::header_done() {
+  auto b0 = hdr_[0], b1 = hdr_[1];
+  fin_ = (b0 & 0x80) != 0;
+  bool rsv1 = (b0 & 0x40) != 0;
+  op_ = static_cast<opcode>(b0 & 0x0F);
+  bool control = (b0 & 0x08) != 0;
+  if ((b0 & 0x30) != 0)
+    return fail(1002); // RSV2/RSV3: no extension defines them
+  switch (op_) {
+  case opcode::cont:
+  case opcode::text:
+  case opcode::binary:
+  case opcode::close:
+  case opcode::ping:
+  case opcode::pong:
+    break;
+  default:
+    return fail(1002);
+  }
+  if ((b1 & 0x80) == 0)
+    return fail(1002); // clients must mask
+  auto len7 = b1 & 0x7F;
+  if (control && (!fin_ || len7 > 125 || rsv1))
+    return fail(1002);
+  if (rsv1 && (!compression_ || op_ == opcode::cont))
+    return fail(1002); // RSV1 marks the first frame of a compressed message
+  if (op_ == opcode::cont && !in_message_ && !skipping_)
+    return fail(1002);
+  if ((op_ == opcode::text || op_ == opcode::binary) && in_message_)
+    return fail(1002);
+  need_ = static_cast<std::uint8_t>(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
+  return event::need_more;
+}
+
+frame_reader::event frame_reader::next(const char*& p, const char* end) {
+  if (error_ != 0 && !skipping_)
+    return event::error;
+  while (p < end || (in_payload_ && remaining_ == 0)) {
+    if (!in_payload_) {
+      auto take = std::min<std::size_t>(need_ - have_, static_cast<std::size_t>(end - p));
+      std::memcpy(hdr_.data() + have_, p, take);
+      have_ = static_cast<std::uint8_t>(have_ + take);
+      p += take;
+      if (have_ < need_)
+        return event::need_more;
+      if (need_ == 2) {
+        if (header_done() == event::error)
+          return event::error;
+        continue;
+      }
+      // the whole header: length and mask
+      std::uint64_t len = hdr_[1] & 0x7F;
+      std::size_t at = 2;
+      if (len == 126) {
+        len = (std::uint64_t{hdr_[2]} << 8) | hdr_[3];
+        at = 4;
+      } else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; ++i)
+          len = (len << 8) | hdr_[2 + i];
+        at = 10;
+        if (len >> 63)
+          return fail(1002);
+      }
+      std::memcpy(mask_.data(), hdr_.data() + at, 4);
+      mask_pos_ = 0;
+      remaining_ = len;
+      have_ = 0;
+      need_ = 2;
+      in_payload_ = true;
+      bool control = (static_cast<unsigned>(op_) & 0x08) != 0;
+      if (control) {
+        ctl_.clear();
+        if (ctl_.capacity() > 15)
+          ctl_.shrink_to_fit();
+      } else if (!skipping_) {
+        if (op_ != opcode::cont) {
+          in_message_ = true;
+          msg_binary_ = op_ == opcode::binary;
+          msg_compressed_ = (hdr_[0] & 0x40) != 0;
+        }
+        if (len > max_ || msg_.size() + len > max_)
+          return fail(1009); // after skip_data(), the rest of the frame is dropped
+        msg_.reserve(msg_.size() + len);
+      }
+      continue;
+    }
+    // payload bytes: unmask into the message or the control buffer
+    auto take = static_cast<std::size_t>(
+        std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
+    bool control = (static_cast<unsigned>(op_) & 0x08) != 0;
+    if (control || !skipping_) {
+      std::string& dst = control ? ctl_ : msg_;
+      auto base = dst.size();
+      dst.resize(base + take);
+      auto* out = reinterpret_cast<unsigned char*>(dst.data() + base);
+      auto* in = reinterpret_cast<const unsigned char*>(p);
+      for (std::size_t i = 0; i < take; ++i)
+        out[i] = in[i] ^ mask_[(mask_pos_ + i) & 3];
+    }
+    mask_pos_ = static_cast<std::uint8_t>((mask_pos_ + take) & 3);
+    p += take;
+    remaining_ -= take;
+    if (remaining_ > 0)
+      return event::need_more;
+    in_payload_ = false;
+    auto ev = frame_done();
+    if (ev != event::need_more)
+      return ev;
+  }
+  return event::need_more;
+}
+
+// A frame's payload is complete.
+frame_reader::event frame_reader::frame_done() {
+  switch (op_) {
+  case opcode::ping:
+    return event::ping;
+  case opcode::pong:
+    return event::pong;
+  case opcode::close:
+    if (ctl_.size() == 1)
+      return fail(1002);
+    if (ctl_.empty()) {
+      close_code_ = 1005; // no status code given
+    } else {
+      close_code_ = static_cast<std::uint16_t>((static_cast<unsigned char>(ctl_[0]) << 8) |
+                                               static_cast<unsigned char>(ctl_[1]));
+      if (!valid_close_code(close_code_))
+        return fail(1002);
+      if (!valid_utf8(close_reason()))
+        return fail(1007);
+    }
+    return event::close;
+  default:
+    break;
+  }
+  if (skipping_ || !fin_)
+    return event::need_more;
+  in_message_ = false;
+  if (!msg_binary_ && !msg_compressed_ && !valid_utf8(msg_)) {
+    msg_.clear();
+    return fail(1007);
+  }
+  return event::message;
+}
+
+} // namespace wsnode::protocol::ws

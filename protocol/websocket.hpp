@@ -1,0 +1,178 @@
+// The server side of the WebSocket wire protocol (RFC 6455) and of
+// permessage-deflate (RFC 7692), without I/O: handshake values, an
+// incremental parser of client frames, server frame headers, UTF-8
+// validation, and the deflate/inflate steps. transport/ws_session does the
+// I/O around it; the fuzzer drives the parser directly.
+//
+// Threading: every object here belongs to one thread at a time.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wsnode::protocol::ws {
+
+enum class opcode : std::uint8_t {
+  cont = 0x0,
+  text = 0x1,
+  binary = 0x2,
+  close = 0x8,
+  ping = 0x9,
+  pong = 0xA,
+};
+
+/// Returns true when `s` is well-formed UTF-8 (no overlong forms, no
+/// surrogates, nothing above U+10FFFF).
+bool valid_utf8(std::string_view s) noexcept;
+
+/// Returns true when `key` (Sec-WebSocket-Key) is the base64 of 16 bytes.
+bool valid_client_key(std::string_view key) noexcept;
+
+/// Returns the Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key.
+std::string accept_key(std::string_view client_key);
+
+/// Returns true when a close frame may carry `code` (RFC 6455 7.4).
+bool valid_close_code(std::uint16_t code) noexcept;
+
+/// The header of an unmasked, final server frame of `size` payload bytes.
+struct frame_header {
+  std::array<unsigned char, 10> bytes{};
+  std::uint8_t size = 0;
+  frame_header() = default;
+  frame_header(opcode op, std::size_t payload_size, bool compressed = false) noexcept;
+};
+
+/// A whole server frame (header + payload): control frames, compressed
+/// messages.
+std::string make_frame(opcode op, std::string_view payload, bool compressed = false);
+/// A close frame with `code` and `reason` (cut to fit in 123 bytes, at a
+/// UTF-8 character boundary).
+std::string make_close(std::uint16_t code, std::string_view reason);
+
+// ---------------------------------------------------------------- permessage-deflate
+
+/// What the server agreed to. The server never keeps compression context
+/// between messages (server_no_context_takeover), so compressing needs no
+/// per-connection state.
+struct deflate_params {
+  int server_window_bits = 15;    ///< the client's server_max_window_bits, or 15
+  bool client_no_context = false; ///< the client offered client_no_context_takeover
+};
+
+/// Picks the first permessage-deflate offer of a Sec-WebSocket-Extensions
+/// header the server can honour; nullopt when there is none.
+std::optional<deflate_params> negotiate_deflate(std::string_view extensions);
+/// The Sec-WebSocket-Extensions response value for `p`.
+std::string deflate_response(const deflate_params& p);
+
+/// Compresses one message (no context kept between messages).
+class deflater {
+public:
+  explicit deflater(int window_bits);
+  ~deflater();
+  deflater(const deflater&) = delete;
+  deflater& operator=(const deflater&) = delete;
+  /// The payload of a compressed frame carrying `in`.
+  std::string compress(std::string_view in);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Decompresses the messages of one connection (keeps the client's window
+/// between messages unless the client agreed not to use it).
+class inflater {
+public:
+  enum class result : std::uint8_t { ok, too_big, bad_data };
+  inflater();
+  ~inflater();
+  inflater(const inflater&) = delete;
+  inflater& operator=(const inflater&) = delete;
+  /// Appends the decompressed `in` to `out`; too_big once `out` would
+  /// exceed `max` bytes.
+  result decompress(std::string_view in, std::string& out, std::size_t max);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// ---------------------------------------------------------------- client frames
+
+/// Parses the bytes a client sends, one event at a time, across any split
+/// of the input. Enforces what RFC 6455 asks of a server: masked frames,
+/// no reserved bits or opcodes, control frames short and unfragmented,
+/// continuation frames only inside a message, valid UTF-8 in text messages
+/// and close reasons, and the message size limit (before decompression).
+class frame_reader {
+public:
+  enum class event : std::uint8_t {
+    need_more, ///< every byte consumed, nothing complete
+    message,   ///< a data message: take_message(), binary(), compressed()
+    ping,      ///< control_payload()
+    pong,      ///< control_payload()
+    close,     ///< close_code() (1005: none given), close_reason()
+    error,     ///< error_code(): 1002 protocol, 1007 bad UTF-8, 1009 too big
+  };
+
+  /// `max_message`: the largest message (after reassembly) accepted.
+  /// `compression`: whether permessage-deflate was negotiated (RSV1 allowed).
+  frame_reader(std::size_t max_message, bool compression) noexcept
+    : max_(max_message), compression_(compression) {}
+
+  /// Consumes bytes from [p, end) up to and including the next event and
+  /// advances `p`. After `error` the stream cannot be trusted unless
+  /// `skip_data()` is called (1007/1009 leave the framing intact).
+  event next(const char*& p, const char* end);
+
+  /// From now on, data frames are read and dropped (a closing connection
+  /// still waits for the client's close frame). Returns false when the
+  /// framing itself is broken (after a 1002) and nothing more can be read.
+  bool skip_data() noexcept;
+
+  /// The message of the last `message` event (moved out; the reader keeps
+  /// no buffer behind).
+  std::string take_message() noexcept;
+  bool binary() const noexcept { return msg_binary_; }
+  bool compressed() const noexcept { return msg_compressed_; }
+  std::string_view control_payload() const noexcept { return ctl_; }
+  std::uint16_t close_code() const noexcept { return close_code_; }
+  std::string_view close_reason() const noexcept;
+  std::uint16_t error_code() const noexcept { return error_; }
+
+private:
+  event fail(std::uint16_t code) noexcept;
+  event header_done();
+  event frame_done();
+
+  std::size_t max_;
+  bool compression_;
+  // the frame being read
+  std::array<unsigned char, 14> hdr_{};
+  std::uint8_t have_ = 0;
+  std::uint8_t need_ = 2;
+  bool in_payload_ = false;
+  bool fin_ = false;
+  opcode op_ = opcode::cont;
+  std::uint64_t remaining_ = 0;
+  std::array<unsigned char, 4> mask_{};
+  std::uint8_t mask_pos_ = 0;
+  // the message being reassembled
+  bool in_message_ = false;
+  bool msg_binary_ = false;
+  bool msg_compressed_ = false;
+  std::string msg_;
+  // the last control frame
+  std::string ctl_; // at most 125 bytes: no allocation beyond 15
+  std::uint16_t close_code_ = 0;
+  std::uint16_t error_ = 0;
+  bool skipping_ = false;
+};
+
+} // namespace wsnode::protocol::ws
