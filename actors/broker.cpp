@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace wsnode {
 
 namespace {
@@ -29,7 +31,10 @@ bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn r
   auto [it, inserted] = sessions_.try_emplace(sid, session_rec{std::move(user), std::move(sink)});
   if (!inserted)
     return false;
-  users_.add(it->second.user, sid, it->second.sink.get());
+  auto u = users_.find(it->second.user);
+  if (u == users_.end())
+    u = users_.emplace(it->second.user, devices{}).first;
+  u->second.emplace_back(sid, it->second.sink.get());
   want(topic_kind::user, it->second.user, std::move(ready));
   update_gauges();
   return true;
@@ -40,8 +45,15 @@ void broker_core::leave(sid_type sid, clock::time_point now) {
   if (it == sessions_.end())
     return;
   channels_.remove_all(sid, [&](std::string_view ch) { unwant(topic_kind::channel, ch, now); });
-  if (users_.remove(it->second.user, sid))
-    unwant(topic_kind::user, it->second.user, now);
+  if (auto u = users_.find(it->second.user); u != users_.end()) {
+    auto& d = u->second;
+    d.erase(std::remove_if(d.begin(), d.end(), [&](const auto& e) { return e.first == sid; }),
+            d.end());
+    if (d.empty()) {
+      users_.erase(u);
+      unwant(topic_kind::user, it->second.user, now);
+    }
+  }
   sessions_.erase(it);
   update_gauges();
 }
@@ -131,8 +143,13 @@ void broker_core::expire(clock::time_point now) {
   }
 }
 
-std::size_t broker_core::fan_out(const topic_registry<frame_sink*>::subscribers* subs,
-                                 const frame_ptr& frame) {
+const broker_core::devices* broker_core::devices_of(std::string_view user) const {
+  auto it = users_.find(user);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+template <class Subscribers>
+std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame) {
   if (subs == nullptr)
     return 0;
   std::size_t queued = 0;
@@ -153,7 +170,7 @@ std::size_t broker_core::publish(std::string_view ch, const frame_ptr& frame) {
 
 std::size_t broker_core::send_to_user(std::string_view user, const frame_ptr& frame) {
   bump(metrics_.direct_messages, 1);
-  auto n = fan_out(users_.find(user), frame);
+  auto n = fan_out(devices_of(user), frame);
   if (backbone_)
     backbone_->publish(topic_kind::user, user, frame);
   return n;
@@ -161,7 +178,8 @@ std::size_t broker_core::send_to_user(std::string_view user, const frame_ptr& fr
 
 std::size_t broker_core::deliver_remote(topic_kind kind, std::string_view name,
                                         const frame_ptr& frame) {
-  return fan_out(kind == topic_kind::channel ? channels_.find(name) : users_.find(name), frame);
+  return kind == topic_kind::channel ? fan_out(channels_.find(name), frame)
+                                     : fan_out(devices_of(name), frame);
 }
 
 sink_ptr broker_core::sink_of(sid_type sid) const {
@@ -182,7 +200,7 @@ std::size_t broker_core::subscriber_count(std::string_view ch) const {
 void broker_core::update_gauges() noexcept {
   metrics_.channels.store(static_cast<std::int64_t>(channels_.topic_count()),
                           std::memory_order_relaxed);
-  metrics_.users.store(static_cast<std::int64_t>(users_.topic_count()), std::memory_order_relaxed);
+  metrics_.users.store(static_cast<std::int64_t>(users_.size()), std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------- broker actor

@@ -73,7 +73,7 @@ public:
 
   std::size_t session_count() const noexcept { return sessions_.size(); }
   std::size_t channel_count() const noexcept { return channels_.topic_count(); }
-  std::size_t user_count() const noexcept { return users_.topic_count(); }
+  std::size_t user_count() const noexcept { return users_.size(); }
   /// Topics subscribed on the backbone (including lingering ones).
   std::size_t backbone_topic_count() const noexcept { return interest_.size(); }
   /// Subscribers of `ch` on this node.
@@ -82,6 +82,7 @@ public:
   std::size_t subscription_count(sid_type sid) const { return channels_.count_of(sid); }
 
 private:
+  using devices = std::vector<std::pair<sid_type, frame_sink*>>;
   struct session_rec {
     std::string user;
     sink_ptr sink;
@@ -93,7 +94,9 @@ private:
     std::optional<clock::time_point> empty; // no local interest since
   };
 
-  std::size_t fan_out(const topic_registry<frame_sink*>::subscribers* subs, const frame_ptr& frame);
+  template <class Subscribers>
+  std::size_t fan_out(const Subscribers* subs, const frame_ptr& frame);
+  const devices* devices_of(std::string_view user) const;
   void want(topic_kind kind, std::string_view name, ready_fn ready);
   void unwant(topic_kind kind, std::string_view name, clock::time_point now);
   void update_gauges() noexcept;
@@ -103,7 +106,9 @@ private:
   clock::duration linger_;
   std::unordered_map<sid_type, session_rec> sessions_;
   topic_registry<frame_sink*> channels_; // values owned by sessions_
-  topic_registry<frame_sink*> users_;
+  // user -> that user's sessions here: a few each, so a vector (an idle
+  // connection's memory counts; a hash map per user cost ~200 bytes more)
+  std::unordered_map<std::string, devices, string_hash, std::equal_to<>> users_;
   std::unordered_map<std::string, interest, string_hash, std::equal_to<>> interest_;
   std::deque<std::pair<std::string, clock::time_point>> lingering_;
 };

@@ -39,7 +39,7 @@ public:
     auto [pos, inserted] = it->second.insert_or_assign(id, std::move(v));
     (void)pos;
     if (inserted)
-      by_id_[id].push_back(it->first);
+      by_id_[id].push_back(&it->first);
     return first;
   }
 
@@ -51,7 +51,7 @@ public:
     auto own = by_id_.find(id);
     if (own != by_id_.end()) {
       auto& v = own->second;
-      v.erase(std::find(v.begin(), v.end(), topic));
+      v.erase(std::find_if(v.begin(), v.end(), [&](const std::string* t) { return *t == topic; }));
       if (v.empty())
         by_id_.erase(own);
     }
@@ -68,13 +68,13 @@ public:
     auto own = by_id_.find(id);
     if (own == by_id_.end())
       return;
-    for (const auto& topic : own->second) {
-      auto it = topics_.find(topic);
+    for (const std::string* topic : own->second) {
+      auto it = topics_.find(*topic);
       if (it == topics_.end())
         continue;
       it->second.erase(id);
       if (it->second.empty()) {
-        on_empty(std::string_view{topic});
+        on_empty(std::string_view{*topic}); // before the key goes with the entry
         topics_.erase(it);
       }
     }
@@ -101,7 +101,9 @@ public:
 
 private:
   std::unordered_map<std::string, subscribers, string_hash, std::equal_to<>> topics_;
-  std::unordered_map<id_type, std::vector<std::string>> by_id_;
+  // the keys of topics_ (their nodes never move); an id's entries go before
+  // the topic they point to
+  std::unordered_map<id_type, std::vector<const std::string*>> by_id_;
 };
 
 } // namespace wsnode

@@ -5,6 +5,9 @@
 #include "actors/ports.hpp"
 #include "transport/server.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
 #include <atomic>
 #include <memory>
 #include <vector>
@@ -12,6 +15,12 @@
 namespace wsnode::transport {
 
 class delivery_lane;
+
+/// A connection's socket: bound to its io_context's own executor (smaller
+/// than the type-erased default, in the socket and in every pending
+/// operation, which idle connections notice).
+using stream_socket =
+    boost::asio::ip::tcp::socket::rebind_executor<boost::asio::io_context::executor_type>::other;
 
 struct server_context {
   server_context(server_options o, node_port& n, metrics& mm)

@@ -7,6 +7,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -27,16 +28,17 @@ using tcp = net::ip::tcp;
 /// Threading: the socket's io_context only (one thread).
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(std::shared_ptr<server_context> ctx, tcp::socket&& s, std::size_t lane)
-    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), stream_(std::move(s)), lane_(lane) {
+  http_session(std::shared_ptr<server_context> ctx, stream_socket&& s, std::size_t lane)
+    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), socket_(std::move(s)),
+      timer_(socket_.get_executor()), lane_(lane) {
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = socket_.remote_endpoint(ec);
     if (!ec)
       remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
 
   void run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->do_read(); });
   }
 
 private:
@@ -44,16 +46,16 @@ private:
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(ctx_.opts.max_header_bytes));
     parser_->body_limit(ctx_.opts.max_body_bytes);
-    stream_.expires_after(ctx_.opts.http_idle_timeout);
+    expires_after(ctx_.opts.http_idle_timeout); // the request and its response
     http::async_read(
-        stream_, buf_, *parser_,
+        socket_, buf_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::end_of_stream)
       return do_shutdown();
-    if (ec == beast::error::timeout || ec == net::error::operation_aborted ||
+    if (ec == net::error::operation_aborted || ec == net::error::bad_descriptor ||
         ec == net::error::connection_reset)
       return;
     if (ec == http::error::body_limit)
@@ -68,7 +70,7 @@ private:
     keep_alive_ = req.keep_alive();
     handle_request(ctx_, std::move(req), [self = shared_from_this()](http::message_generator m) {
       // may run on a CAF thread (API completions): hop back onto the strand
-      net::post(self->stream_.get_executor(),
+      net::post(self->socket_.get_executor(),
                 [self, m = std::move(m)]() mutable { self->write(std::move(m)); });
     });
   }
@@ -121,9 +123,20 @@ private:
     hs.key = std::string{req[http::field::sec_websocket_key]};
     hs.extensions = std::string{req[http::field::sec_websocket_extensions]};
     req = {}; // nothing of the request stays with the connection
-    stream_.expires_never();
-    start_ws_session(ctx_ptr_, stream_.release_socket(), std::move(hs),
+    timer_.cancel();
+    start_ws_session(ctx_ptr_, std::move(socket_), std::move(hs),
                      session_identity{std::move(d.user), remote_}, lane_);
+  }
+
+  // After `d`, the socket is closed: whatever is pending fails.
+  void expires_after(std::chrono::steady_clock::duration d) {
+    timer_.expires_after(d);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec)
+        return; // re-armed or cancelled
+      beast::error_code ignored;
+      self->socket_.close(ignored);
+    });
   }
 
   void fail_request(unsigned status, std::string body) {
@@ -136,7 +149,7 @@ private:
 
   void write(http::message_generator m) {
     bool keep = keep_alive_ && m.keep_alive() && !ctx_.draining.load();
-    beast::async_write(stream_, std::move(m),
+    beast::async_write(socket_, std::move(m),
                        [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
                          if (ec || !keep)
                            return self->do_shutdown();
@@ -149,17 +162,17 @@ private:
   // reads our response instead of a reset (a "lingering close").
   void do_shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec)
       return;
-    stream_.expires_after(std::chrono::seconds(2));
+    expires_after(std::chrono::seconds(2));
     linger(0);
   }
 
   void linger(std::size_t discarded) {
     constexpr std::size_t max_discard = 16 << 20;
     buf_.consume(buf_.size());
-    stream_.async_read_some(buf_.prepare(65536), [self = shared_from_this(),
+    socket_.async_read_some(buf_.prepare(65536), [self = shared_from_this(),
                                                   discarded](beast::error_code ec, std::size_t n) {
       if (ec || discarded + n > max_discard)
         return; // EOF, timeout or enough: the socket closes with the session
@@ -169,7 +182,8 @@ private:
 
   std::shared_ptr<server_context> ctx_ptr_;
   server_context& ctx_;
-  beast::tcp_stream stream_;
+  stream_socket socket_;
+  net::steady_timer timer_; // one deadline for a request and its response
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::size_t lane_;
@@ -179,7 +193,7 @@ private:
 
 } // namespace
 
-void start_http_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket,
+void start_http_session(std::shared_ptr<server_context> ctx, stream_socket&& socket,
                         std::size_t lane) {
   std::make_shared<http_session>(std::move(ctx), std::move(socket), lane)->run();
 }

@@ -12,7 +12,7 @@ namespace wsnode::transport {
 
 /// Serves HTTP requests on `socket`, which lives on the io_context of
 /// `ctx->lanes[lane]` (one thread: no strand needed).
-void start_http_session(std::shared_ptr<server_context> ctx, boost::asio::ip::tcp::socket&& socket,
+void start_http_session(std::shared_ptr<server_context> ctx, stream_socket&& socket,
                         std::size_t lane);
 
 } // namespace wsnode::transport

@@ -24,8 +24,8 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     : pool(p), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
       acceptor(p.context(0)), retry(p.context(0)) {
     for (std::size_t i = 0; i < p.size(); ++i)
-      ctx->lanes.push_back(transport::make_lane(p.context(i), m, ctx->opts.coalesce,
-                                                    ctx->opts.ping_interval));
+      ctx->lanes.push_back(
+          transport::make_lane(p.context(i), m, ctx->opts.coalesce, ctx->opts.ping_interval));
   }
 
   void start() {
@@ -47,13 +47,14 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   // Each connection goes to the next io_context, round robin.
   void do_accept() {
     auto lane = next_lane++ % pool.size();
-    acceptor.async_accept(pool.context(lane), [self = shared_from_this(),
-                                               lane](boost::system::error_code ec, tcp::socket s) {
-      self->on_accept(ec, std::move(s), lane);
-    });
+    acceptor.async_accept(pool.context(lane),
+                          [self = shared_from_this(), lane](boost::system::error_code ec,
+                                                            transport::stream_socket s) {
+                            self->on_accept(ec, std::move(s), lane);
+                          });
   }
 
-  void on_accept(boost::system::error_code ec, tcp::socket s, std::size_t lane) {
+  void on_accept(boost::system::error_code ec, transport::stream_socket s, std::size_t lane) {
     if (ec == net::error::operation_aborted || !acceptor.is_open())
       return;
     if (ec) {

@@ -26,7 +26,8 @@ using error_code = boost::system::error_code;
 
 enum class phase : std::uint8_t { open, closing, closed };
 
-/// Frames written to the kernel in one call at most (and so iovecs x2).
+/// Frames written to the kernel in one call at most (and so iovecs x2,
+/// far below IOV_MAX).
 constexpr std::size_t max_batch = 64;
 /// The read buffer every session of an io thread shares.
 constexpr std::size_t rx_buffer_bytes = 64 * 1024;
@@ -104,6 +105,8 @@ public:
   bool draining() const noexcept { return draining_; }
 
   net::io_context& context() noexcept { return ioc_; }
+  /// io thread: the gather list of the write under way (writes are synchronous).
+  std::vector<net::const_buffer>& iov_scratch() noexcept { return iov_; }
   /// io thread: the read buffer of this thread (rx_buffer_bytes).
   char* rx_buffer() noexcept { return rx_.get(); }
   /// io thread: the deflater for `window_bits`, made on first use.
@@ -144,6 +147,7 @@ private:
   bool timer_armed_ = false;
   net::steady_timer timer_{ioc_};
   std::unique_ptr<char[]> rx_{new char[rx_buffer_bytes]};
+  std::vector<net::const_buffer> iov_;
   std::array<std::unique_ptr<ws::deflater>, 16> deflaters_;
   ws_session* sessions_ = nullptr; // intrusive list of open sessions
   std::uint32_t tick_ = 0;
@@ -157,7 +161,7 @@ private:
 /// except send/close/input_done, which may be called from any thread.
 class ws_session final : public frame_sink, public std::enable_shared_from_this<ws_session> {
 public:
-  ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& s, session_identity who,
+  ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, session_identity who,
              delivery_lane& lane)
     : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), lane_(lane), socket_(std::move(s)),
       who_(std::move(who)), reader_(ctx_.opts.max_message_bytes, false) {}
@@ -256,48 +260,61 @@ public:
     push_entry(std::move(e));
   }
 
-  /// Writes what is queued (one kernel call for up to max_batch frames).
+  /// Writes what is queued: up to max_batch frames per kernel call, straight
+  /// from the non-blocking socket; only when the kernel's buffer is full does
+  /// the session wait for the socket to become writable.
   void flush() {
     dirty_ = false;
-    if (writing_ || head_ == out_.size() || write_failed_)
-      return;
-    auto end = std::min(out_.size(), head_ + max_batch);
-    // Headers and small raw frames live inside out_'s elements, which move
-    // when out_ grows during the write: copy them to scratch_ first.
-    std::size_t small = 0;
-    for (auto i = head_; i < end; ++i)
-      small +=
-          out_[i].frame ? out_[i].header.size : (out_[i].raw.size() <= 64 ? out_[i].raw.size() : 0);
-    scratch_.resize(small);
-    bufs_.clear();
-    auto* p = scratch_.data();
-    auto copy = [&](const void* src, std::size_t n) {
-      std::memcpy(p, src, n);
-      bufs_.emplace_back(p, n);
-      p += n;
-    };
-    for (auto i = head_; i < end; ++i) {
-      auto& e = out_[i];
-      if (e.frame) {
-        copy(e.header.bytes.data(), e.header.size);
-        bufs_.emplace_back(e.frame->data(), e.frame->size()); // shared, never moves
-      } else if (e.raw.size() <= 64) {
-        copy(e.raw.data(), e.raw.size());
-      } else {
-        bufs_.emplace_back(e.raw.data(), e.raw.size()); // heap buffer, stable under moves
+    while (!writing_ && !write_failed_ && head_ < out_.size()) {
+      auto end = std::min(out_.size(), head_ + max_batch);
+      auto& iov = lane_.iov_scratch();
+      iov.clear();
+      std::size_t skip = partial_; // bytes of out_[head_] sent before
+      auto add = [&](const void* p, std::size_t n) {
+        if (skip >= n) {
+          skip -= n;
+          return;
+        }
+        iov.emplace_back(static_cast<const char*>(p) + skip, n - skip);
+        skip = 0;
+      };
+      for (auto i = head_; i < end; ++i) {
+        auto& e = out_[i];
+        if (e.frame) {
+          add(e.header.bytes.data(), e.header.size);
+          add(e.frame->data(), e.frame->size());
+        } else {
+          add(e.raw.data(), e.raw.size());
+        }
       }
+      error_code ec;
+      auto n = socket_.write_some(iov, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        ec = {};
+        n = 0;
+      }
+      if (ec) {
+        spdlog::debug("write failed sid={}: {}", sid_, ec.message());
+        write_failed_ = true;
+        discard_unsent(drop_reason::closed);
+        return teardown();
+      }
+      retire(n, end);
+      if (head_ < end)
+        return wait_writable(); // the kernel took only part of it
     }
-    writing_ = true;
-    in_flight_ = end - head_;
-    net::async_write(socket_, bufs_,
-                     [self = shared_from_this(), count = end - head_](error_code ec, std::size_t) {
-                       self->on_written(ec, count);
-                     });
+    if (head_ == out_.size() && head_ > 0) {
+      out_.clear(); // the capacity stays for the next burst (see check_alive)
+      head_ = 0;
+      maybe_teardown();
+    }
   }
 
-  /// Keep-alive, once per lane tick: ping after ping_interval of silence,
-  /// drop the connection after twice that.
+  /// Once per lane tick: frees an empty queue's memory; keep-alive: a ping
+  /// after ping_interval of silence, the connection dropped after twice that.
   void check_alive(std::uint32_t tick) {
+    if (out_.empty() && out_.capacity() > 0)
+      out_ = {}; // an idle connection keeps no queue memory
     if (phase_ != phase::open || read_paused_.load())
       return;
     auto idle = tick - last_rx_tick_;
@@ -456,42 +473,39 @@ private:
     }
   }
 
-  void on_written(error_code ec, std::size_t count) {
-    writing_ = false;
-    in_flight_ = 0;
+  // `n` more bytes of out_[head_, end) reached the kernel.
+  void retire(std::size_t n, std::size_t end) {
+    std::size_t left = n + partial_;
     std::uint64_t frames = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      auto& e = out_[head_ + i];
+    while (head_ < end && left >= out_[head_].size()) {
+      auto& e = out_[head_];
+      left -= e.size();
       release(e.size());
       frames += e.frame ? 1 : 0;
       e = out_entry{};
+      ++head_;
     }
-    head_ += count;
-    if (ec) {
-      spdlog::debug("write failed sid={}: {}", sid_, ec.message());
-      write_failed_ = true;
-      discard_unsent(drop_reason::closed);
-      return teardown();
-    }
+    partial_ = left;
     bump(ctx_.m.messages_out, frames);
-    if (head_ == out_.size()) {
-      out_.clear();
-      head_ = 0;
-      if (out_.capacity() > 16) {
-        out_.shrink_to_fit(); // an idle connection keeps no queue memory
-        bufs_.clear();
-        bufs_.shrink_to_fit();
-        scratch_.clear();
-        scratch_.shrink_to_fit();
-      }
-      return maybe_teardown();
-    }
-    flush();
   }
 
-  // Drops every queued entry that is not being written right now.
+  void wait_writable() {
+    writing_ = true;
+    socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](error_code ec) {
+      self->writing_ = false;
+      if (ec) {
+        self->write_failed_ = true;
+        self->discard_unsent(drop_reason::closed);
+        return self->teardown();
+      }
+      self->flush();
+    });
+  }
+
+  // Drops every queued entry but a partly written one (its rest must follow
+  // or the client's framing breaks).
   void discard_unsent(drop_reason why) {
-    std::size_t keep = head_ + (writing_ ? in_flight_ : 0);
+    std::size_t keep = std::min(out_.size(), head_ + (partial_ > 0 ? 1 : 0));
     std::uint64_t dropped = 0;
     while (out_.size() > keep) {
       release(out_.back().size());
@@ -584,7 +598,7 @@ private:
   std::shared_ptr<server_context> ctx_ptr_; // keeps ctx_ alive as long as this session
   server_context& ctx_;
   delivery_lane& lane_;
-  tcp::socket socket_;
+  stream_socket socket_;
   session_identity who_;
   std::string sid_;
   std::unique_ptr<session_handler> handler_;
@@ -593,9 +607,7 @@ private:
   std::unique_ptr<ws::inflater> inflater_;
   std::vector<out_entry> out_; // [head_, end) not yet written
   std::size_t head_ = 0;
-  std::size_t in_flight_ = 0; // entries in the write under way
-  std::vector<net::const_buffer> bufs_;
-  std::vector<unsigned char> scratch_; // headers and small frames of the write under way
+  std::size_t partial_ = 0; // bytes of out_[head_] already written
   std::unique_ptr<net::steady_timer> kill_timer_;
   std::string close_reason_;
   std::string peer_reason_;
@@ -726,7 +738,7 @@ std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
   return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
 }
 
-void start_ws_session(std::shared_ptr<server_context> ctx, tcp::socket&& socket, ws_handshake hs,
+void start_ws_session(std::shared_ptr<server_context> ctx, stream_socket&& socket, ws_handshake hs,
                       session_identity who, std::size_t lane) {
   auto& l = *ctx->lanes.at(lane);
   std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), std::move(who), l),

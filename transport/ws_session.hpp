@@ -35,7 +35,7 @@ struct ws_handshake {
 /// `ctx->lanes[lane]`, and runs the session until the connection ends. The
 /// caller has already counted it in `metrics::connections`; the session
 /// uncounts it when it ends.
-void start_ws_session(std::shared_ptr<server_context> ctx, boost::asio::ip::tcp::socket&& socket,
-                      ws_handshake hs, session_identity who, std::size_t lane);
+void start_ws_session(std::shared_ptr<server_context> ctx, stream_socket&& socket, ws_handshake hs,
+                      session_identity who, std::size_t lane);
 
 } // namespace wsnode::transport
