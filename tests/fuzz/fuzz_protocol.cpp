@@ -1,11 +1,14 @@
 // libFuzzer target for every parser that reads network input: client
-// frames, API bodies, server frames (clients/tools) and JWTs (?token=).
+// commands, API bodies, server frames (clients/tools), JWTs (?token=), the
+// WebSocket framing of client bytes, permessage-deflate offers and
+// compressed messages.
 // The first byte picks the parser; the rest is the input. Besides "no crash,
 // no leak, no UB" it checks that what parses re-encodes to something that
 // parses to the same command.
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/json_scan.hpp"
+#include "protocol/websocket.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -15,10 +18,73 @@
 namespace {
 
 using namespace wsnode::protocol;
+namespace ws = wsnode::protocol::ws;
 
 void check(bool ok) {
   if (!ok)
     std::abort();
+}
+
+// Client bytes through the frame parser, cut into pieces at the sizes the
+// input itself picks. Whatever comes out must obey RFC 6455.
+void websocket_frames(std::string_view in) {
+  if (in.empty())
+    return;
+  std::size_t step = 1 + static_cast<unsigned char>(in[0]) % 64;
+  in.remove_prefix(1);
+  ws::frame_reader r{512, (step & 1) != 0};
+  for (std::size_t at = 0; at < in.size(); at += step) {
+    auto piece = in.substr(at, step);
+    const char* p = piece.data();
+    const char* end = p + piece.size();
+    while (true) {
+      auto ev = r.next(p, end);
+      check(p <= end);
+      if (ev == ws::frame_reader::event::need_more)
+        break;
+      if (ev == ws::frame_reader::event::message) {
+        auto m = r.take_message();
+        check(m.size() <= 512);
+        if (!r.binary() && !r.compressed())
+          check(ws::valid_utf8(m));
+      } else if (ev == ws::frame_reader::event::close) {
+        check(r.close_code() == 1005 || ws::valid_close_code(r.close_code()));
+        check(ws::valid_utf8(r.close_reason()));
+      } else if (ev == ws::frame_reader::event::ping || ev == ws::frame_reader::event::pong) {
+        check(r.control_payload().size() <= 125);
+      } else if (ev == ws::frame_reader::event::error) {
+        auto code = r.error_code();
+        check(code == 1002 || code == 1007 || code == 1009);
+        if (!r.skip_data())
+          return;
+      }
+    }
+  }
+}
+
+// An extensions header, then the rest as a compressed message.
+void websocket_deflate(std::string_view in) {
+  auto cut = in.find('\n');
+  auto header = in.substr(0, cut);
+  if (auto p = ws::negotiate_deflate(header)) {
+    check(p->server_window_bits >= 9 && p->server_window_bits <= 15);
+    check(!ws::deflate_response(*p).empty());
+  }
+  if (cut == std::string_view::npos)
+    return;
+  auto body = in.substr(cut + 1);
+  ws::inflater inf;
+  std::string out;
+  auto r = inf.decompress(body, out, 4096);
+  check(out.size() <= 4096);
+  if (r == ws::inflater::result::ok) {
+    // what we compress, we read back
+    ws::deflater d{15};
+    ws::inflater again;
+    std::string back;
+    check(again.decompress(d.compress(out), back, 4096) == ws::inflater::result::ok);
+    check(back == out);
+  }
 }
 
 void round_trip(const command& c) {
@@ -38,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view in{reinterpret_cast<const char*>(data) + 1, size - 1};
   parse_limits limits;
   limits.max_data_bytes = 256;
-  switch (data[0] % 4) {
+  switch (data[0] % 6) {
   case 0: {
     auto r = parse_command(in, limits);
     if (auto* c = std::get_if<command>(&r)) {
@@ -63,6 +129,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   case 3:
     (void)verify_token(in, "fuzz-secret");
+    break;
+  case 4:
+    websocket_frames(in);
+    break;
+  case 5:
+    websocket_deflate(in);
     break;
   }
   return 0;

@@ -91,3 +91,28 @@ def test_keep_alive_serves_several_requests(node):
             while not data.endswith(b"ok\n"):
                 data += s.recv(4096)
             assert data.startswith(b"HTTP/1.1 200")
+
+
+def raw_upgrade(port, version="13", key="dGhlIHNhbXBsZSBub25jZQ=="):
+    """Sends an upgrade request byte for byte; returns the response head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET /ws?user=a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                  f"Upgrade: websocket\r\nSec-WebSocket-Version: {version}\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk
+            head += chunk
+        return head
+
+
+def test_bad_websocket_handshakes_get_clear_http_errors(node):
+    head = raw_upgrade(node.port, version="8")
+    assert head.startswith(b"HTTP/1.1 426") and b"Sec-WebSocket-Version: 13\r\n" in head
+    head = raw_upgrade(node.port, key="short")
+    assert head.startswith(b"HTTP/1.1 400")
+    # good clients are upgraded, with the RFC 6455 accept value
+    head = raw_upgrade(node.port)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head

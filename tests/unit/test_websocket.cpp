@@ -1,0 +1,208 @@
+// RFC 6455 framing and RFC 7692 negotiation, without sockets.
+#include "protocol/websocket.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+using namespace wsnode::protocol::ws;
+
+namespace {
+
+// A masked client frame.
+std::string client_frame(unsigned op, std::string_view payload, bool fin = true,
+                         bool rsv1 = false) {
+  std::string f;
+  f += static_cast<char>((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | op);
+  auto n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(0x80 | n);
+  } else if (n < 65536) {
+    f += static_cast<char>(0x80 | 126);
+    f += static_cast<char>(n >> 8);
+    f += static_cast<char>(n & 0xFF);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int i = 7; i >= 0; --i)
+      f += static_cast<char>((static_cast<std::uint64_t>(n) >> (8 * i)) & 0xFF);
+  }
+  const char mask[4] = {0x37, 0x7a, 0x21, 0x3d};
+  f.append(mask, 4);
+  for (std::size_t i = 0; i < n; ++i)
+    f += static_cast<char>(payload[i] ^ mask[i % 4]);
+  return f;
+}
+
+struct parsed {
+  std::vector<std::string> messages;
+  std::vector<std::string> pings;
+  int pongs = 0;
+  std::uint16_t close = 0;
+  std::uint16_t error = 0;
+};
+
+// Feeds `bytes` in pieces of `step` bytes.
+parsed parse(frame_reader& r, const std::string& bytes, std::size_t step = 1 << 20) {
+  parsed out;
+  for (std::size_t at = 0; at < bytes.size(); at += step) {
+    auto piece = std::string_view{bytes}.substr(at, step);
+    const char* p = piece.data();
+    const char* end = p + piece.size();
+    while (true) {
+      auto ev = r.next(p, end);
+      if (ev == frame_reader::event::need_more)
+        break;
+      if (ev == frame_reader::event::message)
+        out.messages.push_back(r.take_message());
+      else if (ev == frame_reader::event::ping)
+        out.pings.emplace_back(r.control_payload());
+      else if (ev == frame_reader::event::pong)
+        ++out.pongs;
+      else if (ev == frame_reader::event::close)
+        out.close = r.close_code();
+      else if (ev == frame_reader::event::error) {
+        out.error = r.error_code();
+        if (!r.skip_data())
+          return out;
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("websocket: handshake values (RFC 6455 sample key)") {
+  CHECK(accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  CHECK(valid_client_key("dGhlIHNhbXBsZSBub25jZQ=="));
+  CHECK_FALSE(valid_client_key(""));
+  CHECK_FALSE(valid_client_key("dGhlIHNhbXBsZSBub25jZQ"));
+  CHECK_FALSE(valid_client_key("dGhlIHNhbXBsZSBub25j!Q=="));
+}
+
+TEST_CASE("websocket: UTF-8 validation") {
+  CHECK(valid_utf8(""));
+  CHECK(valid_utf8("plain ascii, long enough for the 8-byte path"));
+  CHECK(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  CHECK_FALSE(valid_utf8("\xc3\x28"));         // bad continuation
+  CHECK_FALSE(valid_utf8("\xc0\xaf"));         // overlong
+  CHECK_FALSE(valid_utf8("\xe0\x80\xaf"));     // overlong
+  CHECK_FALSE(valid_utf8("\xed\xa0\x80"));     // surrogate
+  CHECK_FALSE(valid_utf8("\xf4\x90\x80\x80")); // above U+10FFFF
+  CHECK_FALSE(valid_utf8("abc\xe2\x82"));      // cut short
+  CHECK_FALSE(valid_utf8("\xff"));
+}
+
+TEST_CASE("websocket: server frames") {
+  CHECK(make_frame(opcode::text, "hi") == std::string("\x81\x02hi"));
+  auto big = make_frame(opcode::text, std::string(300, 'x'));
+  CHECK(static_cast<unsigned char>(big[1]) == 126);
+  CHECK(big.size() == 4 + 300);
+  auto huge = make_frame(opcode::binary, std::string(70000, 'x'));
+  CHECK(static_cast<unsigned char>(huge[1]) == 127);
+  CHECK(huge.size() == 10 + 70000);
+  auto c = make_close(1000, std::string(200, 'r'));
+  CHECK(c.size() == 2 + 125); // reason cut to fit a control frame
+  CHECK(static_cast<unsigned char>(make_frame(opcode::text, "z", true)[0]) == 0xC1);
+}
+
+TEST_CASE("websocket: messages across any split, fragments and interleaved control frames") {
+  std::string bytes = client_frame(1, R"({"op":"ping"})") + client_frame(1, "frag", false) +
+                      client_frame(9, "are you there") + client_frame(0, "ment", false) +
+                      client_frame(0, "ed") + client_frame(2, std::string(300, '\0')) +
+                      client_frame(10, "") + client_frame(8, std::string("\x03\xe8", 2) + "bye");
+  for (std::size_t step : {1, 2, 3, 7, 64, 1 << 20}) {
+    frame_reader r{1024, false};
+    auto out = parse(r, bytes, step);
+    REQUIRE(out.messages.size() == 3);
+    CHECK(out.messages[0] == R"({"op":"ping"})");
+    CHECK(out.messages[1] == "fragmented");
+    CHECK(out.messages[2] == std::string(300, '\0'));
+    CHECK(out.pings == std::vector<std::string>{"are you there"});
+    CHECK(out.pongs == 1);
+    CHECK(out.close == 1000);
+    CHECK(out.error == 0);
+  }
+}
+
+TEST_CASE("websocket: protocol violations") {
+  auto error_of = [](std::string bytes, bool compression = false) {
+    frame_reader r{1024, compression};
+    return parse(r, bytes).error;
+  };
+  std::string unmasked = "\x81\x02hi";
+  CHECK(error_of(unmasked) == 1002);
+  CHECK(error_of(client_frame(3, "x")) == 1002);        // reserved opcode
+  CHECK(error_of(client_frame(0, "x")) == 1002);        // continuation first
+  CHECK(error_of(client_frame(9, "x", false)) == 1002); // fragmented ping
+  CHECK(error_of(client_frame(9, std::string(126, 'x'))) == 1002);
+  CHECK(error_of(client_frame(1, "x", true, true)) == 1002); // RSV1 without deflate
+  CHECK(error_of(client_frame(1, "a", false) + client_frame(1, "b")) == 1002);
+  CHECK(error_of(client_frame(8, "\x03")) == 1002);                     // 1-byte close payload
+  CHECK(error_of(client_frame(8, std::string("\x03\xed", 2))) == 1002); // code 1005 on the wire
+  CHECK(error_of(client_frame(8, std::string("\x03\xe8\xc3\x28", 4))) == 1007);
+  CHECK(error_of(client_frame(1, "\xc3\x28")) == 1007);
+  CHECK(error_of(client_frame(1, "x", true, true), true) == 0); // RSV1 with deflate
+}
+
+TEST_CASE("websocket: too big is 1009, and the rest of the stream stays readable") {
+  frame_reader r{100, false};
+  auto bytes = client_frame(1, std::string(101, 'x')) + client_frame(1, "late") +
+               client_frame(8, std::string("\x03\xe8", 2));
+  auto out = parse(r, bytes, 5);
+  CHECK(out.error == 1009);
+  CHECK(out.messages.empty()); // dropped once closing
+  CHECK(out.close == 1000);    // the client's close frame is still found
+
+  frame_reader r2{100, false};
+  auto frags = client_frame(1, std::string(60, 'x'), false) + client_frame(0, std::string(60, 'x'));
+  CHECK(parse(r2, frags).error == 1009); // the limit applies to the whole message
+}
+
+TEST_CASE("websocket: permessage-deflate negotiation") {
+  CHECK_FALSE(negotiate_deflate("").has_value());
+  CHECK_FALSE(negotiate_deflate("x-webkit-deflate-frame").has_value());
+  auto p = negotiate_deflate("permessage-deflate; client_max_window_bits");
+  REQUIRE(p);
+  CHECK(p->server_window_bits == 15);
+  CHECK_FALSE(p->client_no_context);
+  CHECK(deflate_response(*p) == "permessage-deflate; server_no_context_takeover");
+  p = negotiate_deflate(
+      "permessage-deflate; server_max_window_bits=10; client_no_context_takeover");
+  REQUIRE(p);
+  CHECK(deflate_response(*p) == "permessage-deflate; server_no_context_takeover; "
+                                "client_no_context_takeover; server_max_window_bits=10");
+  // an offer we cannot honour is skipped for the next one
+  p = negotiate_deflate("permessage-deflate; server_max_window_bits=8, permessage-deflate");
+  REQUIRE(p);
+  CHECK(p->server_window_bits == 15);
+  CHECK_FALSE(negotiate_deflate("permessage-deflate; foo=1").has_value());
+  CHECK_FALSE(negotiate_deflate("permessage-deflate; server_no_context_takeover; "
+                                "server_no_context_takeover")
+                  .has_value());
+}
+
+TEST_CASE("websocket: deflate and inflate, with the size limit after decompression") {
+  deflater d{15};
+  std::string text(20000, 'a');
+  auto z = d.compress(text);
+  CHECK(z.size() < 200);
+  inflater i;
+  std::string out;
+  CHECK(i.decompress(z, out, 65536) == inflater::result::ok);
+  CHECK(out == text);
+  // no context between the server's messages: each inflates on its own
+  auto z2 = d.compress("second");
+  inflater fresh;
+  std::string out2;
+  CHECK(fresh.decompress(z2, out2, 100) == inflater::result::ok);
+  CHECK(out2 == "second");
+  std::string small;
+  inflater j;
+  CHECK(j.decompress(z, small, 1000) == inflater::result::too_big);
+  std::string junk;
+  inflater k;
+  CHECK(k.decompress(std::string("\xff\xff\xff\xff\xff", 5), junk, 1000) ==
+        inflater::result::bad_data);
+}
