@@ -189,6 +189,11 @@ int run_node(const config& cfg, std::string_view version) {
   transport::io_pool io{cfg.io_threads}; // outlives the actor system
   caf::actor_system_config caf_cfg;
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
+  // sharing: idle workers sleep on a condition variable. stealing polls
+  // (spins, then sleeps 50 us at a time), which cost a third of a node's CPU
+  // when several nodes shared two cores (docs/capacity-notes.md).
+  caf_cfg.set("scheduler.policy",
+              cfg.scheduler == "stealing" ? caf::atom("stealing") : caf::atom("sharing"));
   caf::actor_system sys{caf_cfg}; // destroyed first
   std::shared_ptr<zmq_mesh> mesh;
   if (!cfg.mesh_bind.empty())

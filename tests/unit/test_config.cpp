@@ -60,6 +60,8 @@ readonly_namespaces = ["news"]
 [mesh]
 bind = "tcp://127.0.0.1:7001"
 peers = ["tcp://10.0.0.2:7001", "tcp://node3.internal:7001"]
+[runtime]
+scheduler = "stealing"
 )",
                         ".");
   CHECK(c.node_id == "edge-7");
@@ -73,6 +75,7 @@ peers = ["tcp://10.0.0.2:7001", "tcp://node3.internal:7001"]
   CHECK(c.messages_per_second == doctest::Approx(2.5));
   CHECK(c.readonly_namespaces == std::vector<std::string>{"news"});
   CHECK(c.mesh_peers.size() == 2);
+  CHECK(c.scheduler == "stealing");
 }
 
 TEST_CASE("bad configs name the key") {
@@ -95,6 +98,7 @@ TEST_CASE("bad configs name the key") {
   CHECK(key_of("[mesh]\nbind = \"tcp://127.0.0.1:7000\"\npeers = [\"tcp://x\"]\n") == "mesh.peers");
   CHECK(key_of("[mesh]\npeers = [\"tcp://127.0.0.1:7001\"]\n") == "mesh.bind");
   CHECK(key_of("[log]\nlevel = \"loud\"\n") == "log.level");
+  CHECK(key_of("[runtime]\nscheduler = \"spin\"\n") == "runtime.scheduler");
   CHECK(key_of("[channels]\nreadonly_namespaces = [\"a:b\"]\n") == "channels.readonly_namespaces");
   CHECK(key_of("[node\n") == "<file>");
 }
