@@ -17,6 +17,9 @@ using protocol::error_code;
 
 std::atomic<std::uint64_t> next_sid{1};
 
+/// Commands a session keeps while it waits for `joined` (hello).
+constexpr std::size_t max_early = 256;
+
 class session final : public session_handler {
 public:
   session(std::shared_ptr<const session_config> cfg, metrics& m, caf::actor broker,
@@ -35,7 +38,18 @@ public:
 
   void on_message(std::string text, bool binary) override {
     if (!joined_) {
-      early_.emplace_back(std::move(text), binary); // bounded: input_done comes later
+      // Kept until hello; transport stops reading at max_pending_input, but
+      // one read can hold many small frames, so the count is capped here too.
+      if (early_.size() >= max_early) {
+        if (!closing_) {
+          closing_ = true;
+          m_.drop(drop_reason::rate_limited);
+          sink_.close(close_code::policy, "too many messages before hello");
+        }
+        sink_.input_done();
+        return;
+      }
+      early_.emplace_back(std::move(text), binary);
       return;
     }
     input(text, binary);

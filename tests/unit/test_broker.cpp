@@ -330,3 +330,16 @@ TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans 
   } // handler destroyed without on_closed()
   CHECK(eventually([&] { return stats() == std::make_tuple(0u, 0u, 0u); }));
 }
+
+TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound") {
+  auto sink = std::make_shared<recording_sink>();
+  auto s = make_session(std::make_shared<session_config>(), m, broker, {"zed", "t"}, sink);
+  sink->wait_frames(1); // hello sent; the `joined` event found no handler: still not joined
+  sink->attach(s.handler.get());
+  for (int i = 0; i < 300; ++i)
+    sink->feed(R"({"op":"ping"})");
+  CHECK(sink->wait_close() == close_code::policy);
+  CHECK(sink->frames().size() == 1); // nothing answered before joined
+  CHECK(sink->inputs() == 300 - 256); // the refused ones are released at once
+  sink->attach(nullptr);
+}
