@@ -153,6 +153,7 @@ std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame
   if (subs == nullptr)
     return 0;
   std::size_t queued = 0;
+  send_batch batch; // one hand-over per I/O thread for the whole fan-out
   for (const auto& [sid, sink] : *subs)
     if (sink->send(frame) == send_result::queued)
       ++queued;

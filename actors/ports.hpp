@@ -4,6 +4,7 @@
 // those and call `frame_sink`.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,6 +44,38 @@ enum class send_result : std::uint8_t {
 enum class session_event : std::uint8_t {
   joined,     ///< DMs to the session's user reach it; `hello` was sent
   subscribed, ///< the subscription numbered by the argument is live
+};
+
+/// Groups the `frame_sink::send` calls one thread makes while it is alive
+/// (the fan-out of one publish), so that transport can hand them to each
+/// I/O thread at once: one lock and at most one wake-up per thread instead
+/// of one per delivery. Scopes nest; the outermost one hands them over.
+/// Without a hook (no transport, unit tests) sends go through at once.
+class send_batch {
+public:
+  send_batch() noexcept { ++depth(); }
+  ~send_batch() {
+    if (--depth() == 0 && end_hook() != nullptr)
+      end_hook()();
+  }
+  send_batch(const send_batch&) = delete;
+  send_batch& operator=(const send_batch&) = delete;
+
+  /// True while a batch is open on this thread.
+  static bool active() noexcept { return depth() > 0 && end_hook() != nullptr; }
+  /// Set by transport at start-up: hands over what the thread held.
+  static void set_end_hook(void (*fn)()) noexcept { end_hook() = fn; }
+
+private:
+  using hook_fn = void (*)();
+  static int& depth() noexcept {
+    thread_local int d = 0;
+    return d;
+  }
+  static std::atomic<hook_fn>& end_hook() noexcept {
+    static std::atomic<hook_fn> fn{nullptr};
+    return fn;
+  }
 };
 
 /// Something that writes frames to one client connection.

@@ -81,22 +81,45 @@ public:
           1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
 
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
-  /// their io thread, after tasks posted before).
+  /// their io thread, after tasks posted before). Inside a send_batch the
+  /// pair is held by the calling thread and handed over with the batch.
   void push(ws_session* s, frame_ptr f) {
+    if (send_batch::active()) {
+      staged().push_back({this, s, std::move(f)});
+      return;
+    }
     bool wake = false;
     {
       std::lock_guard<std::mutex> g{mu_};
-      if (in_.size() >= max_pending) {
-        m_.drop(drop_reason::slow_consumer); // the io thread is far behind
-        return;
-      }
       wake = in_.empty();
-      if (frames_.empty() || frames_.back().get() != f.get())
-        frames_.push_back(std::move(f));
-      in_.emplace_back(s, static_cast<std::uint32_t>(frames_.size() - 1));
+      append(s, std::move(f));
     }
     if (wake)
       net::post(ioc_, [this] { drain(); });
+  }
+
+  /// The end of the calling thread's send_batch: every held pair goes to
+  /// its lane, with one lock and at most one wake-up per lane.
+  static void hand_over() {
+    auto& held = staged();
+    for (std::size_t first = 0; first < held.size(); ++first) {
+      auto* lane = held[first].lane;
+      if (lane == nullptr)
+        continue; // handed over with an earlier lane
+      bool wake = false;
+      {
+        std::lock_guard<std::mutex> g{lane->mu_};
+        wake = lane->in_.empty();
+        for (auto i = first; i < held.size(); ++i)
+          if (held[i].lane == lane) {
+            lane->append(held[i].s, std::move(held[i].f));
+            held[i].lane = nullptr;
+          }
+      }
+      if (wake)
+        net::post(lane->ioc_, [lane] { lane->drain(); });
+    }
+    held.clear();
   }
 
   /// io thread: a session with queued output, to flush at the end of the batch.
@@ -125,6 +148,27 @@ public:
 
 private:
   static constexpr std::size_t max_pending = 1 << 22;
+
+  struct held_send {
+    delivery_lane* lane;
+    ws_session* s;
+    frame_ptr f;
+  };
+  static std::vector<held_send>& staged() {
+    thread_local std::vector<held_send> v;
+    return v;
+  }
+
+  // With mu_ held.
+  void append(ws_session* s, frame_ptr&& f) {
+    if (in_.size() >= max_pending) {
+      m_.drop(drop_reason::slow_consumer); // the io thread is far behind
+      return;
+    }
+    if (frames_.empty() || frames_.back().get() != f.get())
+      frames_.push_back(std::move(f));
+    in_.emplace_back(s, static_cast<std::uint32_t>(frames_.size() - 1));
+  }
 
   void drain();
   void flush_dirty();
@@ -735,6 +779,7 @@ struct deferred_delete {
 std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
                                          std::chrono::microseconds coalesce,
                                          std::chrono::milliseconds ping_interval) {
+  send_batch::set_end_hook(&delivery_lane::hand_over);
   return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
 }
 

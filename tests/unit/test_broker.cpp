@@ -339,7 +339,7 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
   for (int i = 0; i < 300; ++i)
     sink->feed(R"({"op":"ping"})");
   CHECK(sink->wait_close() == close_code::policy);
-  CHECK(sink->frames().size() == 1); // nothing answered before joined
+  CHECK(sink->frames().size() == 1);  // nothing answered before joined
   CHECK(sink->inputs() == 300 - 256); // the refused ones are released at once
   sink->attach(nullptr);
 }
