@@ -52,8 +52,11 @@ def test_idle_danmaku_and_chat_smoke(make_node, tmp_path):
 
 def test_plan_answers_how_many_nodes(make_node, tmp_path):
     node = make_node(limits={"messages_per_second": 0})
-    idle = bench(node, tmp_path, "idle", "-n", "200")
-    fan = bench(node, tmp_path, "fanout", "-n", "100", "-m", "100")
+    # big enough for /proc's 10 ms CPU ticks and for RSS pages to move: the
+    # node now spends under 10 ms on 10,000 deliveries
+    idle = bench(node, tmp_path, "idle", "-n", "1000")
+    fan = bench(node, tmp_path, "fanout", "-n", "200", "-m", "1000")
+    assert fan["server_cpu_s"] > 0 and idle["rss_per_connection"] > 0
     (tmp_path / "i.json").write_text(json.dumps(idle) + "\n")
     (tmp_path / "f.json").write_text(json.dumps(fan) + "\n")
     r = subprocess.run([WSBENCH, "plan", "--users", "50000", "--rate", "0.1", "--fanout", "100",
