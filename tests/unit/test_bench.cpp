@@ -85,8 +85,8 @@ TEST_CASE("payload stamps survive every adapter's framing") {
   CHECK(make_payload(1, 1, 1, 1).size() > 1); // never shorter than its fixed part
   CHECK_FALSE(read_stamp(R"({"op":"ack","id":1})"));
   // inside a wsnode msg, a Socket.IO event and an Nchan body
-  for (auto frame : {R"({"op":"msg","ch":"c","from":"u","data":)" + p + "}",
-                     R"(42["msg",)" + p + "]", p}) {
+  for (auto frame :
+       {R"({"op":"msg","ch":"c","from":"u","data":)" + p + "}", R"(42["msg",)" + p + "]", p}) {
     auto st = read_stamp(frame);
     REQUIRE(st);
     CHECK(st->seq == 42);
@@ -121,8 +121,8 @@ TEST_CASE("Socket.IO v4 adapter: engine.io handshake, pings, events, acks") {
   auto c = make_codec(protocol::socketio);
   std::vector<std::string> out;
   CHECK(c->path("u1", "") == "/socket.io/?EIO=4&transport=websocket&user=u1");
-  auto open = c->on_frame(R"(0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000})",
-                          out);
+  auto open =
+      c->on_frame(R"(0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000})", out);
   CHECK(open.kind == event::none);
   CHECK(out == std::vector<std::string>{"40"}); // connect to "/"
   out.clear();
