@@ -232,7 +232,11 @@ public:
     reader_ = ws::frame_reader{ctx_.opts.max_message_bytes, deflate_.has_value()};
     error_code ec;
     socket_.non_blocking(true, ec); // reads drain the socket until EAGAIN
-    push_raw(std::move(res));
+    push_raw(std::move(res));       // written at once: the queue is empty
+    if (phase_ == phase::closed) {
+      spdlog::debug("upgrade failed from {}: the client left", who_.remote);
+      return; // no session was opened, none to close
+    }
     bump(ctx_.m.connections_total, 1);
     handler_ = ctx_.node.open_session(who_, shared_from_this(), sid_);
     spdlog::info("open sid={} user={} remote={}", sid_, who_.user, who_.remote);
@@ -624,11 +628,11 @@ private:
     if (phase_ == phase::closed)
       return;
     phase_ = phase::closed;
-    std::uint16_t code = close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
-    const std::string& why = close_code_ ? close_reason_ : peer_reason_;
-    ctx_.m.close(code);
-    spdlog::info("close sid={} user={} code={} reason=\"{}\"", sid_, who_.user, code, why);
-    if (handler_) {
+    if (handler_) { // a session was opened (not when the 101 could not be written)
+      std::uint16_t code = close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
+      const std::string& why = close_code_ ? close_reason_ : peer_reason_;
+      ctx_.m.close(code);
+      spdlog::info("close sid={} user={} code={} reason=\"{}\"", sid_, who_.user, code, why);
       handler_->on_closed();
       handler_.reset();
     }

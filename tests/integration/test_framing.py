@@ -90,3 +90,18 @@ def test_pipelined_messages_in_one_segment(node):
         assert ids == list(range(50))
     finally:
         c.close()
+
+
+def test_clients_that_reset_during_the_upgrade_leave_nothing_behind(node):
+    from harness import wait_until
+    for _ in range(30):
+        s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        s.sendall(b"GET /ws?user=gone HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST, maybe before the 101 is written
+    assert wait_until(lambda: node.metrics()["wsnode_connections"] == 0)
+    assert wait_until(lambda: node.metrics()["wsnode_users"] == 0)
+    c = opened(node, "after")
+    c.close()
