@@ -355,6 +355,7 @@ public:
       out_.clear(); // the capacity stays for the next burst (see check_alive)
       head_ = 0;
       maybe_teardown();
+      maybe_shutdown_send();
     }
   }
 
@@ -423,6 +424,8 @@ private:
 
   // Parses `n` bytes; returns false when nothing more should be read.
   bool consume(const char* p, std::size_t n) {
+    if (discard_input_)
+      return true; // lingering after a protocol error: read and drop until EOF
     const char* end = p + n;
     while (true) {
       switch (reader_.next(p, end)) {
@@ -446,6 +449,8 @@ private:
       }
       if (phase_ == phase::closed || close_after_flush_)
         return false;
+      if (discard_input_)
+        return true;
     }
   }
 
@@ -587,8 +592,21 @@ private:
     arm_kill_timer(); // a client that never answers must not hold the close forever
     push_raw(ws::make_close(code, close_reason_));
     if (!reader_.skip_data()) {
-      close_after_flush_ = true; // broken framing: no close frame will be found
-      maybe_teardown();
+      // Broken framing: no close frame will be found. A lingering close:
+      // after our close frame, the sending side shuts down and input is
+      // dropped until the client's EOF (or close_timeout), so that a client
+      // still sending reads our close frame instead of a reset.
+      discard_input_ = true;
+      shutdown_after_flush_ = true;
+      maybe_shutdown_send();
+    }
+  }
+
+  void maybe_shutdown_send() {
+    if (shutdown_after_flush_ && !writing_ && head_ == out_.size()) {
+      shutdown_after_flush_ = false;
+      error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
     }
   }
 
@@ -672,6 +690,8 @@ private:
   bool dirty_ = false;
   bool reading_ = false;
   bool close_after_flush_ = false;
+  bool shutdown_after_flush_ = false;
+  bool discard_input_ = false;
   std::atomic<phase> phase_{phase::open};
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};

@@ -77,6 +77,19 @@ def test_protocol_violations_close_with_1002(node):
         c.close()
 
 
+def test_after_a_protocol_error_a_client_still_sending_reads_the_close(node):
+    """A lingering close: the node drops what follows a broken frame instead
+    of resetting the connection under the client's feet."""
+    c = opened(node, "chatty")
+    try:
+        c.sock.sendall(b"\x81\x05hello" + b"x" * (512 << 10))  # unmasked, then junk
+        assert c.recv_until_close() == 1002
+        assert c.sock.recv(10) == b""  # EOF after the close frame, not a reset
+    finally:
+        c.close()
+    assert node.metrics()['wsnode_closed_total{code="1002"}'] == 1
+
+
 def test_pipelined_messages_in_one_segment(node):
     c = opened(node, "pipe")
     try:
