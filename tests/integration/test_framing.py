@@ -5,6 +5,7 @@ import json
 import socket
 import struct
 
+from harness import wait_until
 from rawws import RawClient
 
 
@@ -87,7 +88,8 @@ def test_after_a_protocol_error_a_client_still_sending_reads_the_close(node):
         assert c.sock.recv(10) == b""  # EOF after the close frame, not a reset
     finally:
         c.close()
-    assert node.metrics()['wsnode_closed_total{code="1002"}'] == 1
+    # counted when the node sees the client's EOF, which follows c.close()
+    assert wait_until(lambda: node.metrics()['wsnode_closed_total{code="1002"}'] == 1)
 
 
 def test_pipelined_messages_in_one_segment(node):
@@ -106,7 +108,6 @@ def test_pipelined_messages_in_one_segment(node):
 
 
 def test_clients_that_reset_during_the_upgrade_leave_nothing_behind(node):
-    from harness import wait_until
     for _ in range(30):
         s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
         s.sendall(b"GET /ws?user=gone HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
