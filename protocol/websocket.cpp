@@ -339,6 +339,15 @@ inflater::result inflater::decompress(std::string_view in, std::string& out, std
 
 // ---------------------------------------------------------------- frame_reader
 
+namespace {
+
+// Close, ping and pong (RFC 6455 5.5): opcodes with the high bit set.
+bool is_control(opcode op) noexcept {
+  return (static_cast<unsigned>(op) & 0x08) != 0;
+}
+
+} // namespace
+
 frame_reader::event frame_reader::fail(std::uint16_t code) noexcept {
   error_ = code;
   return event::error;
@@ -370,7 +379,7 @@ frame_reader::event frame_reader::header_done() {
   fin_ = (b0 & 0x80) != 0;
   bool rsv1 = (b0 & 0x40) != 0;
   op_ = static_cast<opcode>(b0 & 0x0F);
-  bool control = (b0 & 0x08) != 0;
+  bool control = is_control(op_);
   if ((b0 & 0x30) != 0)
     return fail(1002); // RSV2/RSV3: no extension defines them
   switch (op_) {
@@ -435,8 +444,7 @@ frame_reader::event frame_reader::next(const char*& p, const char* end) {
       have_ = 0;
       need_ = 2;
       in_payload_ = true;
-      bool control = (static_cast<unsigned>(op_) & 0x08) != 0;
-      if (control) {
+      if (is_control(op_)) {
         ctl_.clear();
         if (ctl_.capacity() > 15)
           ctl_.shrink_to_fit();
@@ -455,7 +463,7 @@ frame_reader::event frame_reader::next(const char*& p, const char* end) {
     // payload bytes: unmask into the message or the control buffer
     auto take = static_cast<std::size_t>(
         std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
-    bool control = (static_cast<unsigned>(op_) & 0x08) != 0;
+    bool control = is_control(op_);
     if (control || !skipping_) {
       std::string& dst = control ? ctl_ : msg_;
       auto base = dst.size();

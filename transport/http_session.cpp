@@ -75,11 +75,10 @@ private:
     });
   }
 
-  // The WebSocket parts of the handshake (RFC 6455 4.2.1); Connection:
-  // upgrade and the method were checked by is_upgrade.
+  // The WebSocket parts of the handshake (RFC 6455 4.2.1) that
+  // websocket::is_upgrade (version, method, Connection and Upgrade tokens)
+  // leaves to the server.
   static std::optional<std::pair<unsigned, std::string>> bad_handshake(const request& req) {
-    if (!beast::iequals(req[http::field::upgrade], "websocket"))
-      return std::pair{400u, std::string{"Upgrade must be websocket"}};
     if (req[http::field::sec_websocket_version] != "13")
       return std::pair{426u, std::string{"unsupported WebSocket version; use 13"}};
     if (!protocol::ws::valid_client_key(req[http::field::sec_websocket_key]))

@@ -4,7 +4,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -84,18 +83,9 @@ public:
   /// their io thread, after tasks posted before). Inside a send_batch the
   /// pair is held by the calling thread and handed over with the batch.
   void push(ws_session* s, frame_ptr f) {
-    if (send_batch::active()) {
-      staged().push_back({this, s, std::move(f)});
-      return;
-    }
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> g{mu_};
-      wake = in_.empty();
-      append(s, std::move(f));
-    }
-    if (wake)
-      net::post(ioc_, [this] { drain(); });
+    staged().push_back({this, s, std::move(f)});
+    if (!send_batch::active())
+      hand_over(); // a single send: its own batch
   }
 
   /// The end of the calling thread's send_batch: every held pair goes to
@@ -341,12 +331,8 @@ public:
         ec = {};
         n = 0;
       }
-      if (ec) {
-        spdlog::debug("write failed sid={}: {}", sid_, ec.message());
-        write_failed_ = true;
-        discard_unsent(drop_reason::closed);
-        return teardown();
-      }
+      if (ec)
+        return fail_write(ec);
       retire(n, end);
       if (head_ < end)
         return wait_writable(); // the kernel took only part of it
@@ -384,13 +370,11 @@ private:
 
   // Waits for the socket to become readable: no buffer is held meanwhile.
   void do_read() {
-    reading_ = true;
     socket_.async_wait(tcp::socket::wait_read,
                        [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
   }
 
   void on_readable(error_code ec) {
-    reading_ = false;
     if (phase_ == phase::closed)
       return;
     if (ec)
@@ -546,13 +530,19 @@ private:
     writing_ = true;
     socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](error_code ec) {
       self->writing_ = false;
-      if (ec) {
-        self->write_failed_ = true;
-        self->discard_unsent(drop_reason::closed);
-        return self->teardown();
-      }
+      if (ec)
+        return self->fail_write(ec);
       self->flush();
     });
+  }
+
+  // The peer is gone (or the socket closed under a wait): nothing more can
+  // be written, so what is queued is dropped and the connection ends.
+  void fail_write(error_code ec) {
+    spdlog::debug("write failed sid={}: {}", sid_, ec.message());
+    write_failed_ = true;
+    discard_unsent(drop_reason::closed);
+    teardown();
   }
 
   // Drops every queued entry but a partly written one (its rest must follow
@@ -602,8 +592,11 @@ private:
     }
   }
 
+  // Everything queued has reached the kernel.
+  bool drained() const noexcept { return !writing_ && head_ == out_.size(); }
+
   void maybe_shutdown_send() {
-    if (shutdown_after_flush_ && !writing_ && head_ == out_.size()) {
+    if (shutdown_after_flush_ && drained()) {
       shutdown_after_flush_ = false;
       error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -624,7 +617,7 @@ private:
   }
 
   void maybe_teardown() {
-    if (close_after_flush_ && !writing_ && head_ == out_.size())
+    if (close_after_flush_ && drained())
       teardown();
   }
 
@@ -688,7 +681,6 @@ private:
   bool writing_ = false;
   bool write_failed_ = false;
   bool dirty_ = false;
-  bool reading_ = false;
   bool close_after_flush_ = false;
   bool shutdown_after_flush_ = false;
   bool discard_input_ = false;
