@@ -107,6 +107,11 @@ public:
   virtual void on_message(std::string text, bool binary) = 0;
   /// An event from the broker (see `frame_sink::notify`).
   virtual void on_event(session_event e, std::uint64_t arg) = 0;
+  /// The client's input has ended after the messages handed over before:
+  /// its close frame (`code` echoes its code; 1005: none given) or a
+  /// protocol violation (1002, 1007, 1009). The handler answers every
+  /// earlier message first, then calls `frame_sink::close(code, reason)`.
+  virtual void on_input_end(std::uint16_t code, std::string reason) = 0;
   /// The connection is gone; called exactly once, last.
   virtual void on_closed() = 0;
 };

@@ -65,6 +65,7 @@ public:
       early_ = {};
       for (auto& [text, binary] : early)
         input(text, binary);
+      maybe_end_input();
       return;
     }
     case session_event::subscribed:
@@ -72,8 +73,15 @@ public:
         return;
       pending_[arg - pending_base_].ready = true;
       send_in_order();
+      maybe_end_input();
       return;
     }
+  }
+
+  void on_input_end(std::uint16_t code, std::string reason) override {
+    end_code_ = code;
+    end_reason_ = std::move(reason);
+    maybe_end_input();
   }
 
   void on_closed() override { leave(); }
@@ -82,6 +90,15 @@ private:
   static double error_rate(const session_config& c) {
     double window_s = std::chrono::duration<double>(c.error_window).count();
     return window_s > 0 ? c.max_errors / window_s : 0;
+  }
+
+  // The client's input ended: once every earlier command is answered (held
+  // before hello, or behind a `sub` not live yet), the connection closes.
+  void maybe_end_input() {
+    if (end_code_ == 0 || !joined_ || !pending_.empty())
+      return;
+    sink_.close(end_code_, std::move(end_reason_));
+    end_code_ = 0;
   }
 
   void leave() {
@@ -204,6 +221,9 @@ private:
   std::uint64_t pending_base_ = 0;
   // Commands received before `joined`.
   std::vector<std::pair<std::string, bool>> early_;
+  // The client's input ended (on_input_end) and its close is due.
+  std::string end_reason_;
+  std::uint16_t end_code_ = 0;
   bool joined_ = false;
   bool closing_ = false;
   bool left_ = false;

@@ -13,10 +13,20 @@ namespace wsnode::protocol::ws {
 
 // ---------------------------------------------------------------- small values
 
-bool valid_utf8(std::string_view s) noexcept {
-  auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  auto* end = p + s.size();
+bool utf8_validator::feed(const unsigned char* p, std::size_t n) noexcept {
+  if (bad_)
+    return false;
+  const unsigned char* end = p + n;
   while (p < end) {
+    if (need_ > 0) { // inside a sequence
+      if (*p < lo_ || *p > hi_)
+        return !(bad_ = true);
+      lo_ = 0x80;
+      hi_ = 0xBF;
+      --need_;
+      ++p;
+      continue;
+    }
     // ASCII fast path, 8 bytes at a time
     while (end - p >= 8) {
       std::uint64_t w;
@@ -27,40 +37,33 @@ bool valid_utf8(std::string_view s) noexcept {
     }
     if (p == end)
       break;
-    unsigned c = *p;
-    if (c < 0x80) {
-      ++p;
+    unsigned c = *p++;
+    if (c < 0x80)
       continue;
-    }
-    std::size_t n;
-    unsigned lo = 0x80, hi = 0xBF; // allowed range of the second byte
     if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
+      need_ = 1;
     } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
+      need_ = 2;
       if (c == 0xE0)
-        lo = 0xA0; // overlong
+        lo_ = 0xA0; // overlong
       else if (c == 0xED)
-        hi = 0x9F; // surrogates
+        hi_ = 0x9F; // surrogates
     } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
+      need_ = 3;
       if (c == 0xF0)
-        lo = 0x90; // overlong
+        lo_ = 0x90; // overlong
       else if (c == 0xF4)
-        hi = 0x8F; // above U+10FFFF
+        hi_ = 0x8F; // above U+10FFFF
     } else {
-      return false;
+      return !(bad_ = true);
     }
-    if (static_cast<std::size_t>(end - p) <= n)
-      return false;
-    if (p[1] < lo || p[1] > hi)
-      return false;
-    for (std::size_t i = 2; i <= n; ++i)
-      if ((p[i] & 0xC0) != 0x80)
-        return false;
-    p += n + 1;
   }
   return true;
+}
+
+bool valid_utf8(std::string_view s) noexcept {
+  utf8_validator v;
+  return v.feed(s) && v.complete();
 }
 
 bool valid_client_key(std::string_view key) noexcept {
@@ -453,6 +456,7 @@ frame_reader::event frame_reader::next(const char*& p, const char* end) {
           in_message_ = true;
           msg_binary_ = op_ == opcode::binary;
           msg_compressed_ = (hdr_[0] & 0x40) != 0;
+          utf8_.reset();
         }
         if (len > max_ || msg_.size() + len > max_)
           return fail(1009); // after skip_data(), the rest of the frame is dropped
@@ -464,6 +468,7 @@ frame_reader::event frame_reader::next(const char*& p, const char* end) {
     auto take = static_cast<std::size_t>(
         std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
     bool control = is_control(op_);
+    bool utf8_bad = false;
     if (control || !skipping_) {
       std::string& dst = control ? ctl_ : msg_;
       auto base = dst.size();
@@ -472,10 +477,16 @@ frame_reader::event frame_reader::next(const char*& p, const char* end) {
       auto* in = reinterpret_cast<const unsigned char*>(p);
       for (std::size_t i = 0; i < take; ++i)
         out[i] = in[i] ^ mask_[(mask_pos_ + i) & 3];
+      // fail fast: a text message is refused at its first invalid byte
+      utf8_bad = !control && !msg_binary_ && !msg_compressed_ && !utf8_.feed(out, take);
     }
     mask_pos_ = static_cast<std::uint8_t>((mask_pos_ + take) & 3);
     p += take;
     remaining_ -= take;
+    if (utf8_bad) {
+      msg_.clear(); // after skip_data(), the rest of the frame is dropped
+      return fail(1007);
+    }
     if (remaining_ > 0)
       return event::need_more;
     in_payload_ = false;
@@ -513,7 +524,7 @@ frame_reader::event frame_reader::frame_done() {
   if (skipping_ || !fin_)
     return event::need_more;
   in_message_ = false;
-  if (!msg_binary_ && !msg_compressed_ && !valid_utf8(msg_)) {
+  if (!msg_binary_ && !msg_compressed_ && !utf8_.complete()) {
     msg_.clear();
     return fail(1007);
   }

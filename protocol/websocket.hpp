@@ -26,8 +26,28 @@ enum class opcode : std::uint8_t {
   pong = 0xA,
 };
 
-/// Returns true when `s` is well-formed UTF-8 (no overlong forms, no
-/// surrogates, nothing above U+10FFFF).
+/// Checks UTF-8 piece by piece: `feed` fails as soon as the bytes seen so
+/// far can no longer begin a well-formed sequence (no overlong forms, no
+/// surrogates, nothing above U+10FFFF), so a text message split over frames
+/// or reads is refused at its first bad byte, not at its end.
+class utf8_validator {
+public:
+  /// Checks the next `n` bytes; false once the input is invalid (and after).
+  bool feed(const unsigned char* p, std::size_t n) noexcept;
+  bool feed(std::string_view s) noexcept {
+    return feed(reinterpret_cast<const unsigned char*>(s.data()), s.size());
+  }
+  /// True when the bytes fed so far end at a character boundary.
+  bool complete() const noexcept { return need_ == 0 && !bad_; }
+  void reset() noexcept { *this = utf8_validator{}; }
+
+private:
+  std::uint8_t need_ = 0; // continuation bytes still due
+  std::uint8_t lo_ = 0x80, hi_ = 0xBF; // allowed range of the next one
+  bool bad_ = false;
+};
+
+/// Returns true when `s` is well-formed UTF-8 (see utf8_validator).
 bool valid_utf8(std::string_view s) noexcept;
 
 /// Returns true when `key` (Sec-WebSocket-Key) is the base64 of 16 bytes.
@@ -109,7 +129,8 @@ private:
 /// of the input. Enforces what RFC 6455 asks of a server: masked frames,
 /// no reserved bits or opcodes, control frames short and unfragmented,
 /// continuation frames only inside a message, valid UTF-8 in text messages
-/// and close reasons, and the message size limit (before decompression).
+/// (checked as the bytes arrive) and close reasons, and the message size
+/// limit (before decompression).
 class frame_reader {
 public:
   enum class event : std::uint8_t {
@@ -168,6 +189,7 @@ private:
   bool msg_binary_ = false;
   bool msg_compressed_ = false;
   std::string msg_;
+  utf8_validator utf8_; // of an uncompressed text message, as it arrives
   // the last control frame
   std::string ctl_; // at most 125 bytes: no allocation beyond 15
   std::uint16_t close_code_ = 0;

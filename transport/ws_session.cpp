@@ -48,6 +48,8 @@ const char* reason_for(std::uint16_t code) {
     return "message too big";
   case 1007:
     return "invalid UTF-8";
+  case 1005:
+    return "";
   default:
     return "protocol error";
   }
@@ -340,7 +342,6 @@ public:
     if (head_ == out_.size() && head_ > 0) {
       out_.clear(); // the capacity stays for the next burst (see check_alive)
       head_ = 0;
-      maybe_teardown();
       maybe_shutdown_send();
     }
   }
@@ -426,15 +427,13 @@ private:
         break;
       case ws::frame_reader::event::close:
         on_close_frame();
-        return false;
+        return phase_ != phase::closed;
       case ws::frame_reader::event::error:
-        start_close(reader_.error_code(), reason_for(reader_.error_code()));
-        break;
+        on_violation(reader_.error_code());
+        return phase_ != phase::closed;
       }
-      if (phase_ == phase::closed || close_after_flush_)
+      if (phase_ == phase::closed)
         return false;
-      if (discard_input_)
-        return true;
     }
   }
 
@@ -462,18 +461,51 @@ private:
     handler_->on_message(std::move(text), binary);
   }
 
-  // The client's close frame: the answer to ours, or its own close (echoed).
+  // The client's close frame: the answer to ours, or its own close. Its own
+  // is echoed once the session has answered the messages before it.
   void on_close_frame() {
-    if (phase_ == phase::open) {
-      phase_ = phase::closing;
+    if (phase_ == phase::open && !input_ended_) {
       peer_code_ = reader_.close_code();
       peer_reason_ = std::string{reader_.close_reason()};
-      arm_kill_timer();
-      push_raw(peer_code_ == 1005 ? ws::make_frame(ws::opcode::close, {})
-                                  : ws::make_close(peer_code_, {}));
+      end_input(peer_code_, {});
     }
-    close_after_flush_ = true;
-    maybe_teardown();
+    linger();
+  }
+
+  // A protocol violation (1002 framing, 1007 UTF-8, 1009 size): every
+  // complete message before it is handled and answered, then the
+  // connection fails with `code`. Nothing after it is read.
+  void on_violation(std::uint16_t code) {
+    spdlog::debug("protocol error sid={}: {} ({})", sid_, code, reason_for(code));
+    if (phase_ == phase::open && !input_ended_)
+      end_input(code, reason_for(code));
+    linger();
+  }
+
+  // The client's input ends: the session answers what came before, then
+  // closes (sink close -> start_close). If it does not within
+  // close_timeout, the close goes out anyway (see arm_kill_timer).
+  void end_input(std::uint16_t code, std::string reason) {
+    input_ended_ = true;
+    end_code_ = code;
+    arm_kill_timer();
+    if (handler_)
+      handler_->on_input_end(code, std::move(reason));
+    else
+      start_close(code, std::move(reason));
+  }
+
+  // A lingering close: input is dropped from now on; once our close frame
+  // (and everything before it) is out, the sending side shuts down, and the
+  // connection ends at the client's EOF or close_timeout. Closing a socket
+  // with unread input would reset the connection, and the client could
+  // lose our close frame with it.
+  void linger() {
+    discard_input_ = true;
+    if (phase_ == phase::closing) {
+      shutdown_after_flush_ = true;
+      maybe_shutdown_send();
+    }
   }
 
   // ------------------------------------------------------------ writing
@@ -573,6 +605,8 @@ private:
   // Frames queued before the close go out first: the close frame is queued
   // behind them. Then the client's close frame is awaited (data frames are
   // dropped meanwhile), for at most close_timeout.
+  // After the client's input ended (its close, a violation), the close is
+  // followed by a lingering close (see linger()).
   void start_close(std::uint16_t code, std::string reason) {
     if (phase_ != phase::open)
       return;
@@ -580,16 +614,12 @@ private:
     close_code_ = code;
     close_reason_ = std::move(reason);
     arm_kill_timer(); // a client that never answers must not hold the close forever
-    push_raw(ws::make_close(code, close_reason_));
-    if (!reader_.skip_data()) {
-      // Broken framing: no close frame will be found. A lingering close:
-      // after our close frame, the sending side shuts down and input is
-      // dropped until the client's EOF (or close_timeout), so that a client
-      // still sending reads our close frame instead of a reset.
-      discard_input_ = true;
-      shutdown_after_flush_ = true;
-      maybe_shutdown_send();
-    }
+    // 1005 (the client's close had no code) is never sent: an empty close
+    push_raw(code == 1005 ? ws::make_frame(ws::opcode::close, {})
+                          : ws::make_close(code, close_reason_));
+    if (discard_input_)
+      return linger();
+    reader_.skip_data(); // data frames are dropped while the client's close is awaited
   }
 
   // Everything queued has reached the kernel.
@@ -603,22 +633,29 @@ private:
     }
   }
 
+  // Bounds a close: a session that does not answer the end of input within
+  // close_timeout gets its close frame sent anyway (and another
+  // close_timeout); a client that never completes the close is dropped.
   void arm_kill_timer() {
     if (kill_timer_)
       return;
     kill_timer_ = std::make_unique<net::steady_timer>(lane_.context());
     kill_timer_->expires_after(ctx_.opts.close_timeout);
-    kill_timer_->async_wait([self = shared_from_this()](error_code ec) {
-      if (ec || self->phase_ == phase::closed)
-        return;
-      spdlog::debug("close timeout sid={}: dropping the TCP connection", self->sid_);
-      self->teardown();
-    });
+    kill_timer_->async_wait([self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
   }
 
-  void maybe_teardown() {
-    if (close_after_flush_ && drained())
-      teardown();
+  void on_kill_timer(error_code ec) {
+    if (ec || phase_ == phase::closed)
+      return;
+    if (phase_ == phase::open) {
+      spdlog::warn("close timeout sid={}: the session did not close; closing", sid_);
+      start_close(end_code_, reason_for(end_code_));
+      kill_timer_->expires_after(ctx_.opts.close_timeout);
+      kill_timer_->async_wait([self = shared_from_this()](error_code e) { self->on_kill_timer(e); });
+      return;
+    }
+    spdlog::debug("close timeout sid={}: dropping the TCP connection", sid_);
+    teardown();
   }
 
   // Ends the TCP connection and the session.
@@ -676,12 +713,13 @@ private:
   std::uint32_t last_rx_tick_ = 0;
   std::uint16_t close_code_ = 0; // ours, once we started closing
   std::uint16_t peer_code_ = 0;  // the client's, from its close frame
+  std::uint16_t end_code_ = 0;   // the close due when the input ended
   bool linked_ = false;
   bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
   bool dirty_ = false;
-  bool close_after_flush_ = false;
+  bool input_ended_ = false; // the client's close or a violation was read
   bool shutdown_after_flush_ = false;
   bool discard_input_ = false;
   std::atomic<phase> phase_{phase::open};

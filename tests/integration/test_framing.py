@@ -4,6 +4,7 @@ the parser alone; these check what a real connection does with it)."""
 import json
 import socket
 import struct
+import time
 
 from harness import wait_until
 from rawws import RawClient
@@ -119,3 +120,78 @@ def test_clients_that_reset_during_the_upgrade_leave_nothing_behind(node):
     assert wait_until(lambda: node.metrics()["wsnode_users"] == 0)
     c = opened(node, "after")
     c.close()
+
+
+def frame(opcode, payload, fin=True):
+    """A masked client frame (mask 0: the bytes stay readable)."""
+    assert len(payload) < 126
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def test_a_bad_close_reason_gets_1007_and_then_the_server_closes_tcp(node):
+    c = opened(node, "badreason")
+    try:
+        c.send_frame(0x8, struct.pack("!H", 1000) + b"\xff\xfe")
+        assert c.recv_until_close() == 1007
+        c.sock.settimeout(0.5)  # well below close_timeout (5 s): the server closes first
+        assert c.sock.recv(10) == b""
+    finally:
+        c.close()
+
+
+def test_messages_before_a_violation_are_handled_then_1002(node):
+    s = opened(node, "listener")
+    p = opened(node, "speaker")
+    try:
+        s.send_text('{"op":"sub","ch":"strict","id":1}')
+        assert json.loads(s.recv_frame()[1])["id"] == 1
+        pub = json.dumps({"op": "pub", "ch": "strict", "data": "first", "id": 9}).encode()
+        p.sock.sendall(frame(0x1, pub) + b"\xc1\x80\0\0\0\0")  # then RSV1 set without deflate
+        op, reply = p.recv_frame()
+        assert op == 0x1 and json.loads(reply) == {"op": "ack", "id": 9}
+        assert p.recv_until_close() == 1002
+        assert json.loads(s.recv_frame()[1]) == {"op": "msg", "ch": "strict", "from": "speaker",
+                                                 "data": "first"}
+    finally:
+        p.close()
+        s.close()
+
+
+def test_invalid_utf8_in_a_later_fragment_fails_before_the_message_ends(node):
+    c = opened(node, "utf8")
+    try:
+        c.sock.sendall(frame(0x1, b'{"op":"ping","id":"', fin=False))
+        c.sock.sendall(frame(0x0, b"ok \xed\xa0\x80", fin=False))  # a UTF-16 surrogate
+        c.sock.settimeout(2)  # the final fragment is never sent
+        assert c.recv_until_close() == 1007
+    finally:
+        c.close()
+
+
+def test_a_frame_after_the_clients_close_does_not_lose_the_close_reply(node):
+    """The client's close arrives while the node still has frames for it in
+    its send queue, and another frame follows the close. The close reply
+    goes out behind the queued frames, the sending side ends with a FIN, and
+    what came after the close is read and dropped: closing a socket with
+    unread input would reset the connection and discard the frames (and the
+    close reply) still in the node's send queue."""
+    c = RawClient(node.port, "/ws?user=closer", rcvbuf=4096)
+    p = opened(node, "filler")
+    try:
+        c.recv_frame()  # hello
+        c.send_text('{"op":"sub","ch":"fill","id":1}')
+        assert json.loads(c.recv_frame()[1])["id"] == 1
+        n = 200
+        for i in range(n):  # about 200 KiB for a reader that does not read yet
+            p.send_text(json.dumps({"op": "pub", "ch": "fill", "data": "y" * 1000, "id": i}))
+            assert json.loads(p.recv_frame()[1]) == {"op": "ack", "id": i}
+        c.sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+        time.sleep(0.3)  # the node has read the close; this frame comes after it
+        c.sock.sendall(frame(0x1, b'{"op":"ping","id":2}'))
+        got = [c.recv_frame() for _ in range(n + 1)]
+        assert [op for op, _ in got] == [0x1] * n + [0x8]
+        assert got[-1][1] == struct.pack("!H", 1000)
+        assert c.sock.recv(10) == b""  # EOF, not a reset
+    finally:
+        p.close()
+        c.close()

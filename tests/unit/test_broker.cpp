@@ -343,3 +343,23 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
   CHECK(sink->inputs() == 300 - 256); // the refused ones are released at once
   sink->attach(nullptr);
 }
+
+TEST_CASE_FIXTURE(actor_fixture, "the end of input closes after every earlier command is answered") {
+  auto sink = std::make_shared<recording_sink>();
+  auto s = make_session(std::make_shared<session_config>(), m, broker, {"ivy", "t"}, sink);
+  sink->attach(s.handler.get());
+  sink->wait_frames(1); // hello
+  // the ack of a `sub` waits for the broker; the close waits for the ack
+  sink->feed(R"({"op":"sub","ch":"late","id":1})");
+  sink->feed(R"({"op":"ping","id":2})");
+  sink->end_input(1002, "protocol error");
+  CHECK(sink->wait_close() == 1002);
+  CHECK(sink->close_reason() == "protocol error");
+  auto frames = sink->frames();
+  REQUIRE(frames.size() == 3);
+  CHECK(frames.at(1) == R"({"op":"ack","id":1})");
+  CHECK(frames.at(2) == R"({"op":"pong","id":2})");
+  CHECK(sink->frames_at_close() == 3);
+  sink->closed();
+  sink->attach(nullptr);
+}

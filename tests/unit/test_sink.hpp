@@ -29,6 +29,7 @@ public:
     std::lock_guard<std::mutex> g{mu_};
     close_code_ = code;
     close_reason_ = std::move(reason);
+    frames_at_close_ = frames_.size();
     cv_.notify_all();
   }
   void input_done() override { ++inputs_; }
@@ -50,6 +51,13 @@ public:
     std::lock_guard<std::recursive_mutex> g{session_mu_};
     if (handler_ != nullptr)
       handler_->on_message(text, binary);
+  }
+  /// Tells the attached handler the client's input ended (close frame or
+  /// protocol violation), as transport would.
+  void end_input(std::uint16_t code, std::string reason = {}) {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    if (handler_ != nullptr)
+      handler_->on_input_end(code, std::move(reason));
   }
   /// Tells the attached handler the connection closed.
   void closed() {
@@ -82,6 +90,15 @@ public:
     refuse_ = r;
   }
   int inputs() const { return inputs_.load(); }
+  /// How many frames had been sent when close() was called.
+  std::size_t frames_at_close() {
+    std::lock_guard<std::mutex> g{mu_};
+    return frames_at_close_;
+  }
+  std::string close_reason() {
+    std::lock_guard<std::mutex> g{mu_};
+    return close_reason_;
+  }
 
 private:
   std::mutex mu_;
@@ -90,6 +107,7 @@ private:
   std::vector<const void*> ptrs_;
   std::optional<std::uint16_t> close_code_;
   std::string close_reason_;
+  std::size_t frames_at_close_ = 0;
   std::atomic<int> inputs_{0};
   std::recursive_mutex session_mu_;
   session_handler* handler_ = nullptr;

@@ -94,6 +94,49 @@ TEST_CASE("websocket: UTF-8 validation") {
   CHECK_FALSE(valid_utf8("\xff"));
 }
 
+TEST_CASE("websocket: UTF-8 checked piece by piece fails at the first bad byte") {
+  const std::string good = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+  for (std::size_t cut = 0; cut <= good.size(); ++cut) {
+    utf8_validator v;
+    CHECK(v.feed(std::string_view{good}.substr(0, cut)));
+    CHECK(v.feed(std::string_view{good}.substr(cut)));
+    CHECK(v.complete());
+  }
+  // each fails on the byte that rules out every valid continuation
+  for (std::string_view bad : {"\xed\xa0", "\xf4\x90", "\xe0\x9f", "\xf0\x8f", "\xc2\x41", "\xc1"}) {
+    utf8_validator v;
+    CHECK(v.feed(bad.substr(0, bad.size() - 1)));
+    CHECK_FALSE(v.feed(bad.substr(bad.size() - 1)));
+    CHECK_FALSE(v.feed("a")); // and stays failed
+  }
+  utf8_validator cut_short;
+  CHECK(cut_short.feed("ok \xe2\x82"));
+  CHECK_FALSE(cut_short.complete());
+}
+
+TEST_CASE("websocket: invalid UTF-8 fails the message before its end arrives") {
+  // the second of three fragments holds a surrogate; the third is never fed
+  frame_reader r{1024, false};
+  auto first_two = client_frame(1, R"({"op":"ping","id":")", false) +
+                   client_frame(0, "ok \xed\xa0\x80", false);
+  CHECK(parse(r, first_two).error == 1007);
+  // one frame, chopped: the bad byte is found in the first half
+  frame_reader r2{1024, false};
+  auto whole = client_frame(1, "\xff" + std::string(500, 'x'));
+  CHECK(parse(r2, whole.substr(0, 100)).error == 1007);
+  // a character split across fragments is fine
+  frame_reader r3{1024, false};
+  auto split = client_frame(1, "\xe2\x82", false) + client_frame(0, "\xac");
+  auto out = parse(r3, split);
+  CHECK(out.error == 0);
+  CHECK(out.messages == std::vector<std::string>{"\xe2\x82\xac"});
+  // and the message before a violation is still delivered, in order
+  frame_reader r4{1024, false};
+  auto then_bad = parse(r4, client_frame(1, "first") + client_frame(3, "x"));
+  CHECK(then_bad.messages == std::vector<std::string>{"first"});
+  CHECK(then_bad.error == 1002);
+}
+
 TEST_CASE("websocket: server frames") {
   CHECK(make_frame(opcode::text, "hi") == std::string("\x81\x02hi"));
   auto big = make_frame(opcode::text, std::string(300, 'x'));
