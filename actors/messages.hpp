@@ -7,8 +7,18 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace wsnode {
+
+/// One message read from a client (transport -> session actor).
+struct client_message {
+  std::string text;
+  bool binary = false;
+};
+/// The messages of one read, in order.
+using client_messages = std::vector<client_message>;
 
 /// A completion callback carried through a mailbox (HTTP API replies).
 struct api_completion {
@@ -20,6 +30,7 @@ struct api_completion {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::client_messages)
 
 namespace wsnode::atoms {
 
@@ -30,6 +41,12 @@ using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot)
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
+
+// transport -> session actor (see session.cpp)
+using input = caf::atom_constant<caf::atom("input")>;         ///< (client_messages) one read
+using event = caf::atom_constant<caf::atom("event")>;         ///< (session_event, arg) from the broker
+using input_end = caf::atom_constant<caf::atom("input_end")>; ///< (code, reason) close frame or violation
+using closed = caf::atom_constant<caf::atom("closed")>;       ///< () the connection is gone
 
 // backbone -> broker
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)

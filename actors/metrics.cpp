@@ -46,6 +46,9 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   fmt::format_to(std::back_inserter(out), "wsnode_info{{node=\"{}\",version=\"{}\"}} 1\n", node,
                  version);
   single(out, "wsnode_connections", "gauge", "Open WebSocket sessions.", load(m.connections));
+  single(out, "wsnode_session_actors", "gauge",
+         "Live session actors (one per open WebSocket session, until it has exited).",
+         load(m.session_actors));
   single(out, "wsnode_connections_opened_total", "counter", "WebSocket sessions opened.",
          load(m.connections_total));
   single(out, "wsnode_messages_in_total", "counter", "Frames received from clients.",

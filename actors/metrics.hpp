@@ -34,6 +34,7 @@ struct metrics {
 
   gauge connections{0};         ///< open WebSocket sessions
   counter connections_total{0}; ///< sessions ever opened
+  gauge session_actors{0};      ///< live session actors (one per open session)
   counter messages_in{0};       ///< client frames received
   counter messages_out{0};      ///< frames written to clients
   counter deliveries{0};        ///< msg/dm frames handed to local sessions

@@ -99,12 +99,17 @@ using sink_ptr = std::shared_ptr<frame_sink>;
 
 /// Receives what one client connection reads, and the broker's events.
 /// Called by transport on the connection's thread, one call at a time.
+/// (wsnode's handler hands everything, in order, to the connection's
+/// session actor: see actors/session.hpp.)
 class session_handler {
 public:
   virtual ~session_handler() = default;
   /// One complete message from the client (`binary`: a binary frame). The
   /// handler calls `frame_sink::input_done` once it has handled it.
   virtual void on_message(std::string text, bool binary) = 0;
+  /// The messages of one read have all been handed over (a handler may
+  /// pass them on together).
+  virtual void on_read_end() {}
   /// An event from the broker (see `frame_sink::notify`).
   virtual void on_event(session_event e, std::uint64_t arg) = 0;
   /// The client's input has ended after the messages handed over before:

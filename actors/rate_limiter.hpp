@@ -11,6 +11,8 @@ class token_bucket {
 public:
   using clock = std::chrono::steady_clock;
 
+  /// No limit (take() always succeeds).
+  token_bucket() noexcept : token_bucket(0, 1, clock::time_point{}) {}
   /// `rate` <= 0 disables the limit (take() always succeeds).
   token_bucket(double rate, double burst, clock::time_point now = clock::now()) noexcept
     : rate_(rate), burst_(std::max(burst, 1.0)), tokens_(burst_), last_(now) {}

@@ -20,33 +20,56 @@ std::atomic<std::uint64_t> next_sid{1};
 /// Commands a session keeps while it waits for `joined` (hello).
 constexpr std::size_t max_early = 256;
 
-class session final : public session_handler {
+// The state of one session actor: everything the session owns. Its
+// handlers run one at a time on a CAF worker (the actor's mailbox orders
+// them), so nothing here needs a lock.
+class session_state {
 public:
-  session(std::shared_ptr<const session_config> cfg, metrics& m, caf::actor broker,
-          const session_identity& who, sink_ptr sink, std::uint64_t sid)
-    : cfg_(std::move(cfg)), m_(m), broker_(std::move(broker)), sink_(*sink), sid_(sid),
-      user_(who.user), rate_(cfg_->messages_per_second, cfg_->burst),
-      errors_(error_rate(*cfg_), cfg_->max_errors) {
+  explicit session_state(caf::event_based_actor*) {}
+  session_state(const session_state&) = delete;
+  session_state& operator=(const session_state&) = delete;
+  ~session_state() {
+    leave(); // also when the actor ends without `closed` (system shutdown)
+    if (m_ != nullptr)
+      bump(m_->session_actors, -1);
+  }
+
+  static inline const char* name = "wsnode.session";
+
+  void init(std::shared_ptr<const session_config> cfg, metrics& m, caf::actor broker,
+            std::string user, sink_ptr sink, std::uint64_t sid) {
+    cfg_ = std::move(cfg);
+    m_ = &m;
+    bump(m.session_actors, 1);
+    broker_ = std::move(broker);
+    sink_ = std::move(sink);
+    sid_ = sid;
+    user_ = std::move(user);
+    rate_ = token_bucket{cfg_->messages_per_second, cfg_->burst};
+    errors_ = token_bucket{error_rate(*cfg_), cfg_->max_errors};
     // The broker sends hello once the user is reachable from every node,
     // then tells us `joined`; commands that arrive before are kept until then.
-    caf::anon_send(broker_, atoms::join::value, sid_, user_, std::move(sink),
+    caf::anon_send(broker_, atoms::join::value, sid_, user_, sink_,
                    make_frame(protocol::encode_hello(cfg_->node_id, user_,
                                                      cfg_->node_id + "-" + std::to_string(sid_))));
   }
 
-  ~session() override { leave(); }
+  void on_messages(client_messages& batch) {
+    for (auto& msg : batch)
+      on_message(std::move(msg.text), msg.binary);
+  }
 
-  void on_message(std::string text, bool binary) override {
+  void on_message(std::string text, bool binary) {
     if (!joined_) {
       // Kept until hello; transport stops reading at max_pending_input, but
       // one read can hold many small frames, so the count is capped here too.
       if (early_.size() >= max_early) {
         if (!closing_) {
           closing_ = true;
-          m_.drop(drop_reason::rate_limited);
-          sink_.close(close_code::policy, "too many messages before hello");
+          m_->drop(drop_reason::rate_limited);
+          sink_->close(close_code::policy, "too many messages before hello");
         }
-        sink_.input_done();
+        sink_->input_done();
         return;
       }
       early_.emplace_back(std::move(text), binary);
@@ -55,7 +78,7 @@ public:
     input(text, binary);
   }
 
-  void on_event(session_event e, std::uint64_t arg) override {
+  void on_event(session_event e, std::uint64_t arg) {
     switch (e) {
     case session_event::joined: {
       if (joined_)
@@ -78,13 +101,18 @@ public:
     }
   }
 
-  void on_input_end(std::uint16_t code, std::string reason) override {
+  void on_input_end(std::uint16_t code, std::string reason) {
     end_code_ = code;
     end_reason_ = std::move(reason);
     maybe_end_input();
   }
 
-  void on_closed() override { leave(); }
+  void leave() {
+    if (left_ || !broker_)
+      return;
+    left_ = true;
+    caf::anon_send(broker_, atoms::leave::value, sid_);
+  }
 
 private:
   static double error_rate(const session_config& c) {
@@ -97,22 +125,15 @@ private:
   void maybe_end_input() {
     if (end_code_ == 0 || !joined_ || !pending_.empty())
       return;
-    sink_.close(end_code_, std::move(end_reason_));
+    sink_->close(end_code_, std::move(end_reason_));
     end_code_ = 0;
   }
 
-  void leave() {
-    if (left_)
-      return;
-    left_ = true;
-    caf::anon_send(broker_, atoms::leave::value, sid_);
-  }
-
   void input(const std::string& text, bool binary) {
-    bump(m_.messages_in, 1);
+    bump(m_->messages_in, 1);
     if (!closing_)
       handle(text, binary);
-    sink_.input_done();
+    sink_->input_done();
   }
 
   // Replies go out in the order of the commands they answer. A `sub` is
@@ -122,7 +143,7 @@ private:
   void send_in_order() {
     std::size_t n = 0;
     while (n < pending_.size() && pending_[n].ready)
-      sink_.send(std::move(pending_[n++].frame));
+      sink_->send(std::move(pending_[n++].frame));
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
     pending_base_ += n;
     if (pending_.empty() && pending_.capacity() > 8)
@@ -131,7 +152,7 @@ private:
 
   void reply(frame_ptr f) {
     if (pending_.empty()) {
-      sink_.send(std::move(f));
+      sink_->send(std::move(f));
       return;
     }
     pending_.push_back({std::move(f), true});
@@ -140,11 +161,11 @@ private:
   // Sends an err frame; closes the session with 1008 once the client has
   // used up its error budget (repeated abuse).
   void reply_error(std::string_view id, error_code code, std::string_view msg) {
-    m_.error(code);
+    m_->error(code);
     reply(make_frame(protocol::encode_err(id, code, msg)));
     if (!errors_.take()) {
       closing_ = true;
-      sink_.close(close_code::policy, "too many errors");
+      sink_->close(close_code::policy, "too many errors");
     }
   }
 
@@ -162,7 +183,7 @@ private:
       return reply_error(err->id, err->code, err->msg);
     auto& cmd = std::get<protocol::command>(parsed);
     if (!rate_.take()) {
-      m_.drop(drop_reason::rate_limited);
+      m_->drop(drop_reason::rate_limited);
       return reply_error(cmd.id, error_code::rate_limited, "too many messages; slow down");
     }
     switch (cmd.kind) {
@@ -207,14 +228,14 @@ private:
   };
 
   std::shared_ptr<const session_config> cfg_;
-  metrics& m_;
+  metrics* m_ = nullptr;
   caf::actor broker_;
-  frame_sink& sink_; // owns this session (transport), or outlives it (tests)
-  std::uint64_t sid_;
+  sink_ptr sink_; // the connection: released when the actor exits
+  std::uint64_t sid_ = 0;
   std::string user_;
   std::vector<std::string> subs_; // a few per session: a vector beats a hash set
-  token_bucket rate_;
-  token_bucket errors_;
+  token_bucket rate_;   // set by init()
+  token_bucket errors_; // set by init()
   // Replies waiting behind a `sub` that is not live yet, in command order;
   // pending_base_ is the slot number of pending_.front().
   std::vector<held_reply> pending_;
@@ -229,13 +250,80 @@ private:
   bool left_ = false;
 };
 
+using session_actor = caf::stateful_actor<session_state>;
+
+caf::behavior session_behavior(session_actor* self, std::shared_ptr<const session_config> cfg,
+                               metrics* m, caf::actor broker, std::string user, sink_ptr sink,
+                               std::uint64_t sid) {
+  self->state.init(std::move(cfg), *m, std::move(broker), std::move(user), std::move(sink), sid);
+  return {
+      [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
+      [=](atoms::event, std::uint8_t e, std::uint64_t arg) {
+        self->state.on_event(static_cast<session_event>(e), arg);
+      },
+      [=](atoms::input_end, std::uint16_t code, std::string& reason) {
+        self->state.on_input_end(code, std::move(reason));
+      },
+      [=](atoms::closed) {
+        self->state.leave();
+        self->quit();
+      },
+  };
+}
+
+// Transport's side of a session: hands what the connection reads and the
+// broker's events to the session actor, in the order transport saw them,
+// the messages of one read in one actor message. Holds the actor's handle:
+// the actor lives as long as the connection (and quits at `closed`).
+class session_link final : public session_handler {
+public:
+  explicit session_link(caf::actor a) : actor_(std::move(a)) {}
+  session_link(const session_link&) = delete;
+  session_link& operator=(const session_link&) = delete;
+  ~session_link() override { end(); }
+
+  void on_message(std::string text, bool binary) override {
+    batch_.push_back({std::move(text), binary});
+  }
+  void on_read_end() override { flush(); }
+  void on_event(session_event e, std::uint64_t arg) override {
+    flush();
+    caf::anon_send(actor_, atoms::event::value, static_cast<std::uint8_t>(e), arg);
+  }
+  void on_input_end(std::uint16_t code, std::string reason) override {
+    flush();
+    caf::anon_send(actor_, atoms::input_end::value, code, std::move(reason));
+  }
+  void on_closed() override { end(); }
+
+private:
+  void flush() {
+    if (batch_.empty())
+      return;
+    caf::anon_send(actor_, atoms::input::value, std::move(batch_));
+    batch_ = {};
+  }
+  void end() {
+    if (!actor_)
+      return;
+    flush();
+    caf::anon_send(actor_, atoms::closed::value);
+    actor_ = nullptr;
+  }
+
+  caf::actor actor_;
+  client_messages batch_;
+};
+
 } // namespace
 
-new_session make_session(std::shared_ptr<const session_config> cfg, metrics& m,
-                         const caf::actor& broker, const session_identity& who, sink_ptr sink) {
+new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_config> cfg,
+                         metrics& m, const caf::actor& broker, const session_identity& who,
+                         sink_ptr sink) {
   new_session s;
   s.sid = next_sid.fetch_add(1, std::memory_order_relaxed);
-  s.handler = std::make_unique<session>(std::move(cfg), m, broker, who, std::move(sink), s.sid);
+  s.handler = std::make_unique<session_link>(
+      sys.spawn(session_behavior, std::move(cfg), &m, broker, who.user, std::move(sink), s.sid));
   return s;
 }
 

@@ -1,14 +1,17 @@
-// A client session: the owner of one connection's state (identity,
-// subscriptions, limits). It parses and validates every client frame,
-// answers acks/errors/pongs itself and hands pub/send/sub/unsub to the
-// broker actor. Deliveries from the broker go straight to the connection's
-// sink, not through the session.
+// A client session: one CAF actor per upgraded connection, the owner of
+// the connection's state (identity, subscriptions, rate limit and error
+// budget, replies in command order, commands held until `hello`). It
+// parses and validates every client message, answers acks/errors/pongs
+// itself and hands pub/send/sub/unsub to the broker actor.
 //
-// Threading: a session is a plain object that lives on its connection's io
-// thread (transport calls it one call at a time); it talks to the broker by
-// message, and the broker answers through `frame_sink::notify`, which
-// transport hands back on the same thread. An idle connection so costs no
-// actor, no mailbox and no scheduling.
+// Two paths meet at the connection's frame_sink:
+// - control: transport hands the actor what it reads (one actor message
+//   per read, through the `session_handler` that make_session returns) and
+//   the broker's events; the actor answers through the sink.
+// - fast lane: deliveries (msg, dm) never pass through the actor. The
+//   broker encodes a frame once and hands it straight to the sinks of the
+//   subscribers, grouped by I/O thread (transport/delivery_lane.hpp), as
+//   Phoenix's channels "fastlane" broadcasts past the channel processes.
 #pragma once
 
 #include "actors/metrics.hpp"
@@ -43,11 +46,13 @@ struct new_session {
   std::uint64_t sid = 0;
 };
 
-/// Makes the session of one upgraded connection: it joins `broker`, which
-/// sends `hello` once the user is reachable from every node. The session
-/// leaves the broker when the connection closes or the handler is
-/// destroyed. `sink` must outlive the handler.
-new_session make_session(std::shared_ptr<const session_config> cfg, metrics& m,
-                         const caf::actor& broker, const session_identity& who, sink_ptr sink);
+/// Spawns the session actor of one upgraded connection: it joins `broker`,
+/// which sends `hello` once the user is reachable from every node. The
+/// returned handler (transport's side) feeds the actor; the actor leaves
+/// the broker and exits when the connection closes (`on_closed`) or the
+/// handler is destroyed. It holds `sink` until it has exited.
+new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_config> cfg,
+                         metrics& m, const caf::actor& broker, const session_identity& who,
+                         sink_ptr sink);
 
 } // namespace wsnode

@@ -45,7 +45,7 @@ public:
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                 std::string& sid) override {
-    auto s = make_session(session_cfg_, m_, broker_, who, std::move(sink));
+    auto s = make_session(sys_, session_cfg_, m_, broker_, who, std::move(sink));
     sid = cfg_.node_id + "-" + std::to_string(s.sid);
     return std::move(s.handler);
   }
@@ -161,8 +161,8 @@ mesh_events events_for(const caf::actor& broker) {
   return ev;
 }
 
-// Stops the broker (and with it every session actor) and the mesh when
-// start-up fails half-way, so that the actor system can shut down.
+// Stops the broker and the mesh when start-up fails half-way, so that the
+// actor system can shut down.
 class startup_guard {
 public:
   startup_guard(const caf::actor& broker, zmq_mesh* mesh) : broker_(broker), mesh_(mesh) {}
@@ -241,24 +241,31 @@ int run_node(const config& cfg, std::string_view version) {
   if (left > 0)
     spdlog::warn("drain bound reached with {} connections left; exiting without them", left);
 
-  // ---- stop: actors first (they hold sessions), then the mesh, then io
+  // ---- stop: actors first, then the mesh, then io. With connections left,
+  // their session actors are still alive (each lives as long as its
+  // connection) and would hold the actor system forever: leave without
+  // running destructors.
   srv.stop_accepting();
+  auto stopped = [&] {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+    spdlog::info("stopped after {} ms; {} connections were left", ms, left);
+    spdlog::default_logger()->flush();
+  };
+  if (left > 0) {
+    if (mesh)
+      mesh->stop();
+    stopped();
+    std::_Exit(0);
+  }
   caf::anon_send(broker, atoms::shutdown::value);
   sys.await_all_actors_done();
   if (mesh)
     mesh->stop();
   io.stop();
   io.join();
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  spdlog::info("stopped after {} ms; {} connections were left", ms, left);
-  spdlog::default_logger()->flush();
-  if (left > 0) {
-    // Sessions still queued in the io_context hold actor handles that must
-    // not outlive the actor system: leave without running destructors.
-    std::_Exit(0);
-  }
+  stopped();
   return 0;
 }
 

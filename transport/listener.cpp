@@ -1,4 +1,5 @@
 // The accept loop and the server facade.
+#include "transport/delivery_lane.hpp"
 #include "transport/http_session.hpp"
 #include "transport/io_pool.hpp"
 #include "transport/server.hpp"

@@ -1,6 +1,8 @@
 #include "transport/ws_session.hpp"
 
 #include "protocol/websocket.hpp"
+#include "transport/delivery_lane.hpp"
+#include "transport/write_queue.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,22 +27,8 @@ using error_code = boost::system::error_code;
 
 enum class phase : std::uint8_t { open, closing, closed };
 
-/// Frames written to the kernel in one call at most (and so iovecs x2,
-/// far below IOV_MAX).
-constexpr std::size_t max_batch = 64;
-/// The read buffer every session of an io thread shares.
-constexpr std::size_t rx_buffer_bytes = 64 * 1024;
 /// Full buffers read from one socket before others get their turn.
 constexpr int max_reads_per_wakeup = 4;
-
-// One queued write: a shared client frame (header built here), or whole
-// frame bytes (the 101 response, control frames, compressed messages).
-struct out_entry {
-  frame_ptr frame;
-  std::string raw;
-  ws::frame_header header;
-  std::size_t size() const { return frame ? header.size + frame->size() : raw.size(); }
-};
 
 const char* reason_for(std::uint16_t code) {
   switch (code) {
@@ -57,155 +45,19 @@ const char* reason_for(std::uint16_t code) {
 
 } // namespace
 
-class ws_session;
-
-// ---------------------------------------------------------------- delivery_lane
-
-/// What the sessions of one io_context share.
-///
-/// Deliveries, batched: any thread appends (session, frame) pairs; one task
-/// on the io thread hands them to the sessions and then flushes each touched
-/// session once, so a fan-out to N local subscribers costs one wake-up and
-/// one write per socket instead of N posts and N writes. A frame delivered
-/// to many sessions is held once.
-///
-/// Also one read buffer, one keep-alive timer for every session (a tick
-/// every ping_interval / 4, at most 1 s) and the deflaters of the thread.
-class delivery_lane {
-public:
-  delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
-                std::chrono::milliseconds ping_interval)
-    : ioc_(ioc), m_(m), coalesce_(coalesce),
-      tick_period_(std::clamp<std::chrono::milliseconds>(
-          ping_interval / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000))),
-      ping_ticks_(static_cast<std::uint32_t>(std::max<std::int64_t>(
-          1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
-
-  /// Any thread. `s` stays valid until the drain (sessions are destroyed on
-  /// their io thread, after tasks posted before). Inside a send_batch the
-  /// pair is held by the calling thread and handed over with the batch.
-  void push(ws_session* s, frame_ptr f) {
-    staged().push_back({this, s, std::move(f)});
-    if (!send_batch::active())
-      hand_over(); // a single send: its own batch
-  }
-
-  /// The end of the calling thread's send_batch: every held pair goes to
-  /// its lane, with one lock and at most one wake-up per lane.
-  static void hand_over() {
-    auto& held = staged();
-    for (std::size_t first = 0; first < held.size(); ++first) {
-      auto* lane = held[first].lane;
-      if (lane == nullptr)
-        continue; // handed over with an earlier lane
-      bool wake = false;
-      {
-        std::lock_guard<std::mutex> g{lane->mu_};
-        wake = lane->in_.empty();
-        for (auto i = first; i < held.size(); ++i)
-          if (held[i].lane == lane) {
-            lane->append(held[i].s, std::move(held[i].f));
-            held[i].lane = nullptr;
-          }
-      }
-      if (wake)
-        net::post(lane->ioc_, [lane] { lane->drain(); });
-    }
-    held.clear();
-  }
-
-  /// io thread: a session with queued output, to flush at the end of the batch.
-  void mark_dirty(ws_session* s) { dirty_.push_back(s); }
-  /// io thread: true while a batch is being handed out.
-  bool draining() const noexcept { return draining_; }
-
-  net::io_context& context() noexcept { return ioc_; }
-  /// io thread: the gather list of the write under way (writes are synchronous).
-  std::vector<net::const_buffer>& iov_scratch() noexcept { return iov_; }
-  /// io thread: the read buffer of this thread (rx_buffer_bytes).
-  char* rx_buffer() noexcept { return rx_.get(); }
-  /// io thread: the deflater for `window_bits`, made on first use.
-  ws::deflater& deflater(int window_bits) {
-    auto& d = deflaters_.at(static_cast<std::size_t>(window_bits));
-    if (!d)
-      d = std::make_unique<ws::deflater>(window_bits);
-    return *d;
-  }
-
-  // keep-alive (io thread)
-  void add(ws_session* s);
-  void remove(ws_session* s) noexcept;
-  std::uint32_t tick() const noexcept { return tick_; }
-  std::uint32_t ping_ticks() const noexcept { return ping_ticks_; }
-
-private:
-  static constexpr std::size_t max_pending = 1 << 22;
-
-  struct held_send {
-    delivery_lane* lane;
-    ws_session* s;
-    frame_ptr f;
-  };
-  static std::vector<held_send>& staged() {
-    thread_local std::vector<held_send> v;
-    return v;
-  }
-
-  // With mu_ held.
-  void append(ws_session* s, frame_ptr&& f) {
-    if (in_.size() >= max_pending) {
-      m_.drop(drop_reason::slow_consumer); // the io thread is far behind
-      return;
-    }
-    if (frames_.empty() || frames_.back().get() != f.get())
-      frames_.push_back(std::move(f));
-    in_.emplace_back(s, static_cast<std::uint32_t>(frames_.size() - 1));
-  }
-
-  void drain();
-  void flush_dirty();
-  void on_tick();
-
-  net::io_context& ioc_;
-  metrics& m_;
-  std::chrono::microseconds coalesce_;
-  std::chrono::milliseconds tick_period_;
-  std::uint32_t ping_ticks_;
-  std::mutex mu_;
-  std::vector<std::pair<ws_session*, std::uint32_t>> in_;
-  std::vector<frame_ptr> frames_;
-  // io thread only
-  std::vector<std::pair<ws_session*, std::uint32_t>> work_;
-  std::vector<frame_ptr> work_frames_;
-  std::vector<ws_session*> dirty_;
-  std::chrono::steady_clock::time_point last_flush_{};
-  bool draining_ = false;
-  bool timer_armed_ = false;
-  net::steady_timer timer_{ioc_};
-  std::unique_ptr<char[]> rx_{new char[rx_buffer_bytes]};
-  std::vector<net::const_buffer> iov_;
-  std::array<std::unique_ptr<ws::deflater>, 16> deflaters_;
-  ws_session* sessions_ = nullptr; // intrusive list of open sessions
-  std::uint32_t tick_ = 0;
-  bool ticking_ = false;
-  net::steady_timer tick_timer_{ioc_};
-};
-
-// ---------------------------------------------------------------- ws_session
-
 /// Threading: everything runs on the connection's io_context (one thread),
 /// except send/close/input_done, which may be called from any thread.
-class ws_session final : public frame_sink, public std::enable_shared_from_this<ws_session> {
+class ws_session final : public frame_sink,
+                         public lane_session,
+                         public std::enable_shared_from_this<ws_session> {
 public:
   ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, session_identity who,
              delivery_lane& lane)
     : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), lane_(lane), socket_(std::move(s)),
-      who_(std::move(who)), reader_(ctx_.opts.max_message_bytes, false) {}
+      who_(std::move(who)), reader_(ctx_.opts.max_message_bytes, false), out_(ctx_.m) {}
 
   ~ws_session() override {
     lane_.remove(this);
-    if (queued_bytes_ > 0)
-      bump(ctx_.m.queued_bytes, -static_cast<std::int64_t>(queued_bytes_));
     bump(ctx_.m.connections, -1);
   }
 
@@ -276,13 +128,13 @@ public:
   // ------------------------------------------------------------ io thread: output
 
   /// One frame from the lane.
-  void deliver(frame_ptr f) {
+  void deliver(frame_ptr f) override {
     if (phase_ != phase::open) {
       ctx_.m.drop(drop_reason::closed);
       return;
     }
     auto n = f->size();
-    if (queued_bytes_ + n > ctx_.opts.max_queue_bytes && queued_bytes_ > 0) {
+    if (out_.bytes() + n > ctx_.opts.max_queue_bytes && out_.bytes() > 0) {
       ctx_.m.drop(drop_reason::slow_consumer);
       on_slow();
       return;
@@ -296,61 +148,30 @@ public:
       e.header = ws::frame_header{ws::opcode::text, n};
       e.frame = std::move(f);
     }
-    account(e.size());
     push_entry(std::move(e));
   }
 
-  /// Writes what is queued: up to max_batch frames per kernel call, straight
-  /// from the non-blocking socket; only when the kernel's buffer is full does
-  /// the session wait for the socket to become writable.
-  void flush() {
+  /// Writes what is queued (see write_queue); only when the kernel's buffer
+  /// is full does the session wait for the socket to become writable.
+  void flush() override {
     dirty_ = false;
-    while (!writing_ && !write_failed_ && head_ < out_.size()) {
-      auto end = std::min(out_.size(), head_ + max_batch);
-      auto& iov = lane_.iov_scratch();
-      iov.clear();
-      std::size_t skip = partial_; // bytes of out_[head_] sent before
-      auto add = [&](const void* p, std::size_t n) {
-        if (skip >= n) {
-          skip -= n;
-          return;
-        }
-        iov.emplace_back(static_cast<const char*>(p) + skip, n - skip);
-        skip = 0;
-      };
-      for (auto i = head_; i < end; ++i) {
-        auto& e = out_[i];
-        if (e.frame) {
-          add(e.header.bytes.data(), e.header.size);
-          add(e.frame->data(), e.frame->size());
-        } else {
-          add(e.raw.data(), e.raw.size());
-        }
-      }
-      error_code ec;
-      auto n = socket_.write_some(iov, ec);
-      if (ec == net::error::would_block || ec == net::error::try_again) {
-        ec = {};
-        n = 0;
-      }
-      if (ec)
-        return fail_write(ec);
-      retire(n, end);
-      if (head_ < end)
-        return wait_writable(); // the kernel took only part of it
-    }
-    if (head_ == out_.size() && head_ > 0) {
-      out_.clear(); // the capacity stays for the next burst (see check_alive)
-      head_ = 0;
-      maybe_shutdown_send();
+    if (writing_ || write_failed_ || out_.empty())
+      return;
+    error_code ec;
+    switch (out_.write(socket_, lane_.iov_scratch(), ec)) {
+    case write_queue::outcome::failed:
+      return fail_write(ec);
+    case write_queue::outcome::blocked:
+      return wait_writable();
+    case write_queue::outcome::drained:
+      return after_flush();
     }
   }
 
   /// Once per lane tick: frees an empty queue's memory; keep-alive: a ping
   /// after ping_interval of silence, the connection dropped after twice that.
-  void check_alive(std::uint32_t tick) {
-    if (out_.empty() && out_.capacity() > 0)
-      out_ = {}; // an idle connection keeps no queue memory
+  void check_alive(std::uint32_t tick) override {
+    out_.free_memory(); // an idle connection keeps no queue memory
     if (phase_ != phase::open || read_paused_.load())
       return;
     auto idle = tick - last_rx_tick_;
@@ -365,8 +186,6 @@ public:
   }
 
 private:
-  friend class delivery_lane;
-
   // ------------------------------------------------------------ reading
 
   // Waits for the socket to become readable: no buffer is held meanwhile.
@@ -390,7 +209,10 @@ private:
         return lost(rec);
       last_rx_tick_ = lane_.tick();
       pinged_ = false;
-      if (!consume(buf, n))
+      bool more = consume(buf, n);
+      if (handler_)
+        handler_->on_read_end(); // the read's messages go to the actor together
+      if (!more)
         return; // the connection is ending: read no more
       if (n < rx_buffer_bytes)
         break;
@@ -464,12 +286,21 @@ private:
   // The client's close frame: the answer to ours, or its own close. Its own
   // is echoed once the session has answered the messages before it.
   void on_close_frame() {
-    if (phase_ == phase::open && !input_ended_) {
-      peer_code_ = reader_.close_code();
-      peer_reason_ = std::string{reader_.close_reason()};
+    if (input_ended_)
+      return linger();
+    peer_code_ = reader_.close_code();
+    peer_reason_ = std::string{reader_.close_reason()};
+    if (phase_ == phase::open) {
       end_input(peer_code_, {});
+      return linger();
     }
-    linger();
+    // The answer to our close: the handshake is complete, the client has
+    // read everything up to our close frame, and the server closes TCP
+    // (RFC 6455 7.1.1) once the rest of the queue is out.
+    input_ended_ = true;
+    discard_input_ = true;
+    teardown_after_flush_ = true;
+    after_flush();
   }
 
   // A protocol violation (1002 framing, 1007 UTF-8, 1009 size): every
@@ -504,21 +335,11 @@ private:
     discard_input_ = true;
     if (phase_ == phase::closing) {
       shutdown_after_flush_ = true;
-      maybe_shutdown_send();
+      after_flush();
     }
   }
 
   // ------------------------------------------------------------ writing
-
-  void account(std::size_t n) {
-    queued_bytes_ += n;
-    bump(ctx_.m.queued_bytes, static_cast<std::int64_t>(n));
-  }
-
-  void release(std::size_t n) {
-    queued_bytes_ -= n;
-    bump(ctx_.m.queued_bytes, -static_cast<std::int64_t>(n));
-  }
 
   // Our own frames (101, control frames).
   void push_raw(std::string bytes) {
@@ -526,36 +347,19 @@ private:
       return;
     out_entry e;
     e.raw = std::move(bytes);
-    account(e.raw.size());
     push_entry(std::move(e));
   }
 
   // Inside a lane's batch the flush waits for the end of the batch;
   // otherwise (control frames, replies to a close) it starts now.
   void push_entry(out_entry&& e) {
-    out_.push_back(std::move(e));
+    out_.push(std::move(e));
     if (!lane_.draining()) {
       flush();
     } else if (!dirty_) {
       dirty_ = true;
       lane_.mark_dirty(this);
     }
-  }
-
-  // `n` more bytes of out_[head_, end) reached the kernel.
-  void retire(std::size_t n, std::size_t end) {
-    std::size_t left = n + partial_;
-    std::uint64_t frames = 0;
-    while (head_ < end && left >= out_[head_].size()) {
-      auto& e = out_[head_];
-      left -= e.size();
-      release(e.size());
-      frames += e.frame ? 1 : 0;
-      e = out_entry{};
-      ++head_;
-    }
-    partial_ = left;
-    bump(ctx_.m.messages_out, frames);
   }
 
   void wait_writable() {
@@ -577,17 +381,9 @@ private:
     teardown();
   }
 
-  // Drops every queued entry but a partly written one (its rest must follow
-  // or the client's framing breaks).
+  // Drops what is queued but not begun (see write_queue::discard_unsent).
   void discard_unsent(drop_reason why) {
-    std::size_t keep = std::min(out_.size(), head_ + (partial_ > 0 ? 1 : 0));
-    std::uint64_t dropped = 0;
-    while (out_.size() > keep) {
-      release(out_.back().size());
-      dropped += out_.back().frame ? 1 : 0;
-      out_.pop_back();
-    }
-    if (dropped > 0)
+    if (auto dropped = out_.discard_unsent(); dropped > 0)
       ctx_.m.drop(why, dropped);
   }
 
@@ -623,10 +419,15 @@ private:
   }
 
   // Everything queued has reached the kernel.
-  bool drained() const noexcept { return !writing_ && head_ == out_.size(); }
+  bool drained() const noexcept { return !writing_ && out_.empty(); }
 
-  void maybe_shutdown_send() {
-    if (shutdown_after_flush_ && drained()) {
+  // What a close waits for once everything queued reached the kernel.
+  void after_flush() {
+    if (!drained())
+      return;
+    if (teardown_after_flush_)
+      return teardown();
+    if (shutdown_after_flush_) {
       shutdown_after_flush_ = false;
       error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -701,121 +502,26 @@ private:
   ws::frame_reader reader_;
   std::optional<ws::deflate_params> deflate_;
   std::unique_ptr<ws::inflater> inflater_;
-  std::vector<out_entry> out_; // [head_, end) not yet written
-  std::size_t head_ = 0;
-  std::size_t partial_ = 0; // bytes of out_[head_] already written
+  write_queue out_;
   std::unique_ptr<net::steady_timer> kill_timer_;
   std::string close_reason_;
   std::string peer_reason_;
-  std::size_t queued_bytes_ = 0;
-  ws_session* prev_ = nullptr; // the lane's list of open sessions
-  ws_session* next_ = nullptr;
   std::uint32_t last_rx_tick_ = 0;
   std::uint16_t close_code_ = 0; // ours, once we started closing
   std::uint16_t peer_code_ = 0;  // the client's, from its close frame
   std::uint16_t end_code_ = 0;   // the close due when the input ended
-  bool linked_ = false;
   bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
   bool dirty_ = false;
   bool input_ended_ = false; // the client's close or a violation was read
   bool shutdown_after_flush_ = false;
+  bool teardown_after_flush_ = false;
   bool discard_input_ = false;
   std::atomic<phase> phase_{phase::open};
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};
 };
-
-// ---------------------------------------------------------------- delivery_lane (io thread)
-
-void delivery_lane::drain() {
-  {
-    std::lock_guard<std::mutex> g{mu_};
-    work_.swap(in_);
-    work_frames_.swap(frames_);
-  }
-  draining_ = true;
-  for (auto& [s, f] : work_)
-    s->deliver(work_frames_[f]);
-  draining_ = false;
-  work_.clear();
-  work_frames_.clear();
-  if (dirty_.empty())
-    return;
-  auto now = std::chrono::steady_clock::now();
-  // Coalescing: under load, frames wait up to [ws] coalesce_us for more
-  // frames to the same sockets, so that the kernel gets fewer, fuller writes.
-  // A lane that has been quiet (no write for 4 x coalesce_us) writes at
-  // once, so light traffic pays no latency for it.
-  if (coalesce_.count() == 0 || now - last_flush_ >= 4 * coalesce_)
-    return flush_dirty();
-  if (!timer_armed_) {
-    timer_armed_ = true;
-    timer_.expires_after(coalesce_);
-    timer_.async_wait([this](boost::system::error_code) {
-      timer_armed_ = false;
-      flush_dirty();
-    });
-  }
-}
-
-void delivery_lane::flush_dirty() {
-  for (auto* s : dirty_)
-    s->flush();
-  dirty_.clear();
-  last_flush_ = std::chrono::steady_clock::now();
-}
-
-void delivery_lane::add(ws_session* s) {
-  s->linked_ = true;
-  s->prev_ = nullptr;
-  s->next_ = sessions_;
-  if (sessions_)
-    sessions_->prev_ = s;
-  sessions_ = s;
-  if (!ticking_) {
-    ticking_ = true;
-    tick_timer_.expires_after(tick_period_);
-    tick_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec)
-        on_tick();
-    });
-  }
-}
-
-void delivery_lane::remove(ws_session* s) noexcept {
-  if (!s->linked_)
-    return;
-  s->linked_ = false;
-  if (s->prev_)
-    s->prev_->next_ = s->next_;
-  else
-    sessions_ = s->next_;
-  if (s->next_)
-    s->next_->prev_ = s->prev_;
-  s->prev_ = s->next_ = nullptr;
-}
-
-// One pass over the open sessions; O(sessions) per tick, a few
-// nanoseconds each, instead of a timer per connection.
-void delivery_lane::on_tick() {
-  ++tick_;
-  for (auto* s = sessions_; s != nullptr;) {
-    auto* next = s->next_; // check_alive may unlink s
-    s->check_alive(tick_);
-    s = next;
-  }
-  if (!sessions_) {
-    ticking_ = false;
-    return;
-  }
-  tick_timer_.expires_after(tick_period_);
-  tick_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec)
-      on_tick();
-  });
-}
 
 namespace {
 
@@ -829,13 +535,6 @@ struct deferred_delete {
 };
 
 } // namespace
-
-std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
-                                         std::chrono::microseconds coalesce,
-                                         std::chrono::milliseconds ping_interval) {
-  send_batch::set_end_hook(&delivery_lane::hand_over);
-  return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
-}
 
 void start_ws_session(std::shared_ptr<server_context> ctx, stream_socket&& socket, ws_handshake hs,
                       session_identity who, std::size_t lane) {

@@ -18,13 +18,6 @@
 
 namespace wsnode::transport {
 
-/// Makes the delivery lane of one io_context (see ws_session.cpp); writes
-/// wait up to `coalesce` for more frames to the same sockets, and sessions
-/// are pinged after `ping_interval` of silence and dropped after twice that.
-std::shared_ptr<delivery_lane> make_lane(boost::asio::io_context& ioc, metrics& m,
-                                         std::chrono::microseconds coalesce,
-                                         std::chrono::milliseconds ping_interval);
-
 /// The parts of a valid upgrade request the session needs.
 struct ws_handshake {
   std::string key;        ///< Sec-WebSocket-Key (checked)

@@ -37,10 +37,15 @@ public:
   // transport serializes them on the connection's thread.
   void notify(session_event e, std::uint64_t arg) override {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
-    if (handler_ != nullptr)
+    if (handler_ != nullptr && !ignore_events_)
       handler_->on_event(e, arg);
   }
 
+  /// Drops the broker's events from now on (a session that never joins).
+  void ignore_events() {
+    std::lock_guard<std::recursive_mutex> g{session_mu_};
+    ignore_events_ = true;
+  }
   /// The session handler that notify() and feed() talk to (null: none).
   void attach(session_handler* h) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
@@ -49,8 +54,10 @@ public:
   /// Hands a client message to the attached handler, as transport would.
   void feed(const std::string& text, bool binary = false) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
-    if (handler_ != nullptr)
+    if (handler_ != nullptr) {
       handler_->on_message(text, binary);
+      handler_->on_read_end();
+    }
   }
   /// Tells the attached handler the client's input ended (close frame or
   /// protocol violation), as transport would.
@@ -111,6 +118,7 @@ private:
   std::atomic<int> inputs_{0};
   std::recursive_mutex session_mu_;
   session_handler* handler_ = nullptr;
+  bool ignore_events_ = false;
   bool refuse_ = false;
 };
 

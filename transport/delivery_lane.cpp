@@ -1,0 +1,126 @@
+#include "transport/delivery_lane.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace wsnode::transport {
+
+namespace net = boost::asio;
+
+void delivery_lane::hand_over() {
+  auto& held = staged();
+  for (std::size_t first = 0; first < held.size(); ++first) {
+    auto* lane = held[first].lane;
+    if (lane == nullptr)
+      continue; // handed over with an earlier lane
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> g{lane->mu_};
+      wake = lane->in_.empty();
+      for (auto i = first; i < held.size(); ++i)
+        if (held[i].lane == lane) {
+          lane->append(held[i].s, std::move(held[i].f));
+          held[i].lane = nullptr;
+        }
+    }
+    if (wake)
+      net::post(lane->ioc_, [lane] { lane->drain(); });
+  }
+  held.clear();
+}
+
+void delivery_lane::drain() {
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    work_.swap(in_);
+    work_frames_.swap(frames_);
+  }
+  draining_ = true;
+  for (auto& [s, f] : work_)
+    s->deliver(work_frames_[f]);
+  draining_ = false;
+  work_.clear();
+  work_frames_.clear();
+  if (dirty_.empty())
+    return;
+  auto now = std::chrono::steady_clock::now();
+  // Coalescing: under load, frames wait up to [ws] coalesce_us for more
+  // frames to the same sockets, so that the kernel gets fewer, fuller writes.
+  // A lane that has been quiet (no write for 4 x coalesce_us) writes at
+  // once, so light traffic pays no latency for it.
+  if (coalesce_.count() == 0 || now - last_flush_ >= 4 * coalesce_)
+    return flush_dirty();
+  if (!timer_armed_) {
+    timer_armed_ = true;
+    timer_.expires_after(coalesce_);
+    timer_.async_wait([this](boost::system::error_code) {
+      timer_armed_ = false;
+      flush_dirty();
+    });
+  }
+}
+
+void delivery_lane::flush_dirty() {
+  for (auto* s : dirty_)
+    s->flush();
+  dirty_.clear();
+  last_flush_ = std::chrono::steady_clock::now();
+}
+
+void delivery_lane::add(lane_session* s) {
+  s->linked_ = true;
+  s->prev_ = nullptr;
+  s->next_ = sessions_;
+  if (sessions_)
+    sessions_->prev_ = s;
+  sessions_ = s;
+  if (!ticking_) {
+    ticking_ = true;
+    tick_timer_.expires_after(tick_period_);
+    tick_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec)
+        on_tick();
+    });
+  }
+}
+
+void delivery_lane::remove(lane_session* s) noexcept {
+  if (!s->linked_)
+    return;
+  s->linked_ = false;
+  if (s->prev_)
+    s->prev_->next_ = s->next_;
+  else
+    sessions_ = s->next_;
+  if (s->next_)
+    s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+}
+
+// One pass over the open sessions; O(sessions) per tick, a few
+// nanoseconds each, instead of a timer per connection.
+void delivery_lane::on_tick() {
+  ++tick_;
+  for (auto* s = sessions_; s != nullptr;) {
+    auto* next = s->next_; // check_alive may unlink s
+    s->check_alive(tick_);
+    s = next;
+  }
+  if (!sessions_) {
+    ticking_ = false;
+    return;
+  }
+  tick_timer_.expires_after(tick_period_);
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec)
+      on_tick();
+  });
+}
+
+std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
+                                         std::chrono::microseconds coalesce,
+                                         std::chrono::milliseconds ping_interval) {
+  send_batch::set_end_hook(&delivery_lane::hand_over);
+  return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
+}
+
+} // namespace wsnode::transport
