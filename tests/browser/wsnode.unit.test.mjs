@@ -1,6 +1,7 @@
 // Unit tests of web/wsnode.js with node's test runner: a scripted socket and
 // manual timers stand in for the browser; no network, no browser.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 // Node 18 (Debian 12) has no global CustomEvent; browsers always do.
@@ -11,7 +12,13 @@ globalThis.CustomEvent ??= class CustomEvent extends Event {
   }
 };
 
-const { WsnodeClient, WsnodeError, backoffDelay } = await import("../../web/wsnode.js");
+// web/wsnode.js is an ES module for browsers, in a folder with no
+// package.json: Node 18 would load it as CommonJS (Node 20.19+ detects the
+// syntax). Imported from its source text, it is an ES module everywhere.
+const source = readFileSync(new URL("../../web/wsnode.js", import.meta.url), "utf8");
+const { WsnodeClient, WsnodeError, backoffDelay } = await import(
+  "data:text/javascript;charset=utf-8," + encodeURIComponent(source)
+);
 
 // A WebSocket whose server side the test plays.
 class ScriptedSocket {
