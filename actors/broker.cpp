@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
+#include <stdexcept>
 
 namespace wsnode {
 
@@ -28,16 +30,21 @@ broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::durati
 }
 
 bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
-  auto [it, inserted] = sessions_.try_emplace(sid, session_rec{std::move(user), std::move(sink)});
-  if (!inserted)
+  if (sessions_.count(sid) != 0)
     return false;
-  auto u = users_.find(it->second.user);
+  auto u = users_.find(user);
   if (u == users_.end())
-    u = users_.emplace(it->second.user, devices{}).first;
+    u = users_.emplace(std::move(user), devices{}).first;
+  auto it = sessions_.try_emplace(sid, session_rec{&u->first, std::move(sink)}).first;
+  ++joined_;
   u->second.emplace_back(sid, it->second.sink.get());
-  want(topic_kind::user, it->second.user, std::move(ready));
+  want(topic_kind::user, u->first, std::move(ready));
   update_gauges();
   return true;
+}
+
+bool broker_core::attach(sid_type sid, sink_ptr sink) {
+  return sessions_.try_emplace(sid, session_rec{nullptr, std::move(sink)}).second;
 }
 
 void broker_core::leave(sid_type sid, clock::time_point now) {
@@ -45,13 +52,16 @@ void broker_core::leave(sid_type sid, clock::time_point now) {
   if (it == sessions_.end())
     return;
   channels_.remove_all(sid, [&](std::string_view ch) { unwant(topic_kind::channel, ch, now); });
-  if (auto u = users_.find(it->second.user); u != users_.end()) {
+  if (it->second.user != nullptr) {
+    --joined_;
+    auto u = users_.find(*it->second.user);
     auto& d = u->second;
     d.erase(std::remove_if(d.begin(), d.end(), [&](const auto& e) { return e.first == sid; }),
             d.end());
     if (d.empty()) {
+      std::string user = u->first; // the key goes with the entry
       users_.erase(u);
-      unwant(topic_kind::user, it->second.user, now);
+      unwant(topic_kind::user, user, now);
     }
   }
   sessions_.erase(it);
@@ -199,9 +209,13 @@ std::size_t broker_core::subscriber_count(std::string_view ch) const {
 }
 
 void broker_core::update_gauges() noexcept {
-  metrics_.channels.store(static_cast<std::int64_t>(channels_.topic_count()),
-                          std::memory_order_relaxed);
-  metrics_.users.store(static_cast<std::int64_t>(users_.size()), std::memory_order_relaxed);
+  // deltas: the shards of a node add up into the same gauges
+  auto ch = static_cast<std::int64_t>(channels_.topic_count());
+  auto us = static_cast<std::int64_t>(users_.size());
+  bump(metrics_.channels, ch - gauge_channels_);
+  bump(metrics_.users, us - gauge_users_);
+  gauge_channels_ = ch;
+  gauge_users_ = us;
 }
 
 // ---------------------------------------------------------------- broker actor
@@ -239,11 +253,14 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         self->state.core->join(sid, std::move(user), sink, std::move(ready));
       },
       [=](atoms::leave, std::uint64_t sid) { self->state.core->leave(sid); },
-      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot) {
+      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
+          sink_ptr& from) {
         // the session acks once the subscription is live on every node
         auto sink = self->state.core->sink_of(sid);
-        if (!sink)
-          return;
+        if (!sink) { // joined in its user's shard, not this one
+          self->state.core->attach(sid, from);
+          sink = std::move(from);
+        }
         self->state.core->subscribe(
             sid, ch, [sink, slot] { sink->notify(session_event::subscribed, slot); });
       },
@@ -298,6 +315,25 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
 caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
                         broker_options opts) {
   return sys.spawn(broker_actor, &m, std::move(bb), opts);
+}
+
+broker_set::broker_set(std::vector<caf::actor> shards) : shards_(std::move(shards)) {
+  if (shards_.empty())
+    throw std::invalid_argument("broker_set: no broker");
+}
+
+const caf::actor& broker_set::owner(std::string_view name) const noexcept {
+  if (shards_.size() == 1)
+    return shards_.front();
+  return shards_[std::hash<std::string_view>{}(name) % shards_.size()];
+}
+
+broker_set spawn_brokers(caf::actor_system& sys, std::size_t n, metrics& m,
+                         std::shared_ptr<backbone> bb, broker_options opts) {
+  std::vector<caf::actor> shards;
+  for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i)
+    shards.push_back(spawn_broker(sys, m, bb, opts));
+  return broker_set{std::move(shards)};
 }
 
 } // namespace wsnode

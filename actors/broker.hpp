@@ -13,6 +13,7 @@
 #include "actors/ports.hpp"
 #include "actors/topic_registry.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
 #include <chrono>
@@ -44,6 +45,10 @@ public:
   /// Registers a session of `user`; `ready` runs once DMs to `user` reach it
   /// from every node. Returns false when `sid` is already known.
   bool join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready = {});
+  /// Makes a session known to a shard that is not its user's (see
+  /// broker_set): it can subscribe here; hello, DMs and the user index stay
+  /// with its user's shard. Returns false when `sid` is already known.
+  bool attach(sid_type sid, sink_ptr sink);
   /// Removes a session and every subscription it holds.
   void leave(sid_type sid, clock::time_point now = clock::now());
   /// Subscribes a joined session to `ch`; `ready` runs once messages
@@ -71,7 +76,8 @@ public:
   /// Asks every session to close with `code` (drain: 1001).
   void close_all(std::uint16_t code, const std::string& reason);
 
-  std::size_t session_count() const noexcept { return sessions_.size(); }
+  /// Sessions joined here (attached ones are counted by their user's shard).
+  std::size_t session_count() const noexcept { return joined_; }
   std::size_t channel_count() const noexcept { return channels_.topic_count(); }
   std::size_t user_count() const noexcept { return users_.size(); }
   /// Topics subscribed on the backbone (including lingering ones).
@@ -84,7 +90,7 @@ public:
 private:
   using devices = std::vector<std::pair<sid_type, frame_sink*>>;
   struct session_rec {
-    std::string user;
+    const std::string* user; // its key in users_ (nodes stay put); null: attached, not joined
     sink_ptr sink;
   };
   // One topic subscribed on the backbone.
@@ -111,6 +117,10 @@ private:
   std::unordered_map<std::string, devices, string_hash, std::equal_to<>> users_;
   std::unordered_map<std::string, interest, string_hash, std::equal_to<>> interest_;
   std::deque<std::pair<std::string, clock::time_point>> lingering_;
+  std::size_t joined_ = 0;
+  // what this core added to the node's gauges (shards share them)
+  std::int64_t gauge_channels_ = 0;
+  std::int64_t gauge_users_ = 0;
 };
 
 /// Settings of the broker actor.
@@ -118,9 +128,32 @@ struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
 };
 
-/// Spawns the broker actor. Sessions join and leave it by message
+/// Spawns one broker actor. Sessions join and leave it by message
 /// (atoms::join, atoms::leave); it answers them through their sinks.
 caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
                         broker_options opts = {});
+
+/// The node's broker actors: one, or `[runtime] broker_shards` shards that
+/// split the topics by hash, so that fan-out and subscription work can use
+/// more than one core. A channel's subscribers and publishes live in the
+/// shard of its name, a user's sessions (hello, DMs) in the shard of the
+/// user id; a session subscribes in the shards of its channels (attaching
+/// there) and leaves every shard at its end.
+class broker_set {
+public:
+  explicit broker_set(std::vector<caf::actor> shards);
+  explicit broker_set(caf::actor single) : broker_set(std::vector<caf::actor>{std::move(single)}) {}
+
+  /// The shard that owns topic `name` (a channel name or a user id).
+  const caf::actor& owner(std::string_view name) const noexcept;
+  const std::vector<caf::actor>& all() const noexcept { return shards_; }
+
+private:
+  std::vector<caf::actor> shards_;
+};
+
+/// Spawns `n` broker shards (n >= 1) sharing `m` and `bb`.
+broker_set spawn_brokers(caf::actor_system& sys, std::size_t n, metrics& m,
+                         std::shared_ptr<backbone> bb, broker_options opts = {});
 
 } // namespace wsnode

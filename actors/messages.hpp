@@ -37,7 +37,7 @@ namespace wsnode::atoms {
 // session -> broker
 using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, hello frame)
 using leave = caf::atom_constant<caf::atom("leave")>; ///< (sid)
-using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot)
+using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot, sink)
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
@@ -45,7 +45,7 @@ using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, comple
 // transport -> session actor (see session.cpp)
 using input = caf::atom_constant<caf::atom("input")>;         ///< (client_messages) one read
 using event = caf::atom_constant<caf::atom("event")>;         ///< (session_event, arg) from the broker
-using input_end = caf::atom_constant<caf::atom("input_end")>; ///< (code, reason) close frame or violation
+using input_end = caf::atom_constant<caf::atom("input_end")>; ///< (code) close frame or violation
 using closed = caf::atom_constant<caf::atom("closed")>;       ///< () the connection is gone
 
 // backbone -> broker

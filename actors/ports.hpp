@@ -115,8 +115,9 @@ public:
   /// The client's input has ended after the messages handed over before:
   /// its close frame (`code` echoes its code; 1005: none given) or a
   /// protocol violation (1002, 1007, 1009). The handler answers every
-  /// earlier message first, then calls `frame_sink::close(code, reason)`.
-  virtual void on_input_end(std::uint16_t code, std::string reason) = 0;
+  /// earlier message first, then calls `frame_sink::close(code, {})`
+  /// (transport knows the reason that goes with it).
+  virtual void on_input_end(std::uint16_t code) = 0;
   /// The connection is gone; called exactly once, last.
   virtual void on_closed() = 0;
 };
@@ -136,10 +137,11 @@ class node_port {
 public:
   virtual ~node_port() = default;
   /// Creates the session for a freshly upgraded connection; returns its
-  /// handler and writes the session id to `sid`. The handler lives on the
-  /// connection's thread; `sink` outlives it.
+  /// handler and writes the session's number to `sid` (clients see it as
+  /// "NODE-NUMBER"). The handler lives on the connection's thread; `sink`
+  /// outlives it.
   virtual std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
-                                                        std::string& sid) = 0;
+                                                        std::uint64_t& sid) = 0;
   /// Publishes an encoded `msg` frame to channel `ch` (HTTP API).
   virtual void api_publish(std::string ch, frame_ptr frame, api_done done) = 0;
   /// Sends an encoded `dm` frame to every session of `user` (HTTP API).

@@ -1,5 +1,7 @@
 // A token bucket: `rate` tokens per second refill a bucket of `burst`.
-// Not thread-safe: owned by one session actor.
+// The limits are shared (one per node); each bucket keeps only its state,
+// 16 bytes, since every connection holds two. Not thread-safe: owned by
+// one session actor.
 #pragma once
 
 #include <algorithm>
@@ -7,21 +9,27 @@
 
 namespace wsnode {
 
+/// `rate` <= 0 disables the limit (take() always succeeds).
+struct bucket_limits {
+  double rate = 0;
+  double burst = 1;
+};
+
 class token_bucket {
 public:
   using clock = std::chrono::steady_clock;
 
-  /// No limit (take() always succeeds).
-  token_bucket() noexcept : token_bucket(0, 1, clock::time_point{}) {}
-  /// `rate` <= 0 disables the limit (take() always succeeds).
-  token_bucket(double rate, double burst, clock::time_point now = clock::now()) noexcept
-    : rate_(rate), burst_(std::max(burst, 1.0)), tokens_(burst_), last_(now) {}
+  /// An empty bucket (for members set later).
+  token_bucket() noexcept = default;
+  /// A full bucket.
+  explicit token_bucket(const bucket_limits& l, clock::time_point now = clock::now()) noexcept
+    : tokens_(std::max(l.burst, 1.0)), last_(now) {}
 
   /// Takes one token; returns false when the bucket is empty.
-  bool take(clock::time_point now = clock::now()) noexcept {
-    if (rate_ <= 0)
+  bool take(const bucket_limits& l, clock::time_point now = clock::now()) noexcept {
+    if (l.rate <= 0)
       return true;
-    refill(now);
+    refill(l, now);
     if (tokens_ < 1.0)
       return false;
     tokens_ -= 1.0;
@@ -29,24 +37,22 @@ public:
   }
 
   /// Tokens available now (for tests and diagnostics).
-  double available(clock::time_point now = clock::now()) noexcept {
-    refill(now);
+  double available(const bucket_limits& l, clock::time_point now = clock::now()) noexcept {
+    refill(l, now);
     return tokens_;
   }
 
 private:
-  void refill(clock::time_point now) noexcept {
+  void refill(const bucket_limits& l, clock::time_point now) noexcept {
     if (now <= last_)
       return;
     std::chrono::duration<double> dt = now - last_;
-    tokens_ = std::min(burst_, tokens_ + dt.count() * rate_);
+    tokens_ = std::min(std::max(l.burst, 1.0), tokens_ + dt.count() * l.rate);
     last_ = now;
   }
 
-  double rate_;
-  double burst_;
-  double tokens_;
-  clock::time_point last_;
+  double tokens_ = 0;
+  clock::time_point last_{};
 };
 
 } // namespace wsnode

@@ -1,5 +1,6 @@
 #include "actors/session.hpp"
 
+#include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/rate_limiter.hpp"
 #include "protocol/names.hpp"
@@ -30,28 +31,27 @@ public:
   session_state& operator=(const session_state&) = delete;
   ~session_state() {
     leave(); // also when the actor ends without `closed` (system shutdown)
-    if (m_ != nullptr)
-      bump(m_->session_actors, -1);
+    if (env_)
+      bump(env_->m.session_actors, -1);
   }
 
   static inline const char* name = "wsnode.session";
 
-  void init(std::shared_ptr<const session_config> cfg, metrics& m, caf::actor broker,
-            std::string user, sink_ptr sink, std::uint64_t sid) {
-    cfg_ = std::move(cfg);
-    m_ = &m;
-    bump(m.session_actors, 1);
-    broker_ = std::move(broker);
+  void init(std::shared_ptr<const session_env> env, std::string user, sink_ptr sink,
+            std::uint64_t sid) {
+    env_ = std::move(env);
+    bump(env_->m.session_actors, 1);
     sink_ = std::move(sink);
     sid_ = sid;
     user_ = std::move(user);
-    rate_ = token_bucket{cfg_->messages_per_second, cfg_->burst};
-    errors_ = token_bucket{error_rate(*cfg_), cfg_->max_errors};
+    rate_ = token_bucket{env_->rate};
+    errors_ = token_bucket{env_->errors};
     // The broker sends hello once the user is reachable from every node,
     // then tells us `joined`; commands that arrive before are kept until then.
-    caf::anon_send(broker_, atoms::join::value, sid_, user_, sink_,
-                   make_frame(protocol::encode_hello(cfg_->node_id, user_,
-                                                     cfg_->node_id + "-" + std::to_string(sid_))));
+    const auto& node = env_->cfg.node_id;
+    caf::anon_send(env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
+                   make_frame(protocol::encode_hello(node, user_,
+                                                     node + "-" + std::to_string(sid_))));
   }
 
   void on_messages(client_messages& batch) {
@@ -63,16 +63,18 @@ public:
     if (!joined_) {
       // Kept until hello; transport stops reading at max_pending_input, but
       // one read can hold many small frames, so the count is capped here too.
-      if (early_.size() >= max_early) {
+      if (!early_)
+        early_ = std::make_unique<client_messages>();
+      if (early_->size() >= max_early) {
         if (!closing_) {
           closing_ = true;
-          m_->drop(drop_reason::rate_limited);
+          env_->m.drop(drop_reason::rate_limited);
           sink_->close(close_code::policy, "too many messages before hello");
         }
         sink_->input_done();
         return;
       }
-      early_.emplace_back(std::move(text), binary);
+      early_->push_back({std::move(text), binary});
       return;
     }
     input(text, binary);
@@ -84,53 +86,47 @@ public:
       if (joined_)
         return;
       joined_ = true;
-      auto early = std::move(early_);
-      early_ = {};
-      for (auto& [text, binary] : early)
-        input(text, binary);
+      if (auto early = std::move(early_))
+        for (auto& msg : *early)
+          input(msg.text, msg.binary);
       maybe_end_input();
       return;
     }
     case session_event::subscribed:
-      if (arg < pending_base_ || arg - pending_base_ >= pending_.size())
+      if (!pending_ || arg < pending_->base || arg - pending_->base >= pending_->replies.size())
         return;
-      pending_[arg - pending_base_].ready = true;
+      pending_->replies[arg - pending_->base].ready = true;
       send_in_order();
       maybe_end_input();
       return;
     }
   }
 
-  void on_input_end(std::uint16_t code, std::string reason) {
+  void on_input_end(std::uint16_t code) {
     end_code_ = code;
-    end_reason_ = std::move(reason);
     maybe_end_input();
   }
 
   void leave() {
-    if (left_ || !broker_)
+    if (left_ || !env_)
       return;
     left_ = true;
-    caf::anon_send(broker_, atoms::leave::value, sid_);
+    for (const auto& shard : env_->brokers->all()) // it may have subscribed in any
+      caf::anon_send(shard, atoms::leave::value, sid_);
   }
 
 private:
-  static double error_rate(const session_config& c) {
-    double window_s = std::chrono::duration<double>(c.error_window).count();
-    return window_s > 0 ? c.max_errors / window_s : 0;
-  }
-
   // The client's input ended: once every earlier command is answered (held
   // before hello, or behind a `sub` not live yet), the connection closes.
   void maybe_end_input() {
-    if (end_code_ == 0 || !joined_ || !pending_.empty())
+    if (end_code_ == 0 || !joined_ || pending_)
       return;
-    sink_->close(end_code_, std::move(end_reason_));
+    sink_->close(end_code_, {});
     end_code_ = 0;
   }
 
   void input(const std::string& text, bool binary) {
-    bump(m_->messages_in, 1);
+    bump(env_->m.messages_in, 1);
     if (!closing_)
       handle(text, binary);
     sink_->input_done();
@@ -139,31 +135,35 @@ private:
   // Replies go out in the order of the commands they answer. A `sub` is
   // answered when the broker reports it live (at once on a single node,
   // after the mesh confirmed it in a cluster); replies to later commands
-  // wait behind it in `pending_`.
+  // wait behind it in `pending_` (made by the first `sub`, freed once
+  // everything held is sent).
   void send_in_order() {
+    auto& held = pending_->replies;
     std::size_t n = 0;
-    while (n < pending_.size() && pending_[n].ready)
-      sink_->send(std::move(pending_[n++].frame));
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
-    pending_base_ += n;
-    if (pending_.empty() && pending_.capacity() > 8)
-      pending_.shrink_to_fit();
+    while (n < held.size() && held[n].ready)
+      sink_->send(std::move(held[n++].frame));
+    if (n == held.size()) {
+      pending_.reset(); // no slot is outstanding: numbering starts afresh
+      return;
+    }
+    held.erase(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(n));
+    pending_->base += n;
   }
 
   void reply(frame_ptr f) {
-    if (pending_.empty()) {
+    if (!pending_) {
       sink_->send(std::move(f));
       return;
     }
-    pending_.push_back({std::move(f), true});
+    pending_->replies.push_back({std::move(f), true});
   }
 
   // Sends an err frame; closes the session with 1008 once the client has
   // used up its error budget (repeated abuse).
   void reply_error(std::string_view id, error_code code, std::string_view msg) {
-    m_->error(code);
+    env_->m.error(code);
     reply(make_frame(protocol::encode_err(id, code, msg)));
-    if (!errors_.take()) {
+    if (!errors_.take(env_->errors)) {
       closing_ = true;
       sink_->close(close_code::policy, "too many errors");
     }
@@ -171,50 +171,52 @@ private:
 
   bool readonly(std::string_view ch) const {
     auto ns = protocol::channel_namespace(ch);
-    const auto& ro = cfg_->readonly_namespaces;
+    const auto& ro = env_->cfg.readonly_namespaces;
     return std::find(ro.begin(), ro.end(), ns) != ro.end();
   }
 
   void handle(const std::string& text, bool binary) {
     if (binary)
       return reply_error({}, error_code::bad_request, "binary frames are not supported");
-    auto parsed = protocol::parse_command(text, cfg_->limits);
+    auto parsed = protocol::parse_command(text, env_->cfg.limits);
     if (auto* err = std::get_if<protocol::command_error>(&parsed))
       return reply_error(err->id, err->code, err->msg);
     auto& cmd = std::get<protocol::command>(parsed);
-    if (!rate_.take()) {
-      m_->drop(drop_reason::rate_limited);
+    if (!rate_.take(env_->rate)) {
+      env_->m.drop(drop_reason::rate_limited);
       return reply_error(cmd.id, error_code::rate_limited, "too many messages; slow down");
     }
     switch (cmd.kind) {
     case protocol::op::sub:
       if (std::find(subs_.begin(), subs_.end(), cmd.ch) == subs_.end()) {
-        if (subs_.size() >= cfg_->max_subscriptions)
+        if (subs_.size() >= env_->cfg.max_subscriptions)
           return reply_error(cmd.id, error_code::forbidden,
                              "subscription limit reached (" +
-                                 std::to_string(cfg_->max_subscriptions) + ")");
+                                 std::to_string(env_->cfg.max_subscriptions) + ")");
         subs_.emplace_back(cmd.ch);
       }
       // answered once the broker reports the subscription live on every node
-      pending_.push_back({make_frame(protocol::encode_ack(cmd.id)), false});
-      caf::anon_send(broker_, atoms::sub::value, sid_, std::string{cmd.ch},
-                     std::uint64_t{pending_base_ + pending_.size() - 1});
+      if (!pending_)
+        pending_ = std::make_unique<held_replies>();
+      pending_->replies.push_back({make_frame(protocol::encode_ack(cmd.id)), false});
+      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::sub::value, sid_, std::string{cmd.ch},
+                     std::uint64_t{pending_->base + pending_->replies.size() - 1}, sink_);
       return;
     case protocol::op::unsub:
       if (auto it = std::find(subs_.begin(), subs_.end(), cmd.ch); it != subs_.end()) {
         subs_.erase(it);
-        caf::anon_send(broker_, atoms::unsub::value, sid_, std::string{cmd.ch});
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_, std::string{cmd.ch});
       }
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     case protocol::op::pub:
       if (readonly(cmd.ch))
         return reply_error(cmd.id, error_code::forbidden,
                            "clients may not publish to this namespace");
-      caf::anon_send(broker_, atoms::pub::value, std::string{cmd.ch},
+      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::pub::value, std::string{cmd.ch},
                      make_frame(protocol::encode_msg(cmd.ch, user_, cmd.data)));
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     case protocol::op::send:
-      caf::anon_send(broker_, atoms::dm::value, std::string{cmd.to},
+      caf::anon_send(env_->brokers->owner(cmd.to), atoms::dm::value, std::string{cmd.to},
                      make_frame(protocol::encode_dm(user_, cmd.data)));
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     case protocol::op::ping:
@@ -227,9 +229,7 @@ private:
     bool ready = false;
   };
 
-  std::shared_ptr<const session_config> cfg_;
-  metrics* m_ = nullptr;
-  caf::actor broker_;
+  std::shared_ptr<const session_env> env_;
   sink_ptr sink_; // the connection: released when the actor exits
   std::uint64_t sid_ = 0;
   std::string user_;
@@ -237,13 +237,16 @@ private:
   token_bucket rate_;   // set by init()
   token_bucket errors_; // set by init()
   // Replies waiting behind a `sub` that is not live yet, in command order;
-  // pending_base_ is the slot number of pending_.front().
-  std::vector<held_reply> pending_;
-  std::uint64_t pending_base_ = 0;
-  // Commands received before `joined`.
-  std::vector<std::pair<std::string, bool>> early_;
-  // The client's input ended (on_input_end) and its close is due.
-  std::string end_reason_;
+  // base is the slot number of replies.front().
+  struct held_replies {
+    std::vector<held_reply> replies;
+    std::uint64_t base = 0;
+  };
+  std::unique_ptr<held_replies> pending_;
+  // Commands received before `joined` (made on the first: most sessions
+  // join before their first command, and an empty vector costs 24 bytes).
+  std::unique_ptr<client_messages> early_;
+  // The client's input ended (on_input_end) and this close is due.
   std::uint16_t end_code_ = 0;
   bool joined_ = false;
   bool closing_ = false;
@@ -252,18 +255,15 @@ private:
 
 using session_actor = caf::stateful_actor<session_state>;
 
-caf::behavior session_behavior(session_actor* self, std::shared_ptr<const session_config> cfg,
-                               metrics* m, caf::actor broker, std::string user, sink_ptr sink,
-                               std::uint64_t sid) {
-  self->state.init(std::move(cfg), *m, std::move(broker), std::move(user), std::move(sink), sid);
+caf::behavior session_behavior(session_actor* self, std::shared_ptr<const session_env> env,
+                               std::string user, sink_ptr sink, std::uint64_t sid) {
+  self->state.init(std::move(env), std::move(user), std::move(sink), sid);
   return {
       [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
       [=](atoms::event, std::uint8_t e, std::uint64_t arg) {
         self->state.on_event(static_cast<session_event>(e), arg);
       },
-      [=](atoms::input_end, std::uint16_t code, std::string& reason) {
-        self->state.on_input_end(code, std::move(reason));
-      },
+      [=](atoms::input_end, std::uint16_t code) { self->state.on_input_end(code); },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();
@@ -290,9 +290,9 @@ public:
     flush();
     caf::anon_send(actor_, atoms::event::value, static_cast<std::uint8_t>(e), arg);
   }
-  void on_input_end(std::uint16_t code, std::string reason) override {
+  void on_input_end(std::uint16_t code) override {
     flush();
-    caf::anon_send(actor_, atoms::input_end::value, code, std::move(reason));
+    caf::anon_send(actor_, atoms::input_end::value, code);
   }
   void on_closed() override { end(); }
 
@@ -317,13 +317,18 @@ private:
 
 } // namespace
 
-new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_config> cfg,
-                         metrics& m, const caf::actor& broker, const session_identity& who,
-                         sink_ptr sink) {
+session_env::session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b)
+  : cfg(std::move(c)), m(mm), brokers(std::move(b)), rate{cfg.messages_per_second, cfg.burst} {
+  double window_s = std::chrono::duration<double>(cfg.error_window).count();
+  errors = {window_s > 0 ? cfg.max_errors / window_s : 0, cfg.max_errors};
+}
+
+new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_env> env,
+                         const session_identity& who, sink_ptr sink) {
   new_session s;
   s.sid = next_sid.fetch_add(1, std::memory_order_relaxed);
   s.handler = std::make_unique<session_link>(
-      sys.spawn(session_behavior, std::move(cfg), &m, broker, who.user, std::move(sink), s.sid));
+      sys.spawn(session_behavior, std::move(env), who.user, std::move(sink), s.sid));
   return s;
 }
 

@@ -16,6 +16,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/ports.hpp"
+#include "actors/rate_limiter.hpp"
 #include "protocol/codec.hpp"
 
 #include <caf/fwd.hpp>
@@ -27,6 +28,8 @@
 #include <vector>
 
 namespace wsnode {
+
+class broker_set;
 
 /// Per-node settings every session applies (immutable, shared).
 struct session_config {
@@ -40,19 +43,30 @@ struct session_config {
   std::vector<std::string> readonly_namespaces; ///< clients may not pub here
 };
 
+/// What every session of a node shares: its settings, the limits derived
+/// from them, the metrics and the brokers. One per node, so that a session
+/// holds one pointer instead of each part.
+struct session_env {
+  session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b);
+  session_config cfg;
+  metrics& m;
+  std::shared_ptr<const broker_set> brokers;
+  bucket_limits rate;   ///< messages_per_second, burst
+  bucket_limits errors; ///< max_errors per error_window
+};
+
 /// A fresh session: the handler transport feeds, and its id.
 struct new_session {
   std::unique_ptr<session_handler> handler;
   std::uint64_t sid = 0;
 };
 
-/// Spawns the session actor of one upgraded connection: it joins `broker`,
-/// which sends `hello` once the user is reachable from every node. The
-/// returned handler (transport's side) feeds the actor; the actor leaves
-/// the broker and exits when the connection closes (`on_closed`) or the
+/// Spawns the session actor of one upgraded connection: it joins the
+/// broker shard of its user (see broker_set), which sends `hello` once the
+/// user is reachable from every node. The returned handler (transport's
+/// side) feeds the actor; the actor leaves the brokers and exits when the connection closes (`on_closed`) or the
 /// handler is destroyed. It holds `sink` until it has exited.
-new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_config> cfg,
-                         metrics& m, const caf::actor& broker, const session_identity& who,
-                         sink_ptr sink);
+new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_env> env,
+                         const session_identity& who, sink_ptr sink);
 
 } // namespace wsnode

@@ -224,6 +224,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.millis("mesh", "unsubscribe_linger_ms", c.unsubscribe_linger);
   r.get("mesh", "hwm", c.mesh_hwm);
   r.get("runtime", "actor_threads", c.actor_threads);
+  r.get("runtime", "broker_shards", c.broker_shards);
   r.get("runtime", "scheduler", c.scheduler);
   r.get("log", "level", c.log_level);
   r.check_unknown();
@@ -262,6 +263,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   for (const auto& p : c.mesh_peers)
     check_tcp_endpoint(p, "mesh.peers");
   require(c.actor_threads >= 1 && c.actor_threads <= 64, "runtime.actor_threads", "must be 1-64");
+  require(c.broker_shards >= 1 && c.broker_shards <= 64, "runtime.broker_shards", "must be 1-64");
   require(c.scheduler == "sharing" || c.scheduler == "stealing", "runtime.scheduler",
           "must be sharing or stealing");
   static const std::set<std::string, std::less<>> levels{"trace", "debug", "info",

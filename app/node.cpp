@@ -28,35 +28,37 @@ namespace {
 class node_impl final : public node_port {
 public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
-            caf::actor broker, std::shared_ptr<zmq_mesh> mesh)
-    : cfg_(cfg), version_(version), m_(m), sys_(sys), broker_(std::move(broker)),
+            std::shared_ptr<const broker_set> brokers, std::shared_ptr<zmq_mesh> mesh)
+    : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
       mesh_(std::move(mesh)) {
-    auto sc = std::make_shared<session_config>();
-    sc->node_id = cfg.node_id;
-    sc->limits.max_data_bytes = cfg.max_data_bytes;
-    sc->messages_per_second = cfg.messages_per_second;
-    sc->burst = cfg.burst;
-    sc->max_errors = cfg.max_errors;
-    sc->error_window = cfg.error_window;
-    sc->max_subscriptions = cfg.max_subscriptions;
-    sc->readonly_namespaces = cfg.readonly_namespaces;
-    session_cfg_ = std::move(sc);
+    session_config sc;
+    sc.node_id = cfg.node_id;
+    sc.limits.max_data_bytes = cfg.max_data_bytes;
+    sc.messages_per_second = cfg.messages_per_second;
+    sc.burst = cfg.burst;
+    sc.max_errors = cfg.max_errors;
+    sc.error_window = cfg.error_window;
+    sc.max_subscriptions = cfg.max_subscriptions;
+    sc.readonly_namespaces = cfg.readonly_namespaces;
+    session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_);
   }
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
-                                                std::string& sid) override {
-    auto s = make_session(sys_, session_cfg_, m_, broker_, who, std::move(sink));
-    sid = cfg_.node_id + "-" + std::to_string(s.sid);
+                                                std::uint64_t& sid) override {
+    auto s = make_session(sys_, session_env_, who, std::move(sink));
+    sid = s.sid;
     return std::move(s.handler);
   }
 
   void api_publish(std::string ch, frame_ptr frame, api_done done) override {
-    caf::anon_send(broker_, atoms::pub::value, std::move(ch), std::move(frame),
+    const auto& shard = brokers_->owner(ch);
+    caf::anon_send(shard, atoms::pub::value, std::move(ch), std::move(frame),
                    api_completion{std::move(done)});
   }
 
   void api_send(std::string user, frame_ptr frame, api_done done) override {
-    caf::anon_send(broker_, atoms::dm::value, std::move(user), std::move(frame),
+    const auto& shard = brokers_->owner(user);
+    caf::anon_send(shard, atoms::dm::value, std::move(user), std::move(frame),
                    api_completion{std::move(done)});
   }
 
@@ -82,9 +84,9 @@ private:
   std::string version_;
   metrics& m_;
   caf::actor_system& sys_;
-  caf::actor broker_;
+  std::shared_ptr<const broker_set> brokers_;
   std::shared_ptr<zmq_mesh> mesh_;
-  std::shared_ptr<const session_config> session_cfg_;
+  std::shared_ptr<const session_env> session_env_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
 };
@@ -148,27 +150,35 @@ mesh_options make_mesh_options(const config& cfg) {
   return mo;
 }
 
-// What the mesh thread reports goes to the broker's mailbox.
-mesh_events events_for(const caf::actor& broker) {
+// What the mesh thread reports goes to the mailbox of the topic's shard.
+mesh_events events_for(std::shared_ptr<const broker_set> brokers) {
   mesh_events ev;
-  ev.deliver = [broker](topic_kind kind, std::string name, frame_ptr frame) {
-    caf::anon_send(broker, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
+  ev.deliver = [brokers](topic_kind kind, std::string name, frame_ptr frame) {
+    const auto& shard = brokers->owner(name);
+    caf::anon_send(shard, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
                    std::move(frame));
   };
-  ev.subscribed = [broker](topic_kind kind, std::string name) {
-    caf::anon_send(broker, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
+  ev.subscribed = [brokers](topic_kind kind, std::string name) {
+    const auto& shard = brokers->owner(name);
+    caf::anon_send(shard, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
   };
   return ev;
+}
+
+template <class Atom>
+void tell_all(const broker_set& brokers, Atom a) {
+  for (const auto& shard : brokers.all())
+    caf::anon_send(shard, a);
 }
 
 // Stops the broker and the mesh when start-up fails half-way, so that the
 // actor system can shut down.
 class startup_guard {
 public:
-  startup_guard(const caf::actor& broker, zmq_mesh* mesh) : broker_(broker), mesh_(mesh) {}
+  startup_guard(const broker_set& brokers, zmq_mesh* mesh) : brokers_(brokers), mesh_(mesh) {}
   ~startup_guard() {
     if (armed_) {
-      caf::anon_send(broker_, atoms::shutdown::value);
+      tell_all(brokers_, atoms::shutdown::value);
       if (mesh_)
         mesh_->stop();
     }
@@ -176,7 +186,7 @@ public:
   void disarm() { armed_ = false; }
 
 private:
-  caf::actor broker_;
+  const broker_set& brokers_;
   zmq_mesh* mesh_;
   bool armed_ = true;
 };
@@ -200,11 +210,12 @@ int run_node(const config& cfg, std::string_view version) {
     mesh = std::make_shared<zmq_mesh>(make_mesh_options(cfg), m);
   broker_options bo;
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
-  auto broker = spawn_broker(sys, m, mesh, bo);
-  startup_guard guard{broker, mesh.get()};
+  auto brokers = std::make_shared<const broker_set>(
+      spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
+  startup_guard guard{*brokers, mesh.get()};
   if (mesh)
-    mesh->start(events_for(broker)); // throws when the mesh port is taken
-  node_impl node{cfg, version, m, sys, broker, mesh};
+    mesh->start(events_for(brokers)); // throws when the mesh port is taken
+  node_impl node{cfg, version, m, sys, brokers, mesh};
   auto opts = make_server_options(cfg, fd_limit);
   auto max_conns = opts.max_connections;
   server srv{io, std::move(opts), node, m};
@@ -221,10 +232,10 @@ int run_node(const config& cfg, std::string_view version) {
 
   node.set_ready(true);
   spdlog::info("wsnode {} node={} listening on http://{}:{} (WebSocket: /ws) auth={} "
-               "io_threads={} actor_threads={} max_connections={} mesh={}",
+               "io_threads={} actor_threads={} broker_shards={} max_connections={} mesh={}",
                version, cfg.node_id, cfg.host, srv.port(),
                cfg.dev_mode() ? "dev (?user=, loopback only)" : "jwt-hs256", cfg.io_threads,
-               cfg.actor_threads, max_conns, cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
+               cfg.actor_threads, cfg.broker_shards, max_conns, cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
 
   // ---- drain: unready, refuse upgrades, close sessions with 1001, wait
   int sig = stop_signal.get_future().get();
@@ -233,7 +244,7 @@ int run_node(const config& cfg, std::string_view version) {
                cfg.drain_timeout.count());
   node.set_draining(); // /readyz: 503
   srv.set_draining();  // upgrades: 503; the listener stays up for health checks
-  caf::anon_send(broker, atoms::drain::value);
+  tell_all(*brokers, atoms::drain::value);
   auto deadline = t0 + cfg.drain_timeout;
   while (m.connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -259,7 +270,7 @@ int run_node(const config& cfg, std::string_view version) {
     stopped();
     std::_Exit(0);
   }
-  caf::anon_send(broker, atoms::shutdown::value);
+  tell_all(*brokers, atoms::shutdown::value);
   sys.await_all_actors_done();
   if (mesh)
     mesh->stop();

@@ -51,39 +51,40 @@ class ws_session final : public frame_sink,
                          public lane_session,
                          public std::enable_shared_from_this<ws_session> {
 public:
-  ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, session_identity who,
-             delivery_lane& lane)
-    : ctx_ptr_(std::move(ctx)), ctx_(*ctx_ptr_), lane_(lane), socket_(std::move(s)),
-      who_(std::move(who)), reader_(ctx_.opts.max_message_bytes, false), out_(ctx_.m) {}
+  ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, delivery_lane& lane)
+    : ctx_(std::move(ctx)), lane_(lane), socket_(std::move(s)),
+      reader_(ctx_->opts.max_message_bytes, false), out_(ctx_->m) {}
 
   ~ws_session() override {
     lane_.remove(this);
-    bump(ctx_.m.connections, -1);
+    bump(ctx_->m.connections, -1);
   }
 
   /// Answers the upgrade and starts the session.
-  void run(const ws_handshake& hs) {
+  void run(const ws_handshake& hs, const session_identity& who) {
     std::string res = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nServer: wsnode\r\nSec-WebSocket-Accept: ";
     res += ws::accept_key(hs.key);
     res += "\r\n";
-    if (ctx_.opts.compression && !hs.extensions.empty()) {
-      deflate_ = ws::negotiate_deflate(hs.extensions);
-      if (deflate_)
-        res += "Sec-WebSocket-Extensions: " + ws::deflate_response(*deflate_) + "\r\n";
+    if (ctx_->opts.compression && !hs.extensions.empty()) {
+      if (auto params = ws::negotiate_deflate(hs.extensions)) {
+        deflate_ = std::make_unique<compression>(compression{*params, nullptr});
+        res += "Sec-WebSocket-Extensions: " + ws::deflate_response(*params) + "\r\n";
+      }
     }
     res += "\r\n";
-    reader_ = ws::frame_reader{ctx_.opts.max_message_bytes, deflate_.has_value()};
+    reader_ = ws::frame_reader{ctx_->opts.max_message_bytes, deflate_ != nullptr};
     error_code ec;
     socket_.non_blocking(true, ec); // reads drain the socket until EAGAIN
     push_raw(std::move(res));       // written at once: the queue is empty
     if (phase_ == phase::closed) {
-      spdlog::debug("upgrade failed from {}: the client left", who_.remote);
+      spdlog::debug("upgrade failed from {}: the client left", who.remote);
       return; // no session was opened, none to close
     }
-    bump(ctx_.m.connections_total, 1);
-    handler_ = ctx_.node.open_session(who_, shared_from_this(), sid_);
-    spdlog::info("open sid={} user={} remote={}", sid_, who_.user, who_.remote);
+    bump(ctx_->m.connections_total, 1);
+    handler_ = ctx_->node.open_session(who, shared_from_this(), sid_);
+    spdlog::info("open sid={}-{} user={} remote={}", ctx_->opts.node_id, sid_, who.user,
+                 who.remote);
     lane_.add(this);
     last_rx_tick_ = lane_.tick();
     do_read();
@@ -93,7 +94,7 @@ public:
 
   send_result send(frame_ptr f) override {
     if (phase_.load(std::memory_order_acquire) != phase::open) {
-      ctx_.m.drop(drop_reason::closed);
+      ctx_->m.drop(drop_reason::closed);
       return send_result::closed;
     }
     lane_.push(this, std::move(f));
@@ -116,7 +117,7 @@ public:
 
   void input_done() override {
     auto left = pending_input_.fetch_sub(1) - 1;
-    if (left < ctx_.opts.max_pending_input && read_paused_.load())
+    if (left < ctx_->opts.max_pending_input && read_paused_.load())
       net::post(lane_.context(), [self = shared_from_this()] {
         if (self->phase_ == phase::open && self->read_paused_.exchange(false)) {
           self->last_rx_tick_ = self->lane_.tick();
@@ -130,12 +131,12 @@ public:
   /// One frame from the lane.
   void deliver(frame_ptr f) override {
     if (phase_ != phase::open) {
-      ctx_.m.drop(drop_reason::closed);
+      ctx_->m.drop(drop_reason::closed);
       return;
     }
     auto n = f->size();
-    if (out_.bytes() + n > ctx_.opts.max_queue_bytes && out_.bytes() > 0) {
-      ctx_.m.drop(drop_reason::slow_consumer);
+    if (out_.bytes() + n > ctx_->opts.max_queue_bytes && out_.bytes() > 0) {
+      ctx_->m.drop(drop_reason::slow_consumer);
       on_slow();
       return;
     }
@@ -143,7 +144,7 @@ public:
     if (deflate_) {
       // no context between messages: the thread's deflater serves everyone
       e.raw = ws::make_frame(ws::opcode::text,
-                             lane_.deflater(deflate_->server_window_bits).compress(*f), true);
+                             lane_.deflater(deflate_->params.server_window_bits).compress(*f), true);
     } else {
       e.header = ws::frame_header{ws::opcode::text, n};
       e.frame = std::move(f);
@@ -176,7 +177,7 @@ public:
       return;
     auto idle = tick - last_rx_tick_;
     if (idle >= 2 * lane_.ping_ticks()) {
-      spdlog::debug("idle timeout sid={}: dropping the connection", sid_);
+      spdlog::debug("idle timeout sid={}-{}: dropping the connection", ctx_->opts.node_id, sid_);
       return teardown();
     }
     if (idle >= lane_.ping_ticks() && !pinged_) {
@@ -217,7 +218,7 @@ private:
       if (n < rx_buffer_bytes)
         break;
     }
-    auto max = ctx_.opts.max_pending_input;
+    auto max = ctx_->opts.max_pending_input;
     if (pending_input_.load() >= max) {
       // Too many messages not yet handled: stop reading (TCP pushes back on
       // the client) until input_done() catches up.
@@ -256,6 +257,8 @@ private:
       }
       if (phase_ == phase::closed)
         return false;
+      if (discard_input_)
+        return true; // a violation inside a message (compressed data): read no further
     }
   }
 
@@ -263,18 +266,20 @@ private:
     auto text = reader_.take_message();
     bool binary = reader_.binary();
     if (reader_.compressed()) {
-      if (!inflater_)
-        inflater_ = std::make_unique<ws::inflater>();
+      auto& inflater = deflate_->inflater;
+      if (!inflater)
+        inflater = std::make_unique<ws::inflater>();
       std::string plain;
-      auto r = inflater_->decompress(text, plain, ctx_.opts.max_message_bytes);
-      if (deflate_->client_no_context)
-        inflater_.reset(); // nothing to keep between messages
+      auto r = inflater->decompress(text, plain, ctx_->opts.max_message_bytes);
+      if (deflate_->params.client_no_context)
+        inflater.reset(); // nothing to keep between messages
+      // violations found after the frame layer: as any other (on_violation)
       if (r == ws::inflater::result::too_big)
-        return start_close(close_code::too_big, "message too big");
+        return on_violation(close_code::too_big);
       if (r == ws::inflater::result::bad_data)
-        return start_close(1002, "bad compressed data");
+        return on_violation(1002);
       if (!binary && !ws::valid_utf8(plain))
-        return start_close(1007, "invalid UTF-8");
+        return on_violation(1007);
       text = std::move(plain);
     }
     if (phase_ != phase::open || !handler_)
@@ -289,7 +294,7 @@ private:
     if (input_ended_)
       return linger();
     peer_code_ = reader_.close_code();
-    peer_reason_ = std::string{reader_.close_reason()};
+    closing().peer_reason = std::string{reader_.close_reason()};
     if (phase_ == phase::open) {
       end_input(peer_code_, {});
       return linger();
@@ -307,7 +312,7 @@ private:
   // complete message before it is handled and answered, then the
   // connection fails with `code`. Nothing after it is read.
   void on_violation(std::uint16_t code) {
-    spdlog::debug("protocol error sid={}: {} ({})", sid_, code, reason_for(code));
+    spdlog::debug("protocol error sid={}-{}: {} ({})", ctx_->opts.node_id, sid_, code, reason_for(code));
     if (phase_ == phase::open && !input_ended_)
       end_input(code, reason_for(code));
     linger();
@@ -321,7 +326,7 @@ private:
     end_code_ = code;
     arm_kill_timer();
     if (handler_)
-      handler_->on_input_end(code, std::move(reason));
+      handler_->on_input_end(code);
     else
       start_close(code, std::move(reason));
   }
@@ -375,7 +380,7 @@ private:
   // The peer is gone (or the socket closed under a wait): nothing more can
   // be written, so what is queued is dropped and the connection ends.
   void fail_write(error_code ec) {
-    spdlog::debug("write failed sid={}: {}", sid_, ec.message());
+    spdlog::debug("write failed sid={}-{}: {}", ctx_->opts.node_id, sid_, ec.message());
     write_failed_ = true;
     discard_unsent(drop_reason::closed);
     teardown();
@@ -384,7 +389,7 @@ private:
   // Drops what is queued but not begun (see write_queue::discard_unsent).
   void discard_unsent(drop_reason why) {
     if (auto dropped = out_.discard_unsent(); dropped > 0)
-      ctx_.m.drop(why, dropped);
+      ctx_->m.drop(why, dropped);
   }
 
   // ------------------------------------------------------------ closing
@@ -392,8 +397,8 @@ private:
   void on_slow() {
     if (phase_ != phase::open)
       return;
-    spdlog::warn("slow consumer sid={} user={}: write queue over {} bytes, closing with 1013", sid_,
-                 who_.user, ctx_.opts.max_queue_bytes);
+    spdlog::warn("slow consumer sid={}-{}: write queue over {} bytes, closing with 1013",
+                 ctx_->opts.node_id, sid_, ctx_->opts.max_queue_bytes);
     discard_unsent(drop_reason::slow_consumer);
     start_close(close_code::try_later, "slow consumer");
   }
@@ -408,11 +413,15 @@ private:
       return;
     phase_ = phase::closing;
     close_code_ = code;
-    close_reason_ = std::move(reason);
+    // the session closes after the end of input with no reason: the
+    // violation's (the client's own close is echoed without one)
+    if (reason.empty() && input_ended_ && code == end_code_ && code != peer_code_)
+      reason = reason_for(code);
+    closing().reason = std::move(reason);
     arm_kill_timer(); // a client that never answers must not hold the close forever
     // 1005 (the client's close had no code) is never sent: an empty close
     push_raw(code == 1005 ? ws::make_frame(ws::opcode::close, {})
-                          : ws::make_close(code, close_reason_));
+                          : ws::make_close(code, closing().reason));
     if (discard_input_)
       return linger();
     reader_.skip_data(); // data frames are dropped while the client's close is awaited
@@ -438,24 +447,26 @@ private:
   // close_timeout gets its close frame sent anyway (and another
   // close_timeout); a client that never completes the close is dropped.
   void arm_kill_timer() {
-    if (kill_timer_)
+    auto& c = closing();
+    if (c.timer_armed)
       return;
-    kill_timer_ = std::make_unique<net::steady_timer>(lane_.context());
-    kill_timer_->expires_after(ctx_.opts.close_timeout);
-    kill_timer_->async_wait([self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
+    c.timer_armed = true;
+    c.timer.expires_after(ctx_->opts.close_timeout);
+    c.timer.async_wait([self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
   }
 
   void on_kill_timer(error_code ec) {
     if (ec || phase_ == phase::closed)
       return;
     if (phase_ == phase::open) {
-      spdlog::warn("close timeout sid={}: the session did not close; closing", sid_);
+      spdlog::warn("close timeout sid={}-{}: the session did not close; closing", ctx_->opts.node_id, sid_);
       start_close(end_code_, reason_for(end_code_));
-      kill_timer_->expires_after(ctx_.opts.close_timeout);
-      kill_timer_->async_wait([self = shared_from_this()](error_code e) { self->on_kill_timer(e); });
+      closing_->timer.expires_after(ctx_->opts.close_timeout);
+      closing_->timer.async_wait(
+          [self = shared_from_this()](error_code e) { self->on_kill_timer(e); });
       return;
     }
-    spdlog::debug("close timeout sid={}: dropping the TCP connection", sid_);
+    spdlog::debug("close timeout sid={}-{}: dropping the TCP connection", ctx_->opts.node_id, sid_);
     teardown();
   }
 
@@ -469,7 +480,7 @@ private:
 
   // A read failed: the peer is gone (or reset) without a closing handshake.
   void lost(error_code ec) {
-    spdlog::debug("read ended sid={}: {}", sid_, ec.message());
+    spdlog::debug("read ended sid={}-{}: {}", ctx_->opts.node_id, sid_, ec.message());
     teardown();
   }
 
@@ -479,33 +490,50 @@ private:
     phase_ = phase::closed;
     if (handler_) { // a session was opened (not when the 101 could not be written)
       std::uint16_t code = close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
-      const std::string& why = close_code_ ? close_reason_ : peer_reason_;
-      ctx_.m.close(code);
-      spdlog::info("close sid={} user={} code={} reason=\"{}\"", sid_, who_.user, code, why);
+      std::string_view why;
+      if (closing_)
+        why = close_code_ ? closing_->reason : closing_->peer_reason;
+      ctx_->m.close(code);
+      spdlog::info("close sid={}-{} code={} reason=\"{}\"", ctx_->opts.node_id, sid_, code, why);
       handler_->on_closed();
       handler_.reset();
     }
-    if (kill_timer_)
-      kill_timer_->cancel();
+    if (closing_)
+      closing_->timer.cancel();
     discard_unsent(drop_reason::closed);
     lane_.remove(this);
-    inflater_.reset();
+    if (deflate_)
+      deflate_->inflater.reset();
   }
 
-  std::shared_ptr<server_context> ctx_ptr_; // keeps ctx_ alive as long as this session
-  server_context& ctx_;
+  // What only an ending connection needs, kept out of every open one.
+  struct closing_state {
+    explicit closing_state(net::io_context& ioc) : timer(ioc) {}
+    net::steady_timer timer; // bounds the close (see arm_kill_timer)
+    std::string reason;      // of our close frame
+    std::string peer_reason; // of the client's
+    bool timer_armed = false;
+  };
+  closing_state& closing() {
+    if (!closing_)
+      closing_ = std::make_unique<closing_state>(lane_.context());
+    return *closing_;
+  }
+
+  std::shared_ptr<server_context> ctx_; // alive as long as this session
   delivery_lane& lane_;
   stream_socket socket_;
-  session_identity who_;
-  std::string sid_;
+  std::uint64_t sid_ = 0;
   std::unique_ptr<session_handler> handler_;
   ws::frame_reader reader_;
-  std::optional<ws::deflate_params> deflate_;
-  std::unique_ptr<ws::inflater> inflater_;
+  // permessage-deflate, when negotiated (most connections: not)
+  struct compression {
+    ws::deflate_params params;
+    std::unique_ptr<ws::inflater> inflater; // kept between messages unless no_context
+  };
+  std::unique_ptr<compression> deflate_;
   write_queue out_;
-  std::unique_ptr<net::steady_timer> kill_timer_;
-  std::string close_reason_;
-  std::string peer_reason_;
+  std::unique_ptr<closing_state> closing_; // made when the connection starts to end
   std::uint32_t last_rx_tick_ = 0;
   std::uint16_t close_code_ = 0; // ours, once we started closing
   std::uint16_t peer_code_ = 0;  // the client's, from its close frame
@@ -539,9 +567,9 @@ struct deferred_delete {
 void start_ws_session(std::shared_ptr<server_context> ctx, stream_socket&& socket, ws_handshake hs,
                       session_identity who, std::size_t lane) {
   auto& l = *ctx->lanes.at(lane);
-  std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), std::move(who), l),
+  std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), l),
                                 deferred_delete{&l.context()}};
-  s->run(hs);
+  s->run(hs, who);
 }
 
 } // namespace wsnode::transport

@@ -45,15 +45,18 @@ TEST_CASE("topic_registry: first/last interest, two-way cleanup") {
 TEST_CASE("token_bucket: burst, refill, disabled") {
   using clock = token_bucket::clock;
   auto t0 = clock::now();
-  token_bucket b{10, 3, t0};
-  CHECK(b.take(t0));
-  CHECK(b.take(t0));
-  CHECK(b.take(t0));
-  CHECK_FALSE(b.take(t0)); // burst used up
-  CHECK_FALSE(b.take(t0 + std::chrono::milliseconds(50)));
-  CHECK(b.take(t0 + std::chrono::milliseconds(150)));                         // 1.5 tokens refilled
-  CHECK(b.available(t0 + std::chrono::seconds(100)) == doctest::Approx(3.0)); // capped
-  token_bucket off{0, 1, t0};
+  const bucket_limits l{10, 3};
+  token_bucket b{l, t0};
+  CHECK(b.take(l, t0));
+  CHECK(b.take(l, t0));
+  CHECK(b.take(l, t0));
+  CHECK_FALSE(b.take(l, t0)); // burst used up
+  CHECK_FALSE(b.take(l, t0 + std::chrono::milliseconds(50)));
+  CHECK(b.take(l, t0 + std::chrono::milliseconds(150)));                         // 1.5 tokens refilled
+  CHECK(b.available(l, t0 + std::chrono::seconds(100)) == doctest::Approx(3.0)); // capped
+  const bucket_limits off{0, 1};
+  token_bucket unlimited{off, t0};
   for (int i = 0; i < 1000; ++i)
-    CHECK(off.take(t0));
+    CHECK(unlimited.take(off, t0));
+  CHECK(sizeof(token_bucket) == 16); // two per connection
 }

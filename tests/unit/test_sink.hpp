@@ -61,10 +61,10 @@ public:
   }
   /// Tells the attached handler the client's input ended (close frame or
   /// protocol violation), as transport would.
-  void end_input(std::uint16_t code, std::string reason = {}) {
+  void end_input(std::uint16_t code) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
     if (handler_ != nullptr)
-      handler_->on_input_end(code, std::move(reason));
+      handler_->on_input_end(code);
   }
   /// Tells the attached handler the connection closed.
   void closed() {
@@ -101,10 +101,6 @@ public:
   std::size_t frames_at_close() {
     std::lock_guard<std::mutex> g{mu_};
     return frames_at_close_;
-  }
-  std::string close_reason() {
-    std::lock_guard<std::mutex> g{mu_};
-    return close_reason_;
   }
 
 private:
