@@ -55,6 +55,7 @@ public:
   }
 
   void on_messages(client_messages& batch) {
+    send_batch replies; // the replies to one read reach the I/O thread together
     for (auto& msg : batch)
       on_message(std::move(msg.text), msg.binary);
   }

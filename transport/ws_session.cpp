@@ -102,6 +102,9 @@ public:
   }
 
   void close(std::uint16_t code, std::string reason) override {
+    // frames the caller sent before, still held by its send_batch, go first
+    if (send_batch::active())
+      delivery_lane::hand_over();
     net::post(lane_.context(), [self = shared_from_this(), code, r = std::move(reason)]() mutable {
       self->start_close(code, std::move(r));
     });
