@@ -62,6 +62,7 @@ bind = "tcp://127.0.0.1:7001"
 peers = ["tcp://10.0.0.2:7001", "tcp://node3.internal:7001"]
 [runtime]
 scheduler = "stealing"
+broker_shards = 4
 )",
                         ".");
   CHECK(c.node_id == "edge-7");
@@ -76,6 +77,7 @@ scheduler = "stealing"
   CHECK(c.readonly_namespaces == std::vector<std::string>{"news"});
   CHECK(c.mesh_peers.size() == 2);
   CHECK(c.scheduler == "stealing");
+  CHECK(c.broker_shards == 4);
 }
 
 TEST_CASE("bad configs name the key") {
@@ -99,6 +101,8 @@ TEST_CASE("bad configs name the key") {
   CHECK(key_of("[mesh]\npeers = [\"tcp://127.0.0.1:7001\"]\n") == "mesh.bind");
   CHECK(key_of("[log]\nlevel = \"loud\"\n") == "log.level");
   CHECK(key_of("[runtime]\nscheduler = \"spin\"\n") == "runtime.scheduler");
+  CHECK(key_of("[runtime]\nbroker_shards = 0\n") == "runtime.broker_shards");
+  CHECK(key_of("[runtime]\nbroker_shards = 65\n") == "runtime.broker_shards");
   CHECK(key_of("[channels]\nreadonly_namespaces = [\"a:b\"]\n") == "channels.readonly_namespaces");
   CHECK(key_of("[node\n") == "<file>");
 }
