@@ -17,7 +17,11 @@ class Cluster:
         args = ["up", str(n), "--port", "0"]
         for s in sets:
             args += ["--set", s]
-        self.run(*args)
+        try:
+            self.run(*args)
+        except Exception:
+            self.run("down", check=False)  # what started before the failure, by PID
+            raise
         self.reload()
 
     def run(self, *args, check=True):

@@ -26,17 +26,24 @@ WSNODE = os.environ.get("WSNODE_BIN", os.path.join(ROOT, "build", "wsnode"))
 SANITIZED = os.environ.get("WSNODE_SANITIZED") == "1"
 
 
+_given = set()  # ports handed out in this test run: never twice
+
+
 def free_port():
     """A free port below the kernel's ephemeral range (32768+ on Linux), so
     that outgoing connections (mesh reconnects, clients) cannot take it
-    between this check and the server's bind."""
+    between this check and the server's bind; never one handed out before
+    in this run (a node may bind its port only later)."""
     for _ in range(1000):
         port = random.randrange(20000, 32000)
+        if port in _given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _given.add(port)
             return port
     raise RuntimeError("no free port in 20000-32000")
 
