@@ -43,8 +43,8 @@ using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completi
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
 
 // transport -> session actor (see session.cpp)
-using input = caf::atom_constant<caf::atom("input")>;         ///< (client_messages) one read
-using event = caf::atom_constant<caf::atom("event")>;         ///< (session_event, arg) from the broker
+using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read
+using event = caf::atom_constant<caf::atom("event")>; ///< (session_event, arg) from the broker
 using input_end = caf::atom_constant<caf::atom("input_end")>; ///< (code) close frame or violation
 using closed = caf::atom_constant<caf::atom("closed")>;       ///< () the connection is gone
 

@@ -49,9 +49,9 @@ public:
     // The broker sends hello once the user is reachable from every node,
     // then tells us `joined`; commands that arrive before are kept until then.
     const auto& node = env_->cfg.node_id;
-    caf::anon_send(env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
-                   make_frame(protocol::encode_hello(node, user_,
-                                                     node + "-" + std::to_string(sid_))));
+    caf::anon_send(
+        env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
+        make_frame(protocol::encode_hello(node, user_, node + "-" + std::to_string(sid_))));
   }
 
   void on_messages(client_messages& batch) {
@@ -206,7 +206,8 @@ private:
     case protocol::op::unsub:
       if (auto it = std::find(subs_.begin(), subs_.end(), cmd.ch); it != subs_.end()) {
         subs_.erase(it);
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_, std::string{cmd.ch});
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_,
+                       std::string{cmd.ch});
       }
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     case protocol::op::pub:
@@ -235,8 +236,8 @@ private:
   std::uint64_t sid_ = 0;
   std::string user_;
   std::vector<std::string> subs_; // a few per session: a vector beats a hash set
-  token_bucket rate_;   // set by init()
-  token_bucket errors_; // set by init()
+  token_bucket rate_;             // set by init()
+  token_bucket errors_;           // set by init()
   // Replies waiting behind a `sub` that is not live yet, in command order;
   // base is the slot number of replies.front().
   struct held_replies {

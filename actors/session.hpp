@@ -64,8 +64,9 @@ struct new_session {
 /// Spawns the session actor of one upgraded connection: it joins the
 /// broker shard of its user (see broker_set), which sends `hello` once the
 /// user is reachable from every node. The returned handler (transport's
-/// side) feeds the actor; the actor leaves the brokers and exits when the connection closes (`on_closed`) or the
-/// handler is destroyed. It holds `sink` until it has exited.
+/// side) feeds the actor; the actor leaves the brokers and exits when the
+/// connection closes (`on_closed`) or the handler is destroyed. It holds
+/// `sink` until it has exited.
 new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_env> env,
                          const session_identity& who, sink_ptr sink);
 

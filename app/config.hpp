@@ -57,7 +57,7 @@ struct config {
   std::size_t mesh_hwm = 100000;
   // [runtime]
   std::size_t actor_threads = 1;
-  std::size_t broker_shards = 1; ///< broker actors, topics split by hash
+  std::size_t broker_shards = 1;     ///< broker actors, topics split by hash
   std::string scheduler = "sharing"; ///< CAF policy: sharing | stealing
   // [log]
   std::string log_level = "info";

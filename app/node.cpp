@@ -210,8 +210,8 @@ int run_node(const config& cfg, std::string_view version) {
     mesh = std::make_shared<zmq_mesh>(make_mesh_options(cfg), m);
   broker_options bo;
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
-  auto brokers = std::make_shared<const broker_set>(
-      spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
+  auto brokers =
+      std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
   startup_guard guard{*brokers, mesh.get()};
   if (mesh)
     mesh->start(events_for(brokers)); // throws when the mesh port is taken
@@ -235,7 +235,8 @@ int run_node(const config& cfg, std::string_view version) {
                "io_threads={} actor_threads={} broker_shards={} max_connections={} mesh={}",
                version, cfg.node_id, cfg.host, srv.port(),
                cfg.dev_mode() ? "dev (?user=, loopback only)" : "jwt-hs256", cfg.io_threads,
-               cfg.actor_threads, cfg.broker_shards, max_conns, cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
+               cfg.actor_threads, cfg.broker_shards, max_conns,
+               cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
 
   // ---- drain: unready, refuse upgrades, close sessions with 1001, wait
   int sig = stop_signal.get_future().get();
@@ -258,9 +259,9 @@ int run_node(const config& cfg, std::string_view version) {
   // running destructors.
   srv.stop_accepting();
   auto stopped = [&] {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     spdlog::info("stopped after {} ms; {} connections were left", ms, left);
     spdlog::default_logger()->flush();
   };

@@ -42,7 +42,7 @@ public:
   void reset() noexcept { *this = utf8_validator{}; }
 
 private:
-  std::uint8_t need_ = 0; // continuation bytes still due
+  std::uint8_t need_ = 0;              // continuation bytes still due
   std::uint8_t lo_ = 0x80, hi_ = 0xBF; // allowed range of the next one
   bool bad_ = false;
 };

@@ -60,9 +60,15 @@ void delivery_lane::drain() {
 }
 
 void delivery_lane::flush_dirty() {
-  for (auto* s : dirty_)
-    s->flush();
-  dirty_.clear();
+  // flush() may end a session (remove() clears its flag): sessions are
+  // freed only by a task posted later, so the pointers stay valid here
+  flushing_.swap(dirty_);
+  for (auto* s : flushing_)
+    if (s->dirty_) {
+      s->dirty_ = false;
+      s->flush();
+    }
+  flushing_.clear();
   last_flush_ = std::chrono::steady_clock::now();
 }
 
@@ -84,6 +90,10 @@ void delivery_lane::add(lane_session* s) {
 }
 
 void delivery_lane::remove(lane_session* s) noexcept {
+  if (s->dirty_) { // rare: it ends with a coalesced flush pending
+    s->dirty_ = false;
+    dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), s), dirty_.end());
+  }
   if (!s->linked_)
     return;
   s->linked_ = false;

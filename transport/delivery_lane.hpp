@@ -51,6 +51,7 @@ private:
   lane_session* prev_ = nullptr; // the lane's list of open sessions
   lane_session* next_ = nullptr;
   bool linked_ = false;
+  bool dirty_ = false; // in the lane's list of sessions to flush
 };
 
 /// What the sessions of one io_context share.
@@ -87,7 +88,12 @@ public:
   static void hand_over();
 
   /// io thread: a session with queued output, to flush at the end of the batch.
-  void mark_dirty(lane_session* s) { dirty_.push_back(s); }
+  void mark_dirty(lane_session* s) {
+    if (!s->dirty_) {
+      s->dirty_ = true;
+      dirty_.push_back(s);
+    }
+  }
   /// io thread: true while a batch is being handed out.
   bool draining() const noexcept { return draining_; }
 
@@ -106,6 +112,8 @@ public:
 
   // keep-alive (io thread)
   void add(lane_session* s);
+  /// Forgets `s` (keep-alive list, pending flush): it is about to end. A
+  /// session can end while a coalesced flush is pending for it.
   void remove(lane_session* s) noexcept;
   std::uint32_t tick() const noexcept { return tick_; }
   std::uint32_t ping_ticks() const noexcept { return ping_ticks_; }
@@ -150,6 +158,7 @@ private:
   std::vector<std::pair<lane_session*, std::uint32_t>> work_;
   std::vector<frame_ptr> work_frames_;
   std::vector<lane_session*> dirty_;
+  std::vector<lane_session*> flushing_; // dirty_ while flush_dirty runs
   std::chrono::steady_clock::time_point last_flush_{};
   bool draining_ = false;
   bool timer_armed_ = false;

@@ -146,8 +146,8 @@ public:
     out_entry e;
     if (deflate_) {
       // no context between messages: the thread's deflater serves everyone
-      e.raw = ws::make_frame(ws::opcode::text,
-                             lane_.deflater(deflate_->params.server_window_bits).compress(*f), true);
+      e.raw = ws::make_frame(
+          ws::opcode::text, lane_.deflater(deflate_->params.server_window_bits).compress(*f), true);
     } else {
       e.header = ws::frame_header{ws::opcode::text, n};
       e.frame = std::move(f);
@@ -158,7 +158,6 @@ public:
   /// Writes what is queued (see write_queue); only when the kernel's buffer
   /// is full does the session wait for the socket to become writable.
   void flush() override {
-    dirty_ = false;
     if (writing_ || write_failed_ || out_.empty())
       return;
     error_code ec;
@@ -315,7 +314,8 @@ private:
   // complete message before it is handled and answered, then the
   // connection fails with `code`. Nothing after it is read.
   void on_violation(std::uint16_t code) {
-    spdlog::debug("protocol error sid={}-{}: {} ({})", ctx_->opts.node_id, sid_, code, reason_for(code));
+    spdlog::debug("protocol error sid={}-{}: {} ({})", ctx_->opts.node_id, sid_, code,
+                  reason_for(code));
     if (phase_ == phase::open && !input_ended_)
       end_input(code, reason_for(code));
     linger();
@@ -364,8 +364,7 @@ private:
     out_.push(std::move(e));
     if (!lane_.draining()) {
       flush();
-    } else if (!dirty_) {
-      dirty_ = true;
+    } else {
       lane_.mark_dirty(this);
     }
   }
@@ -462,7 +461,8 @@ private:
     if (ec || phase_ == phase::closed)
       return;
     if (phase_ == phase::open) {
-      spdlog::warn("close timeout sid={}-{}: the session did not close; closing", ctx_->opts.node_id, sid_);
+      spdlog::warn("close timeout sid={}-{}: the session did not close; closing",
+                   ctx_->opts.node_id, sid_);
       start_close(end_code_, reason_for(end_code_));
       closing_->timer.expires_after(ctx_->opts.close_timeout);
       closing_->timer.async_wait(
@@ -544,7 +544,6 @@ private:
   bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
-  bool dirty_ = false;
   bool input_ended_ = false; // the client's close or a violation was read
   bool shutdown_after_flush_ = false;
   bool teardown_after_flush_ = false;

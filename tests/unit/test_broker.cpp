@@ -345,13 +345,14 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
   for (int i = 0; i < 300; ++i)
     sink->feed(R"({"op":"ping"})");
   CHECK(sink->wait_close() == close_code::policy);
-  CHECK(sink->frames().size() == 1);  // nothing answered before joined
+  CHECK(sink->frames().size() == 1); // nothing answered before joined
   // the refused ones are released at once (the actor may still be at it)
   CHECK(eventually([&] { return sink->inputs() == 300 - 256; }));
   sink->attach(nullptr);
 }
 
-TEST_CASE_FIXTURE(actor_fixture, "the end of input closes after every earlier command is answered") {
+TEST_CASE_FIXTURE(actor_fixture,
+                  "the end of input closes after every earlier command is answered") {
   auto sink = std::make_shared<recording_sink>();
   auto s = make_session(*sys, env(), {"ivy", "t"}, sink);
   sink->attach(s.handler.get());
@@ -370,7 +371,8 @@ TEST_CASE_FIXTURE(actor_fixture, "the end of input closes after every earlier co
   sink->attach(nullptr);
 }
 
-TEST_CASE_FIXTURE(actor_fixture, "session actor: unsub and ping; it exits when the connection ends") {
+TEST_CASE_FIXTURE(actor_fixture,
+                  "session actor: unsub and ping; it exits when the connection ends") {
   auto sink = std::make_shared<recording_sink>();
   auto other = std::make_shared<recording_sink>();
   auto s = make_session(*sys, env(), {"uma", "t"}, sink);

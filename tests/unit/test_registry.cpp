@@ -52,7 +52,7 @@ TEST_CASE("token_bucket: burst, refill, disabled") {
   CHECK(b.take(l, t0));
   CHECK_FALSE(b.take(l, t0)); // burst used up
   CHECK_FALSE(b.take(l, t0 + std::chrono::milliseconds(50)));
-  CHECK(b.take(l, t0 + std::chrono::milliseconds(150)));                         // 1.5 tokens refilled
+  CHECK(b.take(l, t0 + std::chrono::milliseconds(150))); // 1.5 tokens refilled
   CHECK(b.available(l, t0 + std::chrono::seconds(100)) == doctest::Approx(3.0)); // capped
   const bucket_limits off{0, 1};
   token_bucket unlimited{off, t0};

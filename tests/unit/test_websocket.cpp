@@ -103,7 +103,8 @@ TEST_CASE("websocket: UTF-8 checked piece by piece fails at the first bad byte")
     CHECK(v.complete());
   }
   // each fails on the byte that rules out every valid continuation
-  for (std::string_view bad : {"\xed\xa0", "\xf4\x90", "\xe0\x9f", "\xf0\x8f", "\xc2\x41", "\xc1"}) {
+  for (std::string_view bad :
+       {"\xed\xa0", "\xf4\x90", "\xe0\x9f", "\xf0\x8f", "\xc2\x41", "\xc1"}) {
     utf8_validator v;
     CHECK(v.feed(bad.substr(0, bad.size() - 1)));
     CHECK_FALSE(v.feed(bad.substr(bad.size() - 1)));
@@ -117,8 +118,8 @@ TEST_CASE("websocket: UTF-8 checked piece by piece fails at the first bad byte")
 TEST_CASE("websocket: invalid UTF-8 fails the message before its end arrives") {
   // the second of three fragments holds a surrogate; the third is never fed
   frame_reader r{1024, false};
-  auto first_two = client_frame(1, R"({"op":"ping","id":")", false) +
-                   client_frame(0, "ok \xed\xa0\x80", false);
+  auto first_two =
+      client_frame(1, R"({"op":"ping","id":")", false) + client_frame(0, "ok \xed\xa0\x80", false);
   CHECK(parse(r, first_two).error == 1007);
   // one frame, chopped: the bad byte is found in the first half
   frame_reader r2{1024, false};
