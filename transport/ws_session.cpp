@@ -36,8 +36,6 @@ const char* reason_for(std::uint16_t code) {
     return "message too big";
   case 1007:
     return "invalid UTF-8";
-  case 1005:
-    return "";
   default:
     return "protocol error";
   }
@@ -298,7 +296,7 @@ private:
     peer_code_ = reader_.close_code();
     closing().peer_reason = std::string{reader_.close_reason()};
     if (phase_ == phase::open) {
-      end_input(peer_code_, {});
+      end_input(peer_code_);
       return linger();
     }
     // The answer to our close: the handshake is complete, the client has
@@ -317,21 +315,21 @@ private:
     spdlog::debug("protocol error sid={}-{}: {} ({})", ctx_->opts.node_id, sid_, code,
                   reason_for(code));
     if (phase_ == phase::open && !input_ended_)
-      end_input(code, reason_for(code));
+      end_input(code);
     linger();
   }
 
   // The client's input ends: the session answers what came before, then
   // closes (sink close -> start_close). If it does not within
   // close_timeout, the close goes out anyway (see arm_kill_timer).
-  void end_input(std::uint16_t code, std::string reason) {
+  void end_input(std::uint16_t code) {
     input_ended_ = true;
     end_code_ = code;
     arm_kill_timer();
     if (handler_)
       handler_->on_input_end(code);
     else
-      start_close(code, std::move(reason));
+      start_close(code, {});
   }
 
   // A lingering close: input is dropped from now on; once our close frame
@@ -415,8 +413,8 @@ private:
       return;
     phase_ = phase::closing;
     close_code_ = code;
-    // the session closes after the end of input with no reason: the
-    // violation's (the client's own close is echoed without one)
+    // the close due at the end of input carries the violation's reason;
+    // the client's own close is echoed without one
     if (reason.empty() && input_ended_ && code == end_code_ && code != peer_code_)
       reason = reason_for(code);
     closing().reason = std::move(reason);
@@ -453,8 +451,13 @@ private:
     if (c.timer_armed)
       return;
     c.timer_armed = true;
-    c.timer.expires_after(ctx_->opts.close_timeout);
-    c.timer.async_wait([self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
+    wait_kill_timer();
+  }
+
+  void wait_kill_timer() {
+    closing_->timer.expires_after(ctx_->opts.close_timeout);
+    closing_->timer.async_wait(
+        [self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
   }
 
   void on_kill_timer(error_code ec) {
@@ -463,11 +466,8 @@ private:
     if (phase_ == phase::open) {
       spdlog::warn("close timeout sid={}-{}: the session did not close; closing",
                    ctx_->opts.node_id, sid_);
-      start_close(end_code_, reason_for(end_code_));
-      closing_->timer.expires_after(ctx_->opts.close_timeout);
-      closing_->timer.async_wait(
-          [self = shared_from_this()](error_code e) { self->on_kill_timer(e); });
-      return;
+      start_close(end_code_, {});
+      return wait_kill_timer();
     }
     spdlog::debug("close timeout sid={}-{}: dropping the TCP connection", ctx_->opts.node_id, sid_);
     teardown();
