@@ -2,10 +2,11 @@
 (so that the script and the deploy/ templates are tested too)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
-from harness import ROOT, WSNODE, Node
+from harness import ROOT, SANITIZER_REPORTS, WSNODE, Node
 
 SCRIPT = os.path.join(ROOT, "scripts", "cluster")
 
@@ -71,6 +72,23 @@ class Cluster:
 
     def status(self):
         return json.loads(self.run("status", "--json").stdout)
+
+    def finish(self):
+        """Stops the cluster (what scripts/cluster leaves running is killed by
+        PID, and fails the test), then looks for sanitizer reports in the
+        nodes' logs."""
+        leftover = self.down()
+        for pid in leftover:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert not leftover, f"scripts/cluster down left {leftover} running"
+        for n in self.nodes:
+            with open(n.log_path, errors="replace") as f:
+                log = f.read()
+            for needle in SANITIZER_REPORTS:
+                assert needle not in log, f"{n.id}: {needle}"
 
     def down(self):
         self.run("down", check=False)

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import Node  # noqa: E402
+from harness import SANITIZER_REPORTS, Node  # noqa: E402
 
 
 @pytest.fixture
@@ -42,8 +42,6 @@ def make_node(tmp_path):
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
 
-
-SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 @pytest.fixture

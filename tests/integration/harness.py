@@ -29,6 +29,10 @@ SANITIZED = os.environ.get("WSNODE_SANITIZED") == "1"
 _given = set()  # ports handed out in this test run: never twice
 
 
+# What a sanitizer build writes to a node's log when it finds something.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 def free_port():
     """A free port below the kernel's ephemeral range (32768+ on Linux), so
     that outgoing connections (mesh reconnects, clients) cannot take it

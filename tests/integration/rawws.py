@@ -1,6 +1,7 @@
 """A byte-level WebSocket client of our own (RFC 6455), for tests that need
 control a library hides: never reading, invalid UTF-8, raw close frames."""
 import base64
+import json
 import os
 import socket
 import struct
@@ -79,6 +80,15 @@ class RawClient:
             self.sock.close()
         except OSError:
             pass
+
+
+def opened(node, user, **kw):
+    """A dev-mode session of `user` on `node`, past its hello."""
+    c = RawClient(node.port, f"/ws?user={user}", **kw)
+    assert c.status == 101
+    op, hello = c.recv_frame()
+    assert op == 0x1 and json.loads(hello)["op"] == "hello"
+    return c
 
 
 def _mask_fast(payload, mask):

@@ -1,9 +1,6 @@
 """[runtime] broker_shards = 2: topics split over two broker actors by hash.
 A session subscribes in the shards of its channels and gets hello and DMs
 from its user's; clients see one node, and the gauges add up over shards."""
-import os
-import signal
-
 from cluster import Cluster
 from harness import call, connect, connect_url, recv, run, silent, sub, wait_until
 
@@ -71,15 +68,4 @@ def test_two_shards_across_a_mesh(tmp_path):
 
         run(go())
     finally:
-        leftover = c.down()
-        for pid in leftover:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        assert not leftover
-    for n in c.nodes:
-        with open(n.log_path, errors="replace") as f:
-            log = f.read()
-        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert needle not in log, f"{n.id}: {needle}"
+        c.finish()

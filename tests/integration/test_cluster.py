@@ -3,8 +3,6 @@ other across nodes, traffic goes only where subscribers are, and clients
 fail over when a node dies or drains."""
 import asyncio
 import json
-import os
-import signal
 import time
 
 import pytest
@@ -20,18 +18,7 @@ SETS = ["mesh.heartbeat_ms=200", "mesh.unsubscribe_linger_ms=500", "limits.messa
 def cluster(tmp_path):
     c = Cluster(tmp_path / "cluster", 3, SETS)
     yield c
-    leftover = c.down()
-    for pid in leftover:  # the script failed to stop something: do it here
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    assert not leftover, f"scripts/cluster down left {leftover} running"
-    for n in c.nodes:
-        with open(n.log_path, errors="replace") as f:
-            log = f.read()
-        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert needle not in log, f"{n.id}: {needle}"
+    c.finish()
 
 
 async def direct(cluster, node_id, user):

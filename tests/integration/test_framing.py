@@ -7,15 +7,7 @@ import struct
 import time
 
 from harness import wait_until
-from rawws import RawClient
-
-
-def opened(node, user):
-    c = RawClient(node.port, f"/ws?user={user}")
-    assert c.status == 101
-    op, hello = c.recv_frame()
-    assert op == 0x1 and json.loads(hello)["op"] == "hello"
-    return c
+from rawws import RawClient, opened
 
 
 def test_fragments_and_interleaved_ping_are_reassembled(node):

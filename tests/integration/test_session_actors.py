@@ -8,17 +8,9 @@ import struct
 import time
 
 from harness import SANITIZED, wait_until
-from rawws import RawClient
+from rawws import opened
 
 N = 20
-
-
-def opened(node, user, **kw):
-    c = RawClient(node.port, f"/ws?user={user}", **kw)
-    assert c.status == 101
-    op, hello = c.recv_frame()
-    assert op == 0x1 and json.loads(hello)["op"] == "hello"
-    return c
 
 
 def actors(node):
