@@ -9,12 +9,15 @@
 //   - every message of a subscribed topic published by another node;
 //   - for every subscribe(), once: the subscription is live on every node
 //     currently reachable (or a timeout passed), so that an `ack` sent after
-//     it means "messages published from now on reach you".
+//     it means "messages published from now on reach you";
+//   - service messages sent to this node (`atoms::node_msg`) and changes of
+//     the set of live peers (`atoms::view`), for channel history.
 #pragma once
 
 #include "actors/ports.hpp"
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace wsnode {
@@ -31,6 +34,9 @@ public:
   virtual void unsubscribe(topic_kind kind, std::string_view name) = 0;
   /// Sends an encoded client frame to the other nodes interested in `name`.
   virtual void publish(topic_kind kind, std::string_view name, const frame_ptr& frame) = 0;
+  /// Sends a service message (history, see actors/history_service.hpp) to
+  /// the node `node`. Best effort: it may be lost.
+  virtual void send_to_node(std::string_view node, std::string payload) = 0;
   /// The broker finished one message this backbone handed it (flow control:
   /// the backbone stops reading while too many are in flight).
   virtual void handled() noexcept = 0;

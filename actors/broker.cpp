@@ -52,6 +52,7 @@ void broker_core::leave(sid_type sid, clock::time_point now) {
   if (it == sessions_.end())
     return;
   channels_.remove_all(sid, [&](std::string_view ch) { unwant(topic_kind::channel, ch, now); });
+  held_.erase(sid);
   if (it->second.user != nullptr) {
     --joined_;
     auto u = users_.find(*it->second.user);
@@ -82,6 +83,7 @@ bool broker_core::unsubscribe(sid_type sid, std::string_view ch, clock::time_poi
   auto* subs = channels_.find(ch);
   if (subs == nullptr || subs->count(sid) == 0)
     return false;
+  erase_held(sid, ch);
   if (channels_.remove(ch, sid))
     unwant(topic_kind::channel, ch, now);
   update_gauges();
@@ -113,6 +115,9 @@ void broker_core::want(topic_kind kind, std::string_view name, ready_fn ready) {
 }
 
 void broker_core::unwant(topic_kind kind, std::string_view name, clock::time_point now) {
+  if (kind == topic_kind::channel) // no local subscriber: the order starts afresh
+    if (auto s = streams_.find(name); s != streams_.end())
+      streams_.erase(s);
   if (!backbone_)
     return;
   auto key = interest_key(kind, name);
@@ -216,105 +221,6 @@ void broker_core::update_gauges() noexcept {
   bump(metrics_.users, us - gauge_users_);
   gauge_channels_ = ch;
   gauge_users_ = us;
-}
-
-// ---------------------------------------------------------------- broker actor
-
-namespace {
-
-constexpr auto tick_interval = std::chrono::milliseconds(250);
-
-struct broker_state {
-  std::unique_ptr<broker_core> core;
-  std::shared_ptr<backbone> bb;
-  bool draining = false;
-  static inline const char* name = "wsnode.broker";
-};
-
-caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
-                           std::shared_ptr<backbone> bb, broker_options opts) {
-  self->state.bb = bb;
-  self->state.core = std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger);
-  if (self->state.bb)
-    self->delayed_send(self, tick_interval, atoms::tick::value);
-  auto done = [](const api_completion& c, bool ok) {
-    if (c.fn)
-      c.fn(ok);
-  };
-  return {
-      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink,
-          const frame_ptr& hello) {
-        if (self->state.draining)
-          sink->close(close_code::going_away, "node draining");
-        auto ready = [sink, hello] {
-          sink->send(hello);
-          sink->notify(session_event::joined, 0);
-        };
-        self->state.core->join(sid, std::move(user), sink, std::move(ready));
-      },
-      [=](atoms::leave, std::uint64_t sid) { self->state.core->leave(sid); },
-      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
-          sink_ptr& from) {
-        // the session acks once the subscription is live on every node
-        auto sink = self->state.core->sink_of(sid);
-        if (!sink) { // joined in its user's shard, not this one
-          self->state.core->attach(sid, from);
-          sink = std::move(from);
-        }
-        self->state.core->subscribe(
-            sid, ch, [sink, slot] { sink->notify(session_event::subscribed, slot); });
-      },
-      [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
-        self->state.core->unsubscribe(sid, ch);
-      },
-      [=](atoms::pub, const std::string& ch, const frame_ptr& frame) {
-        self->state.core->publish(ch, frame);
-      },
-      [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
-        self->state.core->send_to_user(user, frame);
-      },
-      [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& c) {
-        self->state.core->publish(ch, frame);
-        done(c, true);
-      },
-      [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& c) {
-        self->state.core->send_to_user(user, frame);
-        done(c, true);
-      },
-      [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
-        self->state.core->deliver_remote(static_cast<topic_kind>(kind), name, frame);
-        if (self->state.bb)
-          self->state.bb->handled();
-      },
-      [=](atoms::mesh_ok, std::uint8_t kind, const std::string& name) {
-        self->state.core->confirmed(static_cast<topic_kind>(kind), name);
-      },
-      [=](atoms::tick) {
-        self->state.core->expire();
-        self->delayed_send(self, tick_interval, atoms::tick::value);
-      },
-      [=](atoms::drain) {
-        self->state.draining = true;
-        spdlog::info("draining: closing {} sessions with 1001", self->state.core->session_count());
-        self->state.core->close_all(close_code::going_away, "node draining");
-      },
-      [=](atoms::shutdown) {
-        self->state.core->close_all(close_code::going_away, "node shutting down");
-        self->quit(caf::exit_reason::user_shutdown);
-      },
-      [=](atoms::stats) {
-        auto& c = *self->state.core;
-        return caf::result<std::uint64_t, std::uint64_t, std::uint64_t>{
-            c.session_count(), c.channel_count(), c.user_count()};
-      },
-  };
-}
-
-} // namespace
-
-caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
-                        broker_options opts) {
-  return sys.spawn(broker_actor, &m, std::move(bb), opts);
 }
 
 broker_set::broker_set(std::vector<caf::actor> shards) : shards_(std::move(shards)) {

@@ -9,6 +9,8 @@
 #pragma once
 
 #include "actors/backbone.hpp"
+#include "actors/history_service.hpp"
+#include "actors/namespaces.hpp"
 #include "actors/metrics.hpp"
 #include "actors/ports.hpp"
 #include "actors/topic_registry.hpp"
@@ -71,6 +73,30 @@ public:
   /// longer than the linger time.
   void expire(clock::time_point now = clock::now());
 
+  // ---- history channels (ordered delivery; see broker_history.cpp)
+
+  /// Subscribes `sid` to the history channel `ch` with its deliveries held
+  /// back until release(): `ready` runs once the subscription is live on
+  /// every node, and then the caller reads the channel's position.
+  bool subscribe_held(sid_type sid, std::string_view ch, ready_fn ready = {});
+  /// The held subscription's position is (ep, off): messages after `off`
+  /// are delivered from now on (those held first), earlier ones dropped.
+  void set_position(sid_type sid, std::string_view ch, std::string ep, std::uint64_t off);
+  /// The session has sent the sub's ack and replay: deliver what was held
+  /// after its position and go live. When the stream broke meanwhile the
+  /// session gets `resync` instead and is unsubscribed.
+  void release(sid_type sid, std::string_view ch);
+  /// Drops a held subscription that could not be served.
+  void drop_held(sid_type sid, std::string_view ch, clock::time_point now = clock::now());
+  /// Delivers the committed message `off` of epoch `ep` of history channel
+  /// `ch` to local subscribers, in offset order (repeats dropped; a gap or a
+  /// new epoch sends `resync` to every subscriber here and unsubscribes
+  /// them). With `propagate`, also sends it to the backbone.
+  std::size_t deliver_ordered(std::string_view ch, std::string_view ep, std::uint64_t off,
+                              const frame_ptr& frame, bool propagate);
+  /// Splits what the backbone carries for a history channel ("EP|" + frame).
+  static bool split_ordered(const std::string& wire, std::string_view& ep, frame_ptr& frame);
+
   /// The sink of session `sid`, or null when it is unknown.
   sink_ptr sink_of(sid_type sid) const;
   /// Asks every session to close with `code` (drain: 1001).
@@ -102,6 +128,15 @@ private:
 
   template <class Subscribers>
   std::size_t fan_out(const Subscribers* subs, const frame_ptr& frame);
+  class held_sink;
+  struct stream {
+    std::string ep;
+    std::uint64_t last = 0;
+  };
+  held_sink* find_held(sid_type sid, std::string_view ch);
+  void erase_held(sid_type sid, std::string_view ch);
+  void break_stream(std::string_view ch, clock::time_point now);
+  void resync(sid_type sid, std::string_view ch, frame_sink& sink, clock::time_point now);
   const devices* devices_of(std::string_view user) const;
   void want(topic_kind kind, std::string_view name, ready_fn ready);
   void unwant(topic_kind kind, std::string_view name, clock::time_point now);
@@ -117,6 +152,12 @@ private:
   std::unordered_map<std::string, devices, string_hash, std::equal_to<>> users_;
   std::unordered_map<std::string, interest, string_hash, std::equal_to<>> interest_;
   std::deque<std::pair<std::string, clock::time_point>> lingering_;
+  // history channels with local subscribers: the last offset delivered
+  std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams_;
+  // subscriptions whose deliveries are held (recovering) or filtered (not
+  // caught up with their position yet); a few per session at most
+  std::unordered_map<sid_type, std::vector<std::pair<std::string, std::shared_ptr<held_sink>>>>
+      held_;
   std::size_t joined_ = 0;
   // what this core added to the node's gauges (shards share them)
   std::int64_t gauge_channels_ = 0;
@@ -126,6 +167,8 @@ private:
 /// Settings of the broker actor.
 struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
+  std::shared_ptr<const namespace_table> namespaces; ///< null: none
+  history_options history;                          ///< when any namespace keeps history
 };
 
 /// Spawns one broker actor. Sessions join and leave it by message

@@ -24,6 +24,12 @@ using client_messages = std::vector<client_message>;
 struct api_completion {
   api_done fn;
 };
+/// The same for API calls that answer with a body (history channels).
+struct api_reply_completion {
+  api_reply fn;
+};
+/// Frames handed from a broker to a session (a recovery's messages).
+using frame_list = std::vector<frame_ptr>;
 
 } // namespace wsnode
 
@@ -31,6 +37,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::client_messages)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_reply_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_list)
 
 namespace wsnode::atoms {
 
@@ -41,6 +49,26 @@ using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot,
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
+
+// history channels (namespaces with history_size > 0; see history_service.hpp)
+/// session -> shard: (sid, ch, slot, sink, session, has_since, ep, off)
+using hsub = caf::atom_constant<caf::atom("hsub")>;
+/// session -> shard: (sid, ch) the sub's ack and replay are out: go live
+using live = caf::atom_constant<caf::atom("live")>;
+/// session -> shard: (ch, from, data, key, slot, session); API: (ch, data, key, api_reply_completion)
+using hpub = caf::atom_constant<caf::atom("hpub")>;
+/// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (..., api_reply_completion)
+using hist = caf::atom_constant<caf::atom("hist")>;
+/// shard -> session: (slot, ok, ep, off, recovered (-1 none, 0, 1), frame_list, error)
+using sub_done = caf::atom_constant<caf::atom("sub_done")>;
+/// shard -> session: (slot, ok, off, error)
+using pub_done = caf::atom_constant<caf::atom("pub_done")>;
+/// shard -> session: (slot, ok, ep, off, frame_list, error)
+using hist_done = caf::atom_constant<caf::atom("hist_done")>;
+/// backbone -> shard: (from node, payload) a history service message
+using node_msg = caf::atom_constant<caf::atom("node_msg")>;
+/// backbone -> shards: (live peer ids)
+using view = caf::atom_constant<caf::atom("view")>;
 
 // transport -> session actor (see session.cpp)
 using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read

@@ -101,6 +101,36 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_mesh_subscribe_timeouts_total", "counter",
          "Subscriptions acknowledged after the confirmation timeout (a peer did not confirm).",
          load(m.mesh_confirm_timeouts));
+  single(out, "wsnode_history_channels", "gauge",
+         "Channels with a history copy on this node (owned or replicated).",
+         load(m.history_channels));
+  single(out, "wsnode_history_messages", "gauge", "Messages held in channel history here.",
+         load(m.history_messages));
+  single(out, "wsnode_history_bytes", "gauge", "Bytes of the messages held in history here.",
+         load(m.history_bytes));
+  head(out, "wsnode_recoveries_total", "counter",
+       "Subscriptions with since, by outcome (recovered: the missed messages were replayed).");
+  fmt::format_to(std::back_inserter(out),
+                 "wsnode_recoveries_total{{result=\"recovered\"}} {}\n"
+                 "wsnode_recoveries_total{{result=\"not_recovered\"}} {}\n",
+                 load(m.recoveries_ok), load(m.recoveries_failed));
+  single(out, "wsnode_resyncs_total", "counter",
+         "resync frames sent: a session's stream of a channel broke (gap or new epoch).",
+         load(m.resyncs));
+  single(out, "wsnode_history_new_epochs_total", "counter",
+         "History channels started with a new epoch (no copy on a majority).",
+         load(m.history_new_epochs));
+  single(out, "wsnode_history_takeovers_total", "counter",
+         "Channel ownerships taken by this node with an existing copy (after an owner died or "
+         "on a hand-over).",
+         load(m.history_takeovers));
+  single(out, "wsnode_history_handovers_total", "counter",
+         "Channel ownerships this node gave up to a newer term.", load(m.history_handovers));
+  single(out, "wsnode_history_unavailable_total", "counter",
+         "Publishes and reads of history channels refused (owner or copies out of reach).",
+         load(m.history_unavailable));
+  single(out, "wsnode_history_bad_messages_total", "counter",
+         "Malformed history messages received from the mesh.", load(m.history_bad_messages));
   single(out, "process_resident_memory_bytes", "gauge", "Resident set size.", process_rss_bytes());
   return out;
 }

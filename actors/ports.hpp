@@ -132,6 +132,13 @@ struct session_identity {
 /// not take the message (draining or overloaded).
 using api_done = std::function<void(bool ok)>;
 
+/// An API answer with a status and a JSON body.
+struct api_result {
+  unsigned status = 200;
+  std::string body;
+};
+using api_reply = std::function<void(api_result)>;
+
 /// What transport needs from the rest of the node. Thread-safe.
 class node_port {
 public:
@@ -142,8 +149,14 @@ public:
   /// outlives it.
   virtual std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                         std::uint64_t& sid) = 0;
-  /// Publishes an encoded `msg` frame to channel `ch` (HTTP API).
-  virtual void api_publish(std::string ch, frame_ptr frame, api_done done) = 0;
+  /// Publishes `data` (raw JSON) to channel `ch` (HTTP API); `key` ("" =
+  /// none) makes it idempotent in a history channel. Answers the body of
+  /// the reply: {"ok":true} (with "off" in a history channel).
+  virtual void api_publish(std::string ch, std::string data, std::string key, api_reply done) = 0;
+  /// POST /api/history: the channel's position and messages (see
+  /// docs/protocol.md); `limit` < 0: the default.
+  virtual void api_history(std::string ch, bool has_since, std::string ep, std::uint64_t off,
+                           long long limit, api_reply done) = 0;
   /// Sends an encoded `dm` frame to every session of `user` (HTTP API).
   virtual void api_send(std::string user, frame_ptr frame, api_done done) = 0;
   /// The Prometheus text exposition of /metrics.

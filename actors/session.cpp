@@ -26,7 +26,7 @@ constexpr std::size_t max_early = 256;
 // them), so nothing here needs a lock.
 class session_state {
 public:
-  explicit session_state(caf::event_based_actor*) {}
+  explicit session_state(caf::event_based_actor* self) : self_(self) {}
   session_state(const session_state&) = delete;
   session_state& operator=(const session_state&) = delete;
   ~session_state() {
@@ -55,9 +55,59 @@ public:
   }
 
   void on_messages(client_messages& batch) {
-    send_batch replies; // the replies to one read reach the I/O thread together
-    for (auto& msg : batch)
-      on_message(std::move(msg.text), msg.binary);
+    {
+      send_batch replies; // the replies to one read reach the I/O thread together
+      for (auto& msg : batch)
+        on_message(std::move(msg.text), msg.binary);
+    }
+    release_subscriptions();
+  }
+
+  // ---- answers from the shards of history channels
+
+  void on_sub_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
+                   std::int8_t recovered, frame_list& frames, const std::string& error) {
+    auto* r = slot_of(slot);
+    if (r == nullptr)
+      return;
+    if (ok) {
+      std::optional<bool> rec;
+      if (recovered >= 0) {
+        rec = recovered == 1;
+        bump(*rec ? env_->m.recoveries_ok : env_->m.recoveries_failed, 1);
+      }
+      r->frame = make_frame(protocol::encode_sub_ack(r->id, ep, off, rec));
+      r->more = std::move(frames);
+      r->release = true;
+    } else {
+      std::erase(subs_, r->ch);
+      r->frame = unavailable(r->id, error);
+    }
+    complete(*r);
+  }
+
+  void on_pub_done(std::uint64_t slot, bool ok, std::uint64_t off, const std::string& error) {
+    if (auto* r = slot_of(slot)) {
+      r->frame = ok ? make_frame(protocol::encode_pub_ack(r->id, off)) : unavailable(r->id, error);
+      complete(*r);
+    }
+  }
+
+  void on_hist_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
+                    const frame_list& frames, const std::string& error) {
+    auto* r = slot_of(slot);
+    if (r == nullptr)
+      return;
+    if (ok) {
+      std::vector<protocol::frame_view> views;
+      views.reserve(frames.size());
+      for (const auto& f : frames)
+        views.emplace_back(*f);
+      r->frame = make_frame(protocol::encode_history(r->id, r->ch, ep, off, views, false));
+    } else {
+      r->frame = unavailable(r->id, error);
+    }
+    complete(*r);
   }
 
   void on_message(std::string text, bool binary) {
@@ -94,11 +144,8 @@ public:
       return;
     }
     case session_event::subscribed:
-      if (!pending_ || arg < pending_->base || arg - pending_->base >= pending_->replies.size())
-        return;
-      pending_->replies[arg - pending_->base].ready = true;
-      send_in_order();
-      maybe_end_input();
+      if (auto* r = slot_of(arg))
+        complete(*r);
       return;
     }
   }
@@ -117,6 +164,54 @@ public:
   }
 
 private:
+  struct held_reply;
+
+  held_reply* slot_of(std::uint64_t slot) {
+    if (!pending_ || slot < pending_->base || slot - pending_->base >= pending_->replies.size())
+      return nullptr;
+    return &pending_->replies[slot - pending_->base];
+  }
+
+  // A held reply is ready: send what can go, in command order.
+  void complete(held_reply& r) {
+    r.ready = true;
+    {
+      send_batch replies;
+      send_in_order();
+    }
+    release_subscriptions();
+    maybe_end_input();
+  }
+
+  // Holds a place for a reply that comes later; returns its slot number.
+  std::uint64_t hold(std::string_view id, std::string_view ch) {
+    if (!pending_)
+      pending_ = std::make_unique<held_replies>();
+    pending_->replies.emplace_back();
+    auto& r = pending_->replies.back();
+    r.id = std::string{id};
+    r.ch = std::string{ch};
+    return pending_->base + pending_->replies.size() - 1;
+  }
+
+  frame_ptr unavailable(std::string_view id, const std::string& why) {
+    bump(env_->m.history_unavailable, 1);
+    env_->m.error(error_code::rate_limited);
+    return make_frame(protocol::encode_err(
+        id, error_code::rate_limited,
+        "channel history unavailable; retry" + (why.empty() ? std::string{} : " (" + why + ")")));
+  }
+
+  // The acks (and replays) of these history subscriptions are handed to
+  // the connection: their shards may deliver live messages now.
+  void release_subscriptions() {
+    for (auto& ch : releases_)
+      caf::anon_send(env_->brokers->owner(ch), atoms::live::value, sid_, ch);
+    releases_.clear();
+  }
+
+  caf::actor handle() const { return caf::actor_cast<caf::actor>(self_); }
+
   // The client's input ended: once every earlier command is answered (held
   // before hello, or behind a `sub` not live yet), the connection closes.
   void maybe_end_input() {
@@ -141,8 +236,14 @@ private:
   void send_in_order() {
     auto& held = pending_->replies;
     std::size_t n = 0;
-    while (n < held.size() && held[n].ready)
-      sink_->send(std::move(held[n++].frame));
+    while (n < held.size() && held[n].ready) {
+      auto& r = held[n++];
+      sink_->send(std::move(r.frame));
+      for (auto& f : r.more)
+        sink_->send(std::move(f));
+      if (r.release)
+        releases_.push_back(std::move(r.ch));
+    }
     if (n == held.size()) {
       pending_.reset(); // no slot is outstanding: numbering starts afresh
       return;
@@ -156,7 +257,9 @@ private:
       sink_->send(std::move(f));
       return;
     }
-    pending_->replies.push_back({std::move(f), true});
+    pending_->replies.emplace_back();
+    pending_->replies.back().frame = std::move(f);
+    pending_->replies.back().ready = true;
   }
 
   // Sends an err frame; closes the session with 1008 once the client has
@@ -170,11 +273,6 @@ private:
     }
   }
 
-  bool readonly(std::string_view ch) const {
-    auto ns = protocol::channel_namespace(ch);
-    const auto& ro = env_->cfg.readonly_namespaces;
-    return std::find(ro.begin(), ro.end(), ns) != ro.end();
-  }
 
   void handle(const std::string& text, bool binary) {
     if (binary)
@@ -196,12 +294,22 @@ private:
                                  std::to_string(env_->cfg.max_subscriptions) + ")");
         subs_.emplace_back(cmd.ch);
       }
-      // answered once the broker reports the subscription live on every node
-      if (!pending_)
-        pending_ = std::make_unique<held_replies>();
-      pending_->replies.push_back({make_frame(protocol::encode_ack(cmd.id)), false});
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::sub::value, sid_, std::string{cmd.ch},
-                     std::uint64_t{pending_->base + pending_->replies.size() - 1}, sink_);
+      // answered once the broker reports the subscription live on every
+      // node (and, with history, the channel's position is known)
+      if (env_->cfg.namespaces->of_channel(cmd.ch).has_history()) {
+        auto slot = hold(cmd.id, cmd.ch);
+        bool since = cmd.since.has_value();
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hsub::value, sid_,
+                       std::string{cmd.ch}, slot, sink_, handle(), since,
+                       since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0);
+        return;
+      }
+      {
+        auto slot = hold({}, {});
+        pending_->replies.back().frame = make_frame(protocol::encode_ack(cmd.id));
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::sub::value, sid_, std::string{cmd.ch},
+                       slot, sink_);
+      }
       return;
     case protocol::op::unsub:
       if (auto it = std::find(subs_.begin(), subs_.end(), cmd.ch); it != subs_.end()) {
@@ -210,13 +318,32 @@ private:
                        std::string{cmd.ch});
       }
       return reply(make_frame(protocol::encode_ack(cmd.id)));
-    case protocol::op::pub:
-      if (readonly(cmd.ch))
+    case protocol::op::pub: {
+      const auto& ns = env_->cfg.namespaces->of_channel(cmd.ch);
+      if (ns.publish == publish_rule::server)
         return reply_error(cmd.id, error_code::forbidden,
                            "clients may not publish to this namespace");
+      if (ns.has_history()) { // answered with its offset once it is held safely
+        auto slot = hold(cmd.id, {});
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hpub::value, std::string{cmd.ch},
+                       user_, std::string{cmd.data}, std::move(cmd.key), slot, handle());
+        return;
+      }
       caf::anon_send(env_->brokers->owner(cmd.ch), atoms::pub::value, std::string{cmd.ch},
                      make_frame(protocol::encode_msg(cmd.ch, user_, cmd.data)));
       return reply(make_frame(protocol::encode_ack(cmd.id)));
+    }
+    case protocol::op::history: {
+      if (!env_->cfg.namespaces->of_channel(cmd.ch).has_history())
+        return reply_error(cmd.id, error_code::bad_request,
+                           "this channel's namespace keeps no history");
+      auto slot = hold(cmd.id, cmd.ch);
+      bool since = cmd.since.has_value();
+      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hist::value, std::string{cmd.ch}, since,
+                     since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0,
+                     cmd.limit.has_value(), std::uint64_t{cmd.limit.value_or(0)}, slot, handle());
+      return;
+    }
     case protocol::op::send:
       caf::anon_send(env_->brokers->owner(cmd.to), atoms::dm::value, std::string{cmd.to},
                      make_frame(protocol::encode_dm(user_, cmd.data)));
@@ -226,11 +353,18 @@ private:
     }
   }
 
+  // A reply in its place: ready once its answer is known. History answers
+  // carry the command's id and channel, and a sub's replayed messages.
   struct held_reply {
     frame_ptr frame;
+    frame_list more;
+    std::string id;
+    std::string ch;
+    bool release = false; // a history sub: tell its shard once sent
     bool ready = false;
   };
 
+  caf::event_based_actor* self_;
   std::shared_ptr<const session_env> env_;
   sink_ptr sink_; // the connection: released when the actor exits
   std::uint64_t sid_ = 0;
@@ -248,6 +382,7 @@ private:
   // Commands received before `joined` (made on the first: most sessions
   // join before their first command, and an empty vector costs 24 bytes).
   std::unique_ptr<client_messages> early_;
+  std::vector<std::string> releases_; // see release_subscriptions
   // The client's input ended (on_input_end) and this close is due.
   std::uint16_t end_code_ = 0;
   bool joined_ = false;
@@ -266,6 +401,16 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
         self->state.on_event(static_cast<session_event>(e), arg);
       },
       [=](atoms::input_end, std::uint16_t code) { self->state.on_input_end(code); },
+      [=](atoms::sub_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
+          std::int8_t recovered, frame_list& frames, const std::string& error) {
+        self->state.on_sub_done(slot, ok, ep, off, recovered, frames, error);
+      },
+      [=](atoms::pub_done, std::uint64_t slot, bool ok, std::uint64_t off,
+          const std::string& error) { self->state.on_pub_done(slot, ok, off, error); },
+      [=](atoms::hist_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
+          const frame_list& frames, const std::string& error) {
+        self->state.on_hist_done(slot, ok, ep, off, frames, error);
+      },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();

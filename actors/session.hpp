@@ -2,7 +2,12 @@
 // the connection's state (identity, subscriptions, rate limit and error
 // budget, replies in command order, commands held until `hello`). It
 // parses and validates every client message, answers acks/errors/pongs
-// itself and hands pub/send/sub/unsub to the broker actor.
+// itself and hands pub/send/sub/unsub to the broker actor. In a namespace
+// with history, `sub`, `pub` and `history` are answered by the channel's
+// shard (position, offset, messages) and the session puts the answer in
+// its place among the replies; a `sub`'s live messages are held by the
+// broker until the session has sent the ack and the replayed messages
+// (see actors/broker_history.cpp).
 //
 // Two paths meet at the connection's frame_sink:
 // - control: transport hands the actor what it reads (one actor message
@@ -15,6 +20,7 @@
 #pragma once
 
 #include "actors/metrics.hpp"
+#include "actors/namespaces.hpp"
 #include "actors/ports.hpp"
 #include "actors/rate_limiter.hpp"
 #include "protocol/codec.hpp"
@@ -40,7 +46,7 @@ struct session_config {
   double max_errors = 30; ///< err replies allowed per error_window
   std::chrono::milliseconds error_window{10000};
   std::size_t max_subscriptions = 512;
-  std::vector<std::string> readonly_namespaces; ///< clients may not pub here
+  std::shared_ptr<const namespace_table> namespaces = std::make_shared<const namespace_table>();
 };
 
 /// What every session of a node shares: its settings, the limits derived

@@ -1,5 +1,7 @@
 #include "app/config.hpp"
 
+#include "protocol/names.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -75,6 +77,8 @@ public:
   void check_unknown() const {
     for (const auto& [section, node] : root_) {
       std::string s{section.str()};
+      if (s == "namespace")
+        continue; // an array of tables, checked by read_namespaces
       if (!sections_.contains(s))
         throw config_error(s, "unknown section");
       const toml::table* t = node.as_table();
@@ -125,6 +129,114 @@ void check_tcp_endpoint(std::string_view s, const std::string& key) {
   split_host_port(s.substr(scheme.size()), key, host, port);
   if (port == 0)
     throw config_error(key, "port must be 1-65535 in \"" + std::string{s} + "\"");
+}
+
+// One [[namespace]] table; `where` names it in messages ("namespace[2]").
+namespace_options read_namespace(const toml::table& t, const std::string& where) {
+  namespace_options ns;
+  static const std::set<std::string, std::less<>> known{
+      "name",     "history_size", "history_ttl_ms", "recovery_max", "subscribe",
+      "publish",  "presence",     "join_leave",     "lossy",        "max_subscribers"};
+  for (const auto& [key, value] : t)
+    if (!known.contains(key.str()))
+      throw config_error(where + "." + std::string{key.str()}, "unknown key");
+  auto key = [&](std::string_view k) { return where + "." + std::string{k}; };
+  auto count = [&](std::string_view k, std::size_t& out) {
+    if (const auto* n = t.get(k)) {
+      if (!n->is_integer())
+        throw config_error(key(k), "expected an integer");
+      auto v = n->as_integer()->get();
+      if (v < 0)
+        throw config_error(key(k), "must not be negative");
+      out = static_cast<std::size_t>(v);
+    }
+  };
+  auto flag = [&](std::string_view k, bool& out) {
+    if (const auto* n = t.get(k)) {
+      if (!n->is_boolean())
+        throw config_error(key(k), "expected true or false");
+      out = n->as_boolean()->get();
+    }
+  };
+  auto text = [&](std::string_view k, std::string& out) {
+    if (const auto* n = t.get(k)) {
+      if (!n->is_string())
+        throw config_error(key(k), "expected a string");
+      out = n->as_string()->get();
+    }
+  };
+  if (t.get("name") == nullptr)
+    throw config_error(key("name"), "every [[namespace]] needs a name (\"\" for channels without ':')");
+  text("name", ns.name);
+  if (ns.name.find(':') != std::string::npos ||
+      (!ns.name.empty() && !protocol::valid_channel(ns.name)))
+    throw config_error(key("name"), "a namespace is the part of a channel name before ':' (got \"" +
+                                        ns.name + "\")");
+  count("history_size", ns.history_size);
+  std::size_t ttl = static_cast<std::size_t>(ns.history_ttl.count());
+  count("history_ttl_ms", ttl);
+  ns.history_ttl = std::chrono::milliseconds{static_cast<std::int64_t>(ttl)};
+  count("recovery_max", ns.recovery_max);
+  if (ns.history_size > 100000)
+    throw config_error(key("history_size"), "must be 0-100000");
+  if (ns.has_history() && ns.history_ttl.count() < 1000)
+    throw config_error(key("history_ttl_ms"), "must be at least 1000");
+  std::string subscribe = "anyone";
+  std::string publish = "anyone";
+  text("subscribe", subscribe);
+  text("publish", publish);
+  if (subscribe == "anyone")
+    ns.subscribe = subscribe_rule::anyone;
+  else if (subscribe == "token")
+    ns.subscribe = subscribe_rule::token;
+  else
+    throw config_error(key("subscribe"), "must be \"anyone\" or \"token\"");
+  if (publish == "anyone")
+    ns.publish = publish_rule::anyone;
+  else if (publish == "subscribers")
+    ns.publish = publish_rule::subscribers;
+  else if (publish == "server")
+    ns.publish = publish_rule::server;
+  else
+    throw config_error(key("publish"), "must be \"anyone\", \"subscribers\" or \"server\"");
+  flag("presence", ns.presence);
+  flag("join_leave", ns.join_leave);
+  flag("lossy", ns.lossy);
+  count("max_subscribers", ns.max_subscribers);
+  // The policy keys are part of the table's design; these are not built yet,
+  // and a security setting must never be accepted and then ignored.
+  auto not_yet = [&](bool set, std::string_view k, std::string_view v) {
+    if (set)
+      throw config_error(key(k), std::string{v} + " is not supported by this version of wsnode");
+  };
+  not_yet(ns.subscribe == subscribe_rule::token, "subscribe", "subscribe = \"token\"");
+  not_yet(ns.publish == publish_rule::subscribers, "publish", "publish = \"subscribers\"");
+  not_yet(ns.presence, "presence", "presence = true");
+  not_yet(ns.join_leave, "join_leave", "join_leave = true");
+  not_yet(ns.lossy, "lossy", "lossy = true");
+  not_yet(ns.max_subscribers != 0, "max_subscribers", "max_subscribers");
+  return ns;
+}
+
+void read_namespaces(const toml::table& root, config& c) {
+  const toml::node* n = root.get("namespace");
+  if (n == nullptr)
+    return;
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr)
+    throw config_error("namespace", "expected [[namespace]] tables");
+  std::size_t i = 0;
+  for (const auto& e : *arr) {
+    std::string where = "namespace[" + std::to_string(i++) + "]";
+    const toml::table* t = e.as_table();
+    if (t == nullptr)
+      throw config_error(where, "expected a table");
+    auto ns = read_namespace(*t, where);
+    for (const auto& other : c.namespaces)
+      if (other.name == ns.name)
+        throw config_error(where + ".name", "namespace \"" + ns.name + "\" is defined twice");
+    c.namespaces.push_back(std::move(ns));
+  }
 }
 
 } // namespace
@@ -217,6 +329,8 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.millis("limits", "error_window_ms", c.error_window);
   r.get("limits", "max_subscriptions", c.max_subscriptions);
   r.strings("channels", "readonly_namespaces", c.readonly_namespaces);
+  r.millis("history", "idempotency_window_ms", c.idempotency_window);
+  r.millis("history", "timeout_ms", c.history_timeout);
   r.get("mesh", "bind", c.mesh_bind);
   r.strings("mesh", "peers", c.mesh_peers);
   r.millis("mesh", "heartbeat_ms", c.heartbeat_interval);
@@ -228,6 +342,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.get("runtime", "scheduler", c.scheduler);
   r.get("log", "level", c.log_level);
   r.check_unknown();
+  read_namespaces(root, c);
 
   require(valid_node_id(c.node_id), "node.id", "must be 1-64 chars of [A-Za-z0-9_.-]");
   require(c.drain_timeout.count() > 0, "node.drain_timeout_ms", "must be positive");
@@ -253,6 +368,22 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   for (const auto& ns : c.readonly_namespaces)
     require(!ns.empty() && ns.find(':') == std::string::npos, "channels.readonly_namespaces",
             "namespaces are the part of a channel before ':' (got \"" + ns + "\")");
+  // readonly_namespaces keeps working: it is publish = "server"
+  for (const auto& ro : c.readonly_namespaces) {
+    auto it = std::find_if(c.namespaces.begin(), c.namespaces.end(),
+                           [&](const namespace_options& n) { return n.name == ro; });
+    if (it == c.namespaces.end()) {
+      namespace_options ns;
+      ns.name = ro;
+      ns.publish = publish_rule::server;
+      c.namespaces.push_back(std::move(ns));
+    } else {
+      it->publish = publish_rule::server;
+    }
+  }
+  require(c.idempotency_window.count() >= 1000, "history.idempotency_window_ms",
+          "must be at least 1000");
+  require(c.history_timeout.count() >= 100, "history.timeout_ms", "must be at least 100");
   require(c.heartbeat_interval.count() >= 10, "mesh.heartbeat_ms", "must be at least 10");
   require(c.subscribe_timeout.count() >= 1, "mesh.subscribe_timeout_ms", "must be positive");
   require(c.mesh_hwm >= 100 && c.mesh_hwm <= 10000000, "mesh.hwm", "must be 100-10000000");

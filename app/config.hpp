@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/namespaces.hpp"
+
 namespace wsnode {
 
 struct config {
@@ -48,6 +50,11 @@ struct config {
   std::size_t max_subscriptions = 512;
   // [channels]
   std::vector<std::string> readonly_namespaces;
+  // [[namespace]] tables (readonly_namespaces become publish = "server")
+  std::vector<namespace_options> namespaces;
+  // [history]
+  std::chrono::milliseconds idempotency_window{300000};
+  std::chrono::milliseconds history_timeout{5000}; ///< a publish/read waits for the owner at most
   // [mesh]
   std::string mesh_bind;
   std::vector<std::string> mesh_peers;

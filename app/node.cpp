@@ -3,6 +3,7 @@
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
+#include "protocol/codec.hpp"
 #include "transport/io_pool.hpp"
 #include "transport/mesh.hpp"
 #include "transport/server.hpp"
@@ -28,9 +29,10 @@ namespace {
 class node_impl final : public node_port {
 public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
-            std::shared_ptr<const broker_set> brokers, std::shared_ptr<zmq_mesh> mesh)
+            std::shared_ptr<const broker_set> brokers, std::shared_ptr<zmq_mesh> mesh,
+            std::shared_ptr<const namespace_table> namespaces)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
-      mesh_(std::move(mesh)) {
+      mesh_(std::move(mesh)), namespaces_(std::move(namespaces)) {
     session_config sc;
     sc.node_id = cfg.node_id;
     sc.limits.max_data_bytes = cfg.max_data_bytes;
@@ -39,7 +41,7 @@ public:
     sc.max_errors = cfg.max_errors;
     sc.error_window = cfg.error_window;
     sc.max_subscriptions = cfg.max_subscriptions;
-    sc.readonly_namespaces = cfg.readonly_namespaces;
+    sc.namespaces = namespaces_;
     session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_);
   }
 
@@ -50,10 +52,35 @@ public:
     return std::move(s.handler);
   }
 
-  void api_publish(std::string ch, frame_ptr frame, api_done done) override {
+  void api_publish(std::string ch, std::string data, std::string key, api_reply done) override {
     const auto& shard = brokers_->owner(ch);
+    if (namespaces_->of_channel(ch).has_history()) {
+      caf::anon_send(shard, atoms::hpub::value, std::move(ch), std::move(data), std::move(key),
+                     api_reply_completion{std::move(done)});
+      return;
+    }
+    auto frame = make_frame(protocol::encode_msg(ch, {}, data));
     caf::anon_send(shard, atoms::pub::value, std::move(ch), std::move(frame),
-                   api_completion{std::move(done)});
+                   api_completion{[done = std::move(done)](bool ok) {
+                     if (ok)
+                       done({200, "{\"ok\":true}\n"});
+                     else
+                       done({503, "{\"error\":\"unavailable\",\"msg\":\"node cannot take "
+                                  "messages\"}\n"});
+                   }});
+  }
+
+  void api_history(std::string ch, bool has_since, std::string ep, std::uint64_t off,
+                   long long limit, api_reply done) override {
+    if (!namespaces_->of_channel(ch).has_history()) {
+      done({400, "{\"error\":\"bad_request\",\"msg\":\"this channel's namespace keeps no "
+                 "history\"}\n"});
+      return;
+    }
+    const auto& shard = brokers_->owner(ch);
+    caf::anon_send(shard, atoms::hist::value, std::move(ch), has_since, std::move(ep), off,
+                   limit >= 0, static_cast<std::uint64_t>(std::max(limit, 0LL)),
+                   api_reply_completion{std::move(done)});
   }
 
   void api_send(std::string user, frame_ptr frame, api_done done) override {
@@ -86,6 +113,7 @@ private:
   caf::actor_system& sys_;
   std::shared_ptr<const broker_set> brokers_;
   std::shared_ptr<zmq_mesh> mesh_;
+  std::shared_ptr<const namespace_table> namespaces_;
   std::shared_ptr<const session_env> session_env_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
@@ -162,7 +190,28 @@ mesh_events events_for(std::shared_ptr<const broker_set> brokers) {
     const auto& shard = brokers->owner(name);
     caf::anon_send(shard, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
   };
+  // history service messages start with their channel: to its shard
+  ev.node_message = [brokers](std::string from, std::string payload) {
+    auto ch = std::string_view{payload}.substr(0, payload.find('\n'));
+    const auto& shard = brokers->owner(ch);
+    caf::anon_send(shard, atoms::node_msg::value, std::move(from), std::move(payload));
+  };
+  ev.view = [brokers](std::vector<std::string> live) {
+    for (const auto& shard : brokers->all())
+      caf::anon_send(shard, atoms::view::value, live);
+  };
   return ev;
+}
+
+// This node and its mesh peers (a peer equal to our own bind is ourselves).
+std::size_t cluster_size(const config& cfg) {
+  if (cfg.mesh_bind.empty())
+    return 1;
+  std::size_t n = 1;
+  for (const auto& p : cfg.mesh_peers)
+    if (p != cfg.mesh_bind)
+      ++n;
+  return n;
 }
 
 template <class Atom>
@@ -208,14 +257,20 @@ int run_node(const config& cfg, std::string_view version) {
   std::shared_ptr<zmq_mesh> mesh;
   if (!cfg.mesh_bind.empty())
     mesh = std::make_shared<zmq_mesh>(make_mesh_options(cfg), m);
+  auto namespaces = std::make_shared<const namespace_table>(cfg.namespaces);
   broker_options bo;
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
+  bo.namespaces = namespaces;
+  bo.history.node_id = cfg.node_id;
+  bo.history.cluster_size = cluster_size(cfg);
+  bo.history.idempotency_window = cfg.idempotency_window;
+  bo.history.timeout = cfg.history_timeout;
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
   startup_guard guard{*brokers, mesh.get()};
   if (mesh)
     mesh->start(events_for(brokers)); // throws when the mesh port is taken
-  node_impl node{cfg, version, m, sys, brokers, mesh};
+  node_impl node{cfg, version, m, sys, brokers, mesh, namespaces};
   auto opts = make_server_options(cfg, fd_limit);
   auto max_conns = opts.max_connections;
   server srv{io, std::move(opts), node, m};

@@ -5,19 +5,21 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 
 namespace wsnode::protocol {
 
 namespace {
 
-constexpr std::array<std::string_view, 5> op_names{"sub", "unsub", "pub", "send", "ping"};
+constexpr std::array<std::string_view, 6> op_names{"sub",  "unsub", "pub",
+                                                   "send", "ping",  "history"};
 constexpr std::array<std::string_view, error_code_count> error_names{
     "bad_json",  "bad_request", "unknown_op",  "bad_channel",
     "forbidden", "too_large",   "rate_limited"};
 
 // The members of a command object this codec reads, as raw JSON values.
 struct members {
-  std::string_view op, id, ch, to, data;
+  std::string_view op, id, ch, to, data, key, since, limit;
   std::string_view duplicate; // name of a known key given twice, if any
 };
 
@@ -33,6 +35,12 @@ std::string_view* slot(members& f, std::string_view key) {
     return &f.to;
   if (key == "data")
     return &f.data;
+  if (key == "key")
+    return &f.key;
+  if (key == "since")
+    return &f.since;
+  if (key == "limit")
+    return &f.limit;
   return nullptr;
 }
 
@@ -106,6 +114,55 @@ parse_result check_data(std::string_view raw, std::string_view id, const parse_l
                 "data is larger than " + std::to_string(limits.max_data_bytes) + " bytes", id);
   cmd.data = raw;
   return cmd;
+}
+
+// A JSON integer token >= 0 (no sign, fraction or exponent).
+std::optional<std::uint64_t> parse_count(std::string_view raw) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), v);
+  if (raw.empty() || ec != std::errc{} || end != raw.data() + raw.size())
+    return std::nullopt;
+  return v;
+}
+
+// The optional members of v1.1: key (pub), since (sub, history), limit (history).
+std::optional<command_error> check_extras(const members& f, command& cmd) {
+  if (!f.key.empty() && cmd.kind == op::pub) {
+    auto k = json::decode_string(f.key);
+    if (!k || k->empty() || k->size() > max_key_length)
+      return fail(error_code::bad_request, "key must be a string of 1-64 bytes", f.id);
+    cmd.key = std::move(*k);
+  }
+  if (!f.since.empty() && (cmd.kind == op::sub || cmd.kind == op::history)) {
+    position p;
+    bool has_ep = false;
+    bool has_off = false;
+    bool ok = json::for_each_member(f.since, [&](std::string_view key, std::string_view value) {
+      if (key == "ep") {
+        auto e = json::decode_string(value);
+        has_ep = e && e->size() <= max_epoch_length;
+        if (has_ep)
+          p.ep = std::move(*e);
+      } else if (key == "off") {
+        auto n = parse_count(value);
+        has_off = n.has_value();
+        if (has_off)
+          p.off = *n;
+      }
+      return true;
+    });
+    if (!ok || !has_ep || !has_off)
+      return fail(error_code::bad_request,
+                  "since must be {\"ep\":STRING,\"off\":INTEGER >= 0}", f.id);
+    cmd.since = std::move(p);
+  }
+  if (!f.limit.empty() && cmd.kind == op::history) {
+    auto n = parse_count(f.limit);
+    if (!n)
+      return fail(error_code::bad_request, "limit must be an integer >= 0", f.id);
+    cmd.limit = static_cast<std::size_t>(std::min<std::uint64_t>(*n, 1u << 30));
+  }
+  return std::nullopt;
 }
 
 // Validates the JSON and scans it; on failure returns the error.
@@ -195,11 +252,20 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
   switch (cmd.kind) {
   case op::sub:
   case op::unsub:
-    return check_channel(f.ch, f.id, cmd);
+  case op::history: {
+    auto r = check_channel(f.ch, f.id, cmd);
+    if (std::holds_alternative<command_error>(r))
+      return r;
+    if (auto err = check_extras(f, cmd))
+      return *err;
+    return cmd;
+  }
   case op::pub: {
     auto r = check_channel(f.ch, f.id, cmd);
     if (std::holds_alternative<command_error>(r))
       return r;
+    if (auto err = check_extras(f, cmd))
+      return *err;
     return check_data(f.data, f.id, limits, cmd);
   }
   case op::send: {
@@ -223,7 +289,23 @@ parse_result parse_api_body(std::string_view body, op kind, const parse_limits& 
   auto r = kind == op::pub ? check_channel(f.ch, {}, cmd) : check_user(f.to, {}, cmd);
   if (std::holds_alternative<command_error>(r))
     return r;
+  if (auto err = check_extras(f, cmd))
+    return *err;
   return check_data(f.data, {}, limits, cmd);
+}
+
+parse_result parse_history_body(std::string_view body) {
+  members f;
+  if (auto err = prepare(body, f, false))
+    return *err;
+  command cmd;
+  cmd.kind = op::history;
+  auto r = check_channel(f.ch, {}, cmd);
+  if (std::holds_alternative<command_error>(r))
+    return r;
+  if (auto err = check_extras(f, cmd))
+    return *err;
+  return cmd;
 }
 
 std::string encode_command(const command& c) {
@@ -232,6 +314,15 @@ std::string encode_command(const command& c) {
   out += '"';
   if (c.kind != op::ping && c.kind != op::send)
     append_name(out, "ch", c.ch);
+  if (!c.key.empty())
+    append_name(out, "key", c.key);
+  if (c.since) {
+    out += ",\"since\":{\"ep\":";
+    json::append_string(out, c.since->ep);
+    out += ",\"off\":" + std::to_string(c.since->off) + "}";
+  }
+  if (c.limit)
+    out += ",\"limit\":" + std::to_string(*c.limit);
   if (c.kind == op::send)
     append_name(out, "to", c.to);
   if (c.kind == op::pub || c.kind == op::send)
@@ -282,6 +373,106 @@ std::string encode_msg(std::string_view ch, std::string_view from, std::string_v
   return out;
 }
 
+std::string encode_msg(std::string_view ch, std::string_view from, std::uint64_t off,
+                       std::string_view data) {
+  std::string out;
+  out.reserve(56 + ch.size() + from.size() + data.size());
+  out += "{\"op\":\"msg\"";
+  append_name(out, "ch", ch);
+  if (!from.empty())
+    append_name(out, "from", from);
+  out += ",\"off\":";
+  out += std::to_string(off);
+  append_field(out, "data", data);
+  out += '}';
+  return out;
+}
+
+namespace {
+// Where the members after "ch" start in a msg frame of a channel of `ch_size`
+// bytes: {"op":"msg","ch":"NAME" is 18 bytes plus the name.
+constexpr std::size_t msg_tail(std::size_t ch_size) noexcept {
+  return 18 + ch_size;
+}
+} // namespace
+
+std::uint64_t msg_offset(std::string_view frame, std::size_t ch_size) noexcept {
+  constexpr std::string_view tag = ",\"off\":";
+  auto tail = msg_tail(ch_size);
+  if (frame.size() <= tail)
+    return 0;
+  auto pos = frame.find(tag, tail); // before data: from holds no quote
+  if (pos == std::string_view::npos)
+    return 0;
+  std::uint64_t v = 0;
+  auto* b = frame.data() + pos + tag.size();
+  std::from_chars(b, frame.data() + frame.size(), v);
+  return v;
+}
+
+std::string encode_sub_ack(std::string_view id, std::string_view ep, std::uint64_t off,
+                           std::optional<bool> recovered) {
+  std::string out = "{\"op\":\"ack\"";
+  if (!id.empty())
+    append_field(out, "id", id);
+  out += ",\"ep\":";
+  json::append_string(out, ep);
+  out += ",\"off\":" + std::to_string(off);
+  if (recovered)
+    out += *recovered ? ",\"recovered\":true" : ",\"recovered\":false";
+  out += '}';
+  return out;
+}
+
+std::string encode_pub_ack(std::string_view id, std::uint64_t off) {
+  std::string out = "{\"op\":\"ack\"";
+  if (!id.empty())
+    append_field(out, "id", id);
+  out += ",\"off\":" + std::to_string(off) + "}";
+  return out;
+}
+
+std::string encode_resync(std::string_view ch) {
+  std::string out = "{\"op\":\"resync\"";
+  append_name(out, "ch", ch);
+  out += '}';
+  return out;
+}
+
+std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
+                           std::uint64_t off, const std::vector<frame_view>& frames, bool api) {
+  std::size_t n = 64 + ch.size();
+  for (auto f : frames)
+    n += f.size();
+  std::string out;
+  out.reserve(n);
+  out += '{';
+  if (!api) {
+    out += "\"op\":\"history\"";
+    if (!id.empty())
+      append_field(out, "id", id);
+    out += ',';
+  }
+  out += "\"ch\":\"";
+  out += ch;
+  out += "\",\"ep\":";
+  json::append_string(out, ep);
+  out += ",\"off\":" + std::to_string(off) + ",\"pubs\":[";
+  auto tail = msg_tail(ch.size());
+  bool first = true;
+  for (auto f : frames) {
+    if (f.size() <= tail + 1)
+      continue;
+    if (!first)
+      out += ',';
+    first = false;
+    out += '{';
+    out += f.substr(tail + 1); // "from":..,"off":..,"data":..}
+  }
+  out += "]}";
+  return out;
+}
+
 std::string encode_dm(std::string_view from, std::string_view data) {
   std::string out;
   out.reserve(32 + from.size() + data.size());
@@ -325,6 +516,15 @@ std::optional<server_frame> parse_server_frame(std::string_view text) {
       str(f.user);
     } else if (key == "sid") {
       str(f.sid);
+    } else if (key == "ep") {
+      str(f.ep);
+    } else if (key == "off") {
+      if (auto n = parse_count(value)) {
+        f.off = *n;
+        f.has_off = true;
+      }
+    } else if (key == "recovered") {
+      f.recovered = value == "true";
     }
     return true;
   });

@@ -11,11 +11,15 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace wsnode::protocol {
 
+/// An encoded frame as the history reply reads it.
+using frame_view = std::string_view;
+
 /// Client -> server operations.
-enum class op : std::uint8_t { sub, unsub, pub, send, ping };
+enum class op : std::uint8_t { sub, unsub, pub, send, ping, history };
 
 /// Error codes of `{"op":"err"}` frames.
 enum class error_code : std::uint8_t {
@@ -38,6 +42,16 @@ std::optional<error_code> error_code_from(std::string_view s) noexcept;
 
 /// Longest `id` accepted, in bytes of its JSON text.
 inline constexpr std::size_t max_id_length = 64;
+/// Longest idempotency `key` of a publish, in bytes.
+inline constexpr std::size_t max_key_length = 64;
+/// Longest epoch accepted in a `since`.
+inline constexpr std::size_t max_epoch_length = 32;
+
+/// A stream position (protocol v1.1): epoch and offset.
+struct position {
+  std::string ep;
+  std::uint64_t off = 0;
+};
 
 /// One validated client command. `id` and `data` are raw JSON views into the
 /// frame text (empty when absent); `ch`/`to` are decoded, validated names.
@@ -47,6 +61,9 @@ struct command {
   std::string ch;
   std::string to;
   std::string_view data;
+  std::string key;                ///< pub: idempotency key ("" = none)
+  std::optional<position> since;  ///< sub, history: recover from here
+  std::optional<std::size_t> limit; ///< history: most messages wanted
 };
 
 /// Why a frame was refused; `id` is the command's id when it was readable.
@@ -71,6 +88,9 @@ parse_result parse_command(std::string_view text, const parse_limits& limits);
 /// or POST /api/send (`kind == op::send`, {"to","data"}).
 parse_result parse_api_body(std::string_view body, op kind, const parse_limits& limits);
 
+/// Parses the body of POST /api/history ({"ch","limit","since"}).
+parse_result parse_history_body(std::string_view body);
+
 /// Encodes a client command (for clients, tools and tests).
 std::string encode_command(const command& c);
 
@@ -86,6 +106,23 @@ std::string encode_pong(std::string_view id);
 std::string encode_err(std::string_view id, error_code code, std::string_view msg);
 /// `{"op":"msg","ch":..,"from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_msg(std::string_view ch, std::string_view from, std::string_view data);
+/// `{"op":"msg","ch":..,"from":..,"off":OFF,"data":DATA}` (a history channel).
+std::string encode_msg(std::string_view ch, std::string_view from, std::uint64_t off,
+                       std::string_view data);
+/// The `off` of a msg frame made by encode_msg for channel `ch` (0: none).
+std::uint64_t msg_offset(std::string_view frame, std::size_t ch_size) noexcept;
+/// `{"op":"ack","id":ID,"ep":..,"off":..[,"recovered":..]}` (sub of a history channel).
+std::string encode_sub_ack(std::string_view id, std::string_view ep, std::uint64_t off,
+                           std::optional<bool> recovered);
+/// `{"op":"ack","id":ID,"off":..}` (pub into a history channel).
+std::string encode_pub_ack(std::string_view id, std::uint64_t off);
+/// `{"op":"resync","ch":..}`.
+std::string encode_resync(std::string_view ch);
+/// The history reply: `{"op":"history","id":ID,"ch":..,"ep":..,"off":..,"pubs":[..]}`,
+/// or without op/id (`api`, for POST /api/history). `frames` are msg frames
+/// of `ch` made by encode_msg with an offset.
+std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
+                           std::uint64_t off, const std::vector<frame_view>& frames, bool api);
 /// `{"op":"dm","from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_dm(std::string_view from, std::string_view data);
 
@@ -103,6 +140,10 @@ struct server_frame {
   std::string sid;
   std::string_view data;
   bool has_from = false;
+  std::string ep;
+  std::uint64_t off = 0;
+  bool has_off = false;
+  std::optional<bool> recovered;
 };
 
 /// Parses one server frame; nullopt when it is not a JSON object with a

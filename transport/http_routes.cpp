@@ -62,7 +62,8 @@ bool authorized(const server_options& o, const request& req) {
 
 void handle_api(server_context& ctx, request&& req, std::string_view path, reply_fn reply) {
   bool publish = path == "/api/publish";
-  if (!publish && path != "/api/send")
+  bool history = path == "/api/history";
+  if (!publish && !history && path != "/api/send")
     return reply(simple_response(req, 404, json_error("not_found", "no such API"), json_type));
   if (req.method() != http::verb::post)
     return reply(method_not_allowed(req, "POST"));
@@ -76,13 +77,18 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
     res.prepare_payload();
     return reply(std::move(res));
   }
-  auto parsed = protocol::parse_api_body(
-      req.body(), publish ? protocol::op::pub : protocol::op::send, ctx.opts.limits);
+  auto parsed = history ? protocol::parse_history_body(req.body())
+                        : protocol::parse_api_body(req.body(),
+                                                   publish ? protocol::op::pub : protocol::op::send,
+                                                   ctx.opts.limits);
   if (auto* err = std::get_if<protocol::command_error>(&parsed))
     return reply(
         simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg), json_type));
   auto& cmd = std::get<protocol::command>(parsed);
   auto keep = std::make_shared<request>(std::move(req)); // for the reply's version/keep-alive
+  auto with_body = [keep, reply](api_result r) {
+    reply(simple_response(*keep, r.status, std::move(r.body), json_type));
+  };
   auto done = [keep, reply = std::move(reply)](bool ok) {
     if (ok)
       reply(simple_response(*keep, 200, "{\"ok\":true}\n", json_type));
@@ -91,9 +97,13 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
                             json_type));
   };
   bump(ctx.m.api_calls, 1);
-  if (publish) {
-    auto frame = make_frame(protocol::encode_msg(cmd.ch, {}, cmd.data));
-    ctx.node.api_publish(std::move(cmd.ch), std::move(frame), std::move(done));
+  if (history) {
+    bool since = cmd.since.has_value();
+    ctx.node.api_history(std::move(cmd.ch), since, since ? cmd.since->ep : std::string{},
+                         since ? cmd.since->off : 0,
+                         cmd.limit ? static_cast<long long>(*cmd.limit) : -1, with_body);
+  } else if (publish) {
+    ctx.node.api_publish(std::move(cmd.ch), std::string{cmd.data}, std::move(cmd.key), with_body);
   } else {
     auto frame = make_frame(protocol::encode_dm({}, cmd.data));
     ctx.node.api_send(std::move(cmd.to), std::move(frame), std::move(done));

@@ -7,6 +7,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -217,6 +218,12 @@ struct zmq_mesh::impl {
         }
         continue;
       }
+      if (topic == node_topic) { // a history service message for us
+        bump(m.mesh_received, 1);
+        inflight.fetch_add(1);
+        events.node_message(env->origin, std::string{view(parts[2])});
+        continue;
+      }
       auto t = mesh::decode_topic(topic);
       if (!t)
         continue;
@@ -247,14 +254,35 @@ struct zmq_mesh::impl {
     bool fresh = it == peers.end();
     if (fresh)
       it = peers.emplace(e.origin, peer{}).first;
+    bool restarted = !fresh && it->second.epoch != e.epoch;
+    bool back = !fresh && !restarted && !alive(it->second, now);
     if (fresh)
       spdlog::info("mesh: peer {} is up", e.origin);
-    else if (it->second.epoch != e.epoch)
+    else if (restarted)
       spdlog::info("mesh: peer {} restarted", e.origin);
-    else if (!alive(it->second, now))
+    else if (back)
       spdlog::info("mesh: peer {} is back", e.origin);
     it->second.epoch = e.epoch;
     it->second.last_seen = now;
+    if (restarted) // it lost what it held: show it gone, then back
+      report_view(now, e.origin);
+    if (fresh || restarted || back)
+      report_view(now);
+  }
+
+  // Tells the brokers the live peers when they changed (`without`: leave
+  // that one out once, for a restart).
+  void report_view(clock::time_point now, std::string_view without = {}) {
+    std::vector<std::string> live;
+    for (const auto& [id, p] : peers)
+      if (alive(p, now) && id != without)
+        live.push_back(id);
+    std::sort(live.begin(), live.end());
+    if (live == last_view && without.empty())
+      return;
+    last_view = live;
+    if (events.view)
+      events.view(std::move(live));
   }
 
   bool alive(const peer& p, clock::time_point now) const {
@@ -282,6 +310,7 @@ struct zmq_mesh::impl {
     }
     json += ']';
     m.mesh_peers.store(up);
+    report_view(now);
     std::lock_guard<std::mutex> g{peers_mu};
     peers_text = std::move(json);
   }
@@ -361,6 +390,8 @@ struct zmq_mesh::impl {
   std::deque<std::pair<clock::time_point, std::string>> deadlines;
   std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers;
   mesh::seq_tracker tracker;
+  std::vector<std::string> last_view;
+  std::string node_topic; // "n:<our id>|": service messages to this node
   std::thread thread;
 };
 
@@ -388,6 +419,8 @@ void zmq_mesh::start(mesh_events events) {
     throw std::runtime_error("mesh: cannot bind " + d.opts.bind + ": " + e.what());
   }
   d.sub.set(zmq::sockopt::subscribe, mesh::control_prefix);
+  d.node_topic = "n:" + d.opts.node_id + "|";
+  d.sub.set(zmq::sockopt::subscribe, d.node_topic);
   for (const auto& p : d.opts.peers) {
     if (p == d.opts.bind)
       continue;
@@ -436,6 +469,10 @@ void zmq_mesh::unsubscribe(topic_kind kind, std::string_view name) {
 
 void zmq_mesh::publish(topic_kind kind, std::string_view name, const frame_ptr& frame) {
   impl_->enqueue({command::pub, mesh::encode_topic(kind, name), frame});
+}
+
+void zmq_mesh::send_to_node(std::string_view node, std::string payload) {
+  impl_->enqueue({command::pub, "n:" + std::string{node} + "|", make_frame(std::move(payload))});
 }
 
 void zmq_mesh::handled() noexcept {

@@ -34,6 +34,10 @@ struct mesh_options {
 struct mesh_events {
   std::function<void(topic_kind, std::string, frame_ptr)> deliver;
   std::function<void(topic_kind, std::string)> subscribed;
+  /// A service message sent to this node: (from node id, payload).
+  std::function<void(std::string, std::string)> node_message;
+  /// The live peers changed (their ids, sorted).
+  std::function<void(std::vector<std::string>)> view;
 };
 
 class zmq_mesh final : public backbone {
@@ -57,6 +61,7 @@ public:
   void subscribe(topic_kind kind, std::string_view name) override;
   void unsubscribe(topic_kind kind, std::string_view name) override;
   void publish(topic_kind kind, std::string_view name, const frame_ptr& frame) override;
+  void send_to_node(std::string_view node, std::string payload) override;
   void handled() noexcept override;
 
 private:

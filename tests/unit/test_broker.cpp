@@ -21,6 +21,9 @@ struct recording_backbone final : backbone {
   void subscribe(topic_kind k, std::string_view n) override { note("+", k, n); }
   void unsubscribe(topic_kind k, std::string_view n) override { note("-", k, n); }
   void publish(topic_kind k, std::string_view n, const frame_ptr&) override { note("pub ", k, n); }
+  void send_to_node(std::string_view node, std::string) override {
+    events.push_back("node " + std::string{node});
+  }
   void handled() noexcept override {}
   void note(const char* what, topic_kind k, std::string_view n) {
     events.push_back(std::string{what} + (k == topic_kind::channel ? "c:" : "u:") + std::string{n});
@@ -244,7 +247,10 @@ std::shared_ptr<session_config> small_limits() {
   auto c = std::make_shared<session_config>();
   c->node_id = "t1";
   c->max_subscriptions = 2;
-  c->readonly_namespaces = {"news"};
+  namespace_options news;
+  news.name = "news";
+  news.publish = publish_rule::server;
+  c->namespaces = std::make_shared<const namespace_table>(std::vector{news});
   c->messages_per_second = 1000;
   c->burst = 1000;
   c->max_errors = 3;

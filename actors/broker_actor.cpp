@@ -1,0 +1,243 @@
+// The broker actor: one per shard, the owner of a broker_core and, when a
+// namespace keeps history, of the shard's history_service. Sessions, the
+// HTTP API and the backbone talk to it by message (actors/messages.hpp).
+#include "actors/broker.hpp"
+
+#include "actors/messages.hpp"
+#include "protocol/codec.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace wsnode {
+
+namespace {
+
+constexpr auto tick_interval = std::chrono::milliseconds(250);
+
+struct broker_state {
+  std::unique_ptr<broker_core> core;
+  std::unique_ptr<history_service> history;
+  std::shared_ptr<backbone> bb;
+  bool draining = false;
+  static inline const char* name = "wsnode.broker";
+};
+
+std::int8_t tri(std::optional<bool> b) {
+  return b ? static_cast<std::int8_t>(*b) : std::int8_t{-1};
+}
+
+// The HTTP API's answer to a history read (docs/protocol.md "History").
+api_result history_body(const std::string& ch, const read_outcome& o) {
+  if (!o.ok)
+    return {503, "{\"error\":\"unavailable\",\"msg\":\"channel history unavailable; retry\"}\n"};
+  std::vector<protocol::frame_view> views;
+  for (const auto& f : o.frames)
+    views.emplace_back(*f);
+  return {200, protocol::encode_history({}, ch, o.ep, o.off, views, true) + "\n"};
+}
+
+caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
+                           std::shared_ptr<backbone> bb, broker_options opts) {
+  auto& st = self->state;
+  st.bb = bb;
+  st.core = std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger);
+  if (opts.namespaces && opts.namespaces->any_history()) {
+    history_hooks hooks;
+    hooks.send = [self](const std::string& node, std::string payload) {
+      if (self->state.bb)
+        self->state.bb->send_to_node(node, std::move(payload));
+    };
+    hooks.committed = [self, m](const std::string& ch, const std::string& ep, std::uint64_t off,
+                                const frame_ptr& frame) {
+      bump(m->publishes, 1);
+      self->state.core->deliver_ordered(ch, ep, off, frame, true);
+    };
+    st.history =
+        std::make_unique<history_service>(opts.history, opts.namespaces, *m, std::move(hooks));
+  }
+  if (st.bb || st.history)
+    self->delayed_send(self, tick_interval, atoms::tick::value);
+  auto done = [](const api_completion& c, bool ok) {
+    if (c.fn)
+      c.fn(ok);
+  };
+  auto read_req = [](bool has_since, std::string ep, std::uint64_t off, bool has_limit,
+                     std::uint64_t limit, read_request::purpose kind) {
+    read_request r;
+    r.kind = kind;
+    if (has_since) {
+      r.since_ep = std::move(ep);
+      r.since_off = off;
+    }
+    if (has_limit)
+      r.limit = static_cast<std::size_t>(limit);
+    return r;
+  };
+  return {
+      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink,
+          const frame_ptr& hello) {
+        if (self->state.draining)
+          sink->close(close_code::going_away, "node draining");
+        auto ready = [sink, hello] {
+          sink->send(hello);
+          sink->notify(session_event::joined, 0);
+        };
+        self->state.core->join(sid, std::move(user), sink, std::move(ready));
+      },
+      [=](atoms::leave, std::uint64_t sid) { self->state.core->leave(sid); },
+      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
+          sink_ptr& from) {
+        // the session acks once the subscription is live on every node
+        auto sink = self->state.core->sink_of(sid);
+        if (!sink) { // joined in its user's shard, not this one
+          self->state.core->attach(sid, from);
+          sink = std::move(from);
+        }
+        self->state.core->subscribe(
+            sid, ch, [sink, slot] { sink->notify(session_event::subscribed, slot); });
+      },
+      [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
+        self->state.core->unsubscribe(sid, ch);
+      },
+      [=](atoms::pub, const std::string& ch, const frame_ptr& frame) {
+        self->state.core->publish(ch, frame);
+      },
+      [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
+        self->state.core->send_to_user(user, frame);
+      },
+      [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& c) {
+        self->state.core->publish(ch, frame);
+        done(c, true);
+      },
+      [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& c) {
+        self->state.core->send_to_user(user, frame);
+        done(c, true);
+      },
+      // ---- history channels
+      [=](atoms::hsub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
+          sink_ptr& from, const caf::actor& session, bool has_since, std::string& ep,
+          std::uint64_t off) {
+        auto& core = *self->state.core;
+        if (!core.sink_of(sid))
+          core.attach(sid, from);
+        auto req = read_req(has_since, std::move(ep), off, false, 0,
+                            read_request::purpose::subscribe);
+        core.subscribe_held(sid, ch, [self, sid, ch, slot, session, req] {
+          self->state.history->read(ch, req, [self, sid, ch, slot, session](read_outcome o) {
+            if (o.ok)
+              self->state.core->set_position(sid, ch, o.ep, o.off);
+            else
+              self->state.core->drop_held(sid, ch);
+            caf::anon_send(session, atoms::sub_done::value, slot, o.ok, o.ep, o.off,
+                           tri(o.recovered), frame_list{std::move(o.frames)}, o.error);
+          });
+        });
+      },
+      [=](atoms::live, std::uint64_t sid, const std::string& ch) {
+        self->state.core->release(sid, ch);
+      },
+      [=](atoms::hpub, const std::string& ch, std::string& from, std::string& data,
+          std::string& key, std::uint64_t slot, const caf::actor& session) {
+        self->state.history->publish(ch, std::move(from), std::move(data), std::move(key),
+                                     [session, slot](publish_outcome o) {
+                                       caf::anon_send(session, atoms::pub_done::value, slot, o.ok,
+                                                      o.off, o.error);
+                                     });
+      },
+      [=](atoms::hpub, const std::string& ch, std::string& data, std::string& key,
+          const api_reply_completion& c) {
+        auto fn = c.fn;
+        self->state.history->publish(ch, {}, std::move(data), std::move(key),
+                                     [fn, m](publish_outcome o) {
+                                       if (!o.ok) {
+                                         bump(m->history_unavailable, 1);
+                                         fn({503, "{\"error\":\"unavailable\",\"msg\":\"channel "
+                                                  "history unavailable; retry\"}\n"});
+                                         return;
+                                       }
+                                       fn({200, "{\"ok\":true,\"off\":" + std::to_string(o.off) +
+                                                    "}\n"});
+                                     });
+      },
+      [=](atoms::hist, const std::string& ch, bool has_since, std::string& ep, std::uint64_t off,
+          bool has_limit, std::uint64_t limit, std::uint64_t slot, const caf::actor& session) {
+        auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
+                            read_request::purpose::history);
+        self->state.history->read(ch, req, [session, slot](read_outcome o) {
+          caf::anon_send(session, atoms::hist_done::value, slot, o.ok, o.ep, o.off,
+                         frame_list{std::move(o.frames)}, o.error);
+        });
+      },
+      [=](atoms::hist, const std::string& ch, bool has_since, std::string& ep, std::uint64_t off,
+          bool has_limit, std::uint64_t limit, const api_reply_completion& c) {
+        auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
+                            read_request::purpose::history);
+        auto fn = c.fn;
+        self->state.history->read(ch, req, [fn, ch, m](read_outcome o) {
+          if (!o.ok)
+            bump(m->history_unavailable, 1);
+          fn(history_body(ch, o));
+        });
+      },
+      [=](atoms::node_msg, const std::string& from, const std::string& payload) {
+        if (self->state.history)
+          self->state.history->on_message(from, payload);
+        if (self->state.bb)
+          self->state.bb->handled();
+      },
+      [=](atoms::view, std::vector<std::string>& live) {
+        if (self->state.history)
+          self->state.history->on_view(std::move(live));
+      },
+      // ---- backbone
+      [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
+        auto k = static_cast<topic_kind>(kind);
+        std::string_view ep;
+        frame_ptr inner;
+        if (k == topic_kind::channel && self->state.history && opts.namespaces &&
+            opts.namespaces->of_channel(name).has_history()) {
+          if (broker_core::split_ordered(*frame, ep, inner))
+            self->state.core->deliver_ordered(
+                name, ep, protocol::msg_offset(*inner, name.size()), inner, false);
+        } else {
+          self->state.core->deliver_remote(k, name, frame);
+        }
+        if (self->state.bb)
+          self->state.bb->handled();
+      },
+      [=](atoms::mesh_ok, std::uint8_t kind, const std::string& name) {
+        self->state.core->confirmed(static_cast<topic_kind>(kind), name);
+      },
+      [=](atoms::tick) {
+        if (self->state.bb)
+          self->state.core->expire();
+        if (self->state.history)
+          self->state.history->tick();
+        self->delayed_send(self, tick_interval, atoms::tick::value);
+      },
+      [=](atoms::drain) {
+        self->state.draining = true;
+        spdlog::info("draining: closing {} sessions with 1001", self->state.core->session_count());
+        self->state.core->close_all(close_code::going_away, "node draining");
+      },
+      [=](atoms::shutdown) {
+        self->state.core->close_all(close_code::going_away, "node shutting down");
+        self->state.history.reset();
+        self->quit(caf::exit_reason::user_shutdown);
+      },
+      [=](atoms::stats) {
+        auto& c = *self->state.core;
+        return caf::result<std::uint64_t, std::uint64_t, std::uint64_t>{
+            c.session_count(), c.channel_count(), c.user_count()};
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<backbone> bb,
+                        broker_options opts) {
+  return sys.spawn(broker_actor, &m, std::move(bb), std::move(opts));
+}
+
+} // namespace wsnode

@@ -1,0 +1,230 @@
+// broker_core's side of history channels: the subscriptions of a node get
+// a channel's messages in offset order, once each, from the position their
+// `ack` gave (see history_service.hpp for where the messages come from).
+//
+// A new subscription is "held": it joins the channel's subscribers at once
+// (so nothing published after it is missed) but its frames wait in a
+// held_sink while the session reads the position and sends the ack and
+// any replay; then release() hands over what came after the position, and
+// the subscription gets the plain sink once it has caught up. Per node and
+// channel, `streams_` remembers the last offset delivered: a repeat is
+// dropped; a gap or a new epoch ends every subscription here with `resync`
+// (the clients subscribe again with `since` and recover from history).
+#include "actors/broker.hpp"
+
+#include "protocol/codec.hpp"
+
+#include <algorithm>
+
+namespace wsnode {
+
+namespace {
+/// Frames one held subscription keeps at most while its read is under way.
+constexpr std::size_t max_held_frames = 10000;
+} // namespace
+
+class broker_core::held_sink final : public frame_sink {
+public:
+  held_sink(sink_ptr real, std::size_t ch_size) : real_(std::move(real)), ch_size_(ch_size) {}
+
+  send_result send(frame_ptr f) override { // the broker's thread only
+    if (!released_) {
+      if (held_.size() >= max_held_frames)
+        overflow_ = true;
+      else if (!broken_)
+        held_.push_back(std::move(f));
+      return send_result::queued;
+    }
+    if (protocol::msg_offset(*f, ch_size_) <= pos_)
+      return send_result::queued; // the replay held it already
+    caught_up_ = true;
+    return real_->send(std::move(f));
+  }
+  void close(std::uint16_t code, std::string reason) override {
+    real_->close(code, std::move(reason));
+  }
+  void input_done() override { real_->input_done(); }
+  void notify(session_event e, std::uint64_t arg) override { real_->notify(e, arg); }
+
+  sink_ptr real_;
+  std::size_t ch_size_;
+  std::vector<frame_ptr> held_;
+  std::string ep_;
+  std::uint64_t pos_ = 0;
+  bool positioned_ = false;
+  bool released_ = false;
+  bool caught_up_ = false;
+  bool broken_ = false; // the stream broke before release: resync then
+  bool overflow_ = false;
+};
+
+broker_core::held_sink* broker_core::find_held(sid_type sid, std::string_view ch) {
+  auto it = held_.find(sid);
+  if (it == held_.end())
+    return nullptr;
+  for (auto& [name, h] : it->second)
+    if (name == ch)
+      return h.get();
+  return nullptr;
+}
+
+void broker_core::erase_held(sid_type sid, std::string_view ch) {
+  auto it = held_.find(sid);
+  if (it == held_.end())
+    return;
+  std::erase_if(it->second, [&](const auto& e) { return e.first == ch; });
+  if (it->second.empty())
+    held_.erase(it);
+}
+
+bool broker_core::subscribe_held(sid_type sid, std::string_view ch, ready_fn ready) {
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end())
+    return false;
+  erase_held(sid, ch); // a repeated sub starts over
+  auto h = std::make_shared<held_sink>(it->second.sink, ch.size());
+  channels_.add(ch, sid, h.get());
+  held_[sid].emplace_back(std::string{ch}, std::move(h));
+  want(topic_kind::channel, ch, std::move(ready));
+  update_gauges();
+  return true;
+}
+
+void broker_core::set_position(sid_type sid, std::string_view ch, std::string ep,
+                               std::uint64_t off) {
+  if (auto* h = find_held(sid, ch)) {
+    h->ep_ = std::move(ep);
+    h->pos_ = off;
+    h->positioned_ = true;
+  }
+}
+
+void broker_core::resync(sid_type sid, std::string_view ch, frame_sink& sink,
+                         clock::time_point now) {
+  sink.send(make_frame(protocol::encode_resync(ch)));
+  bump(metrics_.resyncs, 1);
+  erase_held(sid, ch);
+  if (channels_.remove(ch, sid))
+    unwant(topic_kind::channel, ch, now);
+  update_gauges();
+}
+
+void broker_core::release(sid_type sid, std::string_view ch) {
+  auto* h = find_held(sid, ch);
+  if (h == nullptr || h->released_)
+    return;
+  auto now = clock::now();
+  auto s = streams_.find(ch);
+  bool other_epoch = s != streams_.end() && s->second.ep != h->ep_;
+  if (h->broken_ || h->overflow_ || !h->positioned_ || other_epoch)
+    return resync(sid, ch, *h->real_, now);
+  // what arrived while the ack was prepared, after the position, with no hole
+  auto held = std::move(h->held_);
+  h->held_.clear();
+  std::uint64_t next = h->pos_ + 1;
+  for (auto& f : held) {
+    auto off = protocol::msg_offset(*f, ch.size());
+    if (off < next)
+      continue;
+    if (off != next)
+      return resync(sid, ch, *h->real_, now);
+    h->real_->send(std::move(f));
+    ++next;
+  }
+  if (s != streams_.end() && s->second.last >= next) // delivered here, never held
+    return resync(sid, ch, *h->real_, now);
+  h->released_ = true;
+  h->pos_ = next - 1;
+  if (s != streams_.end() && s->second.last == h->pos_) {
+    channels_.add(ch, sid, h->real_.get()); // caught up: the plain sink from now on
+    erase_held(sid, ch);
+  }
+}
+
+void broker_core::drop_held(sid_type sid, std::string_view ch, clock::time_point now) {
+  if (find_held(sid, ch) == nullptr)
+    return;
+  erase_held(sid, ch);
+  if (channels_.remove(ch, sid))
+    unwant(topic_kind::channel, ch, now);
+  update_gauges();
+}
+
+void broker_core::break_stream(std::string_view ch, clock::time_point now) {
+  auto* subs = channels_.find(ch);
+  if (subs == nullptr)
+    return;
+  std::vector<std::pair<sid_type, frame_sink*>> ended;
+  for (const auto& [sid, sink] : *subs) {
+    auto* h = find_held(sid, ch);
+    if (h != nullptr && !h->released_) {
+      h->broken_ = true; // its ack is on the way: resync at release
+      h->held_.clear();
+      continue;
+    }
+    ended.emplace_back(sid, h != nullptr ? h->real_.get() : sink);
+  }
+  for (auto& [sid, sink] : ended)
+    resync(sid, ch, *sink, now);
+}
+
+std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view ep,
+                                         std::uint64_t off, const frame_ptr& frame,
+                                         bool propagate) {
+  if (propagate && backbone_) {
+    std::string wire;
+    wire.reserve(ep.size() + 1 + frame->size());
+    wire += ep;
+    wire += '|';
+    wire += *frame;
+    backbone_->publish(topic_kind::channel, ch, make_frame(std::move(wire)));
+  }
+  auto* subs = channels_.find(ch);
+  if (subs == nullptr)
+    return 0;
+  auto it = streams_.find(ch);
+  if (it == streams_.end()) {
+    it = streams_.emplace(std::string{ch}, stream{std::string{ep}, off}).first;
+  } else if (it->second.ep != ep || off > it->second.last + 1) {
+    break_stream(ch, clock::now());
+    it = streams_.find(ch); // gone when nobody was left
+    if (it == streams_.end())
+      it = streams_.emplace(std::string{ch}, stream{}).first;
+    it->second = {std::string{ep}, off};
+    return 0;
+  } else if (off <= it->second.last) {
+    return 0; // a repeat (a new owner sends its newest messages again)
+  } else {
+    it->second.last = off;
+  }
+  subs = channels_.find(ch);
+  if (subs == nullptr)
+    return 0;
+  auto n = fan_out(subs, frame);
+  // held subscriptions that have caught up get their plain sink back
+  std::vector<std::pair<sid_type, frame_sink*>> caught;
+  for (const auto& [sid, sink] : *subs) {
+    auto h = held_.find(sid);
+    if (h == held_.end())
+      continue;
+    for (auto& [name, hs] : h->second)
+      if (name == ch && hs->released_ && (hs->caught_up_ || off >= hs->pos_))
+        caught.emplace_back(sid, hs->real_.get());
+  }
+  for (auto& [sid, real] : caught) {
+    channels_.add(ch, sid, real);
+    erase_held(sid, ch);
+  }
+  return n;
+}
+
+bool broker_core::split_ordered(const std::string& wire, std::string_view& ep, frame_ptr& frame) {
+  auto bar = wire.find('|');
+  if (bar == std::string::npos || bar == 0 || bar > protocol::max_epoch_length)
+    return false;
+  ep = std::string_view{wire}.substr(0, bar);
+  frame = make_frame(wire.substr(bar + 1));
+  return true;
+}
+
+} // namespace wsnode

@@ -1,0 +1,131 @@
+// Channel history across the cluster: who sequences a channel's messages,
+// where copies are held, and how requests reach them. One per broker shard,
+// for the history channels of that shard; driven by the broker actor (one
+// thread, no locks).
+//
+// Ownership (docs/operations.md "History and recovery"):
+// - The nodes are ranked per channel by a hash of (channel, node id)
+//   (rendezvous hashing); the first live node owns the channel: it gives
+//   offsets, appends to its copy and to `replicas` more copies (the next
+//   live nodes in rank), and acknowledges a publish once every replica has
+//   it, so that a majority of the configured nodes holds it (owner + 1 of 3).
+// - A node becomes owner by acquisition: it takes a new term, larger than
+//   any it has seen, and asks every live peer to promise it (a promise
+//   rejects appends and copies of older terms from then on). With a
+//   majority of promises it adopts the best copy among them (highest copy
+//   term, then highest offset), keeps its epoch, and copies it to its
+//   replicas before it acknowledges anything new. An owner that sees a
+//   newer term steps down (fencing: an old owner can never get an append
+//   confirmed once a majority has promised a newer term).
+// - No copy anywhere among a majority: the channel starts a new epoch.
+// - Reads (recovery, history) go to the owner and see committed messages only.
+// A single node (no mesh) owns every channel, with no replica.
+#pragma once
+
+#include "actors/history_log.hpp"
+#include "actors/metrics.hpp"
+#include "actors/namespaces.hpp"
+#include "actors/ports.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace wsnode {
+
+struct history_options {
+  std::string node_id = "n1";
+  std::size_t cluster_size = 1; ///< configured nodes (this one and its mesh peers)
+  std::chrono::milliseconds idempotency_window{300000};
+  std::chrono::milliseconds timeout{5000}; ///< a publish or read gives up after this
+};
+
+/// What the service needs from its broker.
+struct history_hooks {
+  /// Sends a service message to another node (best effort; may be lost).
+  std::function<void(const std::string& node, std::string payload)> send;
+  /// A message is committed (this node owns the channel): deliver it to
+  /// local subscribers and to the other nodes.
+  std::function<void(const std::string& ch, const std::string& ep, std::uint64_t off,
+                     const frame_ptr& frame)>
+      committed;
+};
+
+/// The outcome of a publish into a history channel.
+struct publish_outcome {
+  bool ok = false;
+  std::uint64_t off = 0;
+  std::string error; ///< why, when !ok
+};
+
+/// What a read asks for.
+struct read_request {
+  enum class purpose : std::uint8_t { subscribe, history } kind = purpose::subscribe;
+  std::optional<std::string> since_ep; ///< with since_off: recover from there
+  std::uint64_t since_off = 0;
+  std::optional<std::size_t> limit; ///< history: most messages (default: all held)
+};
+
+/// The outcome of a read: the channel's committed position and messages.
+struct read_outcome {
+  bool ok = false;
+  std::string error;
+  std::string ep;
+  std::uint64_t off = 0;
+  std::optional<bool> recovered; ///< subscribe with since: all missed messages follow
+  std::vector<frame_ptr> frames;
+};
+
+class history_service {
+public:
+  using clock = std::chrono::steady_clock;
+  using publish_done = std::function<void(publish_outcome)>;
+  using read_done = std::function<void(read_outcome)>;
+
+  history_service(history_options opts, std::shared_ptr<const namespace_table> ns, metrics& m,
+                  history_hooks hooks);
+  ~history_service();
+  history_service(const history_service&) = delete;
+  history_service& operator=(const history_service&) = delete;
+
+  /// Publishes `data` (raw JSON) from `from` ("" for the API) into `ch`.
+  void publish(const std::string& ch, std::string from, std::string data, std::string key,
+               publish_done done);
+  /// Reads `ch`'s position (and messages) from its owner.
+  void read(const std::string& ch, read_request req, read_done done);
+
+  /// A service message from node `from` (see history_service.cpp).
+  void on_message(const std::string& from, std::string_view payload);
+  /// The live peers changed (ids, this node excluded).
+  void on_view(std::vector<std::string> live_peers);
+  /// Housekeeping: retries, timeouts, history ttl. Call about every 250 ms.
+  void tick(clock::time_point now = clock::now());
+
+  /// Channels with a copy here, messages and bytes in them.
+  std::size_t channel_count() const noexcept;
+  /// Channels this node owns.
+  std::size_t owned_count() const noexcept;
+
+  /// The live node that ranks first for `ch` (this node included).
+  const std::string& first_live(std::string_view ch) const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// The nodes ordered for `ch` (rendezvous hashing): index 0 owns it.
+std::vector<std::string> rank_nodes(std::string_view ch, std::vector<std::string> nodes);
+
+/// The node count that makes a majority of `cluster_size`.
+constexpr std::size_t majority(std::size_t cluster_size) noexcept {
+  return cluster_size / 2 + 1;
+}
+
+} // namespace wsnode
