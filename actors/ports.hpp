@@ -85,6 +85,11 @@ public:
   virtual ~frame_sink() = default;
   /// Queues one frame for writing. Never blocks.
   virtual send_result send(frame_ptr frame) = 0;
+  /// Queues a frame of a recovery replay. Such frames are held in channel
+  /// history anyway (the queue shares them), so they may take the write
+  /// queue past its bound until it has drained once; a replay is bounded by
+  /// the namespace's recovery_max.
+  virtual send_result send_replay(frame_ptr frame) { return send(std::move(frame)); }
   /// Writes what is queued, then closes with `code`. Idempotent.
   virtual void close(std::uint16_t code, std::string reason) = 0;
   /// Tells the reader one received message was handled (input flow control:

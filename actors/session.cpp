@@ -239,8 +239,8 @@ private:
     while (n < held.size() && held[n].ready) {
       auto& r = held[n++];
       sink_->send(std::move(r.frame));
-      for (auto& f : r.more)
-        sink_->send(std::move(f));
+      for (auto& f : r.more) // a recovery's replay
+        sink_->send_replay(std::move(f));
       if (r.release)
         releases_.push_back(std::move(r.ch));
     }

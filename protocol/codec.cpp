@@ -390,9 +390,9 @@ std::string encode_msg(std::string_view ch, std::string_view from, std::uint64_t
 
 namespace {
 // Where the members after "ch" start in a msg frame of a channel of `ch_size`
-// bytes: {"op":"msg","ch":"NAME" is 18 bytes plus the name.
+// bytes: {"op":"msg","ch":"NAME" is 19 bytes plus the name.
 constexpr std::size_t msg_tail(std::size_t ch_size) noexcept {
-  return 18 + ch_size;
+  return 19 + ch_size;
 }
 } // namespace
 

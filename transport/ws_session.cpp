@@ -99,6 +99,11 @@ public:
     return send_result::queued;
   }
 
+  send_result send_replay(frame_ptr f) override {
+    replay_allowance_.fetch_add(f->size(), std::memory_order_relaxed);
+    return send(std::move(f));
+  }
+
   void close(std::uint16_t code, std::string reason) override {
     // frames the caller sent before, still held by its send_batch, go first
     if (send_batch::active())
@@ -136,7 +141,8 @@ public:
       return;
     }
     auto n = f->size();
-    if (out_.bytes() + n > ctx_->opts.max_queue_bytes && out_.bytes() > 0) {
+    auto bound = ctx_->opts.max_queue_bytes + replay_allowance_.load(std::memory_order_relaxed);
+    if (out_.bytes() + n > bound && out_.bytes() > 0) {
       ctx_->m.drop(drop_reason::slow_consumer);
       on_slow();
       return;
@@ -165,6 +171,7 @@ public:
     case write_queue::outcome::blocked:
       return wait_writable();
     case write_queue::outcome::drained:
+      replay_allowance_.store(0, std::memory_order_relaxed); // a replay is out
       return after_flush();
     }
   }
@@ -551,6 +558,7 @@ private:
   std::atomic<phase> phase_{phase::open};
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};
+  std::atomic<std::size_t> replay_allowance_{0}; // see send_replay
 };
 
 namespace {

@@ -65,8 +65,16 @@ def toml_value(v):
 
 
 def toml_text(sections):
+    """TOML for {section: {key: value}}; a list of dicts is an array of
+    tables ([[namespace]])."""
     out = []
     for name, keys in sections.items():
+        if isinstance(keys, list):
+            for table in keys:
+                out.append(f"[[{name}]]")
+                out.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+                out.append("")
+            continue
         out.append(f"[{name}]")
         for k, v in keys.items():
             out.append(f"{k} = {toml_value(v)}")
@@ -83,7 +91,10 @@ class Node:
         self.port = free_port()
         cfg = {"node": {"id": "n1"}, "http": {"listen": f"127.0.0.1:{self.port}"}}
         for name, keys in sections.items():
-            cfg.setdefault(name, {}).update(keys)
+            if isinstance(keys, list):
+                cfg[name] = keys
+            else:
+                cfg.setdefault(name, {}).update(keys)
         cfg["http"].setdefault("static_dir", os.path.join(ROOT, "web"))
         self.id = cfg["node"]["id"]
         self.config_path = os.path.join(self.workdir, "config.toml")
@@ -162,11 +173,26 @@ class Node:
         except urllib.error.HTTPError as e:
             return e.code, e.read(), dict(e.headers)
 
-    def publish(self, ch, data, key=None):
+    def publish(self, ch, data, key=None, idem=None, timeout=10):
+        """POST /api/publish; `key` is the API key, `idem` the idempotency key."""
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        return self.http("POST", "/api/publish", json.dumps({"ch": ch, "data": data}), headers)
+        body = {"ch": ch, "data": data}
+        if idem is not None:
+            body["key"] = idem
+        return self.http("POST", "/api/publish", json.dumps(body), headers, timeout=timeout)
+
+    def history(self, ch, limit=None, since=None):
+        """POST /api/history; returns (status, parsed body)."""
+        body = {"ch": ch}
+        if limit is not None:
+            body["limit"] = limit
+        if since is not None:
+            body["since"] = since
+        status, raw, _ = self.http("POST", "/api/history", json.dumps(body),
+                                   {"Content-Type": "application/json"})
+        return status, json.loads(raw)
 
     def send(self, to, data, key=None):
         headers = {"Content-Type": "application/json"}
