@@ -135,6 +135,8 @@ void broker_core::release(sid_type sid, std::string_view ch) {
     return resync(sid, ch, *h->real_, now);
   h->released_ = true;
   h->pos_ = next - 1;
+  if (s == streams_.end()) // the first position here: a new epoch must show as one
+    s = streams_.emplace(std::string{ch}, stream{h->ep_, h->pos_}).first;
   if (s != streams_.end() && s->second.last == h->pos_) {
     channels_.add(ch, sid, h->real_.get()); // caught up: the plain sink from now on
     erase_held(sid, ch);
