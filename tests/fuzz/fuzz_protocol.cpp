@@ -120,6 +120,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   case 1:
     (void)parse_api_body(in, (size & 1) ? op::pub : op::send, limits);
+    (void)parse_history_body(in);
     break;
   case 2: {
     auto f = parse_server_frame(in);

@@ -217,3 +217,53 @@ TEST_CASE("json::validate and append_string") {
   CHECK(json::decode_string(out) == std::string("a\"\\\x01\t", 5));
   CHECK_FALSE(json::decode_string("1").has_value());
 }
+
+TEST_CASE("protocol v1.1: since, key, limit, history; positions in frames") {
+  using namespace wsnode::protocol;
+  parse_limits lim;
+  auto r = parse_command(R"({"op":"sub","ch":"room:1","id":1,"since":{"ep":"k3x9","off":40}})", lim);
+  auto& c = std::get<command>(r);
+  REQUIRE(c.since);
+  CHECK(c.since->ep == "k3x9");
+  CHECK(c.since->off == 40);
+  auto p = std::get<command>(parse_command(R"({"op":"pub","ch":"a","data":1,"key":"c-17"})", lim));
+  CHECK(p.key == "c-17");
+  auto h = std::get<command>(parse_command(R"({"op":"history","ch":"a","limit":5})", lim));
+  CHECK(h.kind == op::history);
+  CHECK(h.limit == 5u);
+  for (auto bad : {R"({"op":"sub","ch":"a","since":{"ep":"x"}})",
+                   R"({"op":"sub","ch":"a","since":{"ep":1,"off":2}})",
+                   R"({"op":"sub","ch":"a","since":{"ep":"x","off":-1}})",
+                   R"({"op":"sub","ch":"a","since":{"ep":"x","off":1.5}})",
+                   R"({"op":"sub","ch":"a","since":5})",
+                   R"({"op":"pub","ch":"a","data":1,"key":""})",
+                   R"({"op":"pub","ch":"a","data":1,"key":7})",
+                   R"({"op":"history","ch":"a","limit":"3"})", R"({"op":"history"})"}) {
+    auto e = parse_command(bad, lim);
+    REQUIRE_MESSAGE(std::holds_alternative<command_error>(e), bad);
+    CHECK(std::get<command_error>(e).code == error_code::bad_request);
+  }
+  auto api = std::get<command>(parse_history_body(R"({"ch":"a","since":{"ep":"e","off":3}})"));
+  CHECK(api.since->off == 3);
+  CHECK(std::holds_alternative<command_error>(parse_history_body(R"({"limit":1})")));
+
+  auto m = encode_msg("room:1", "alice", 42, R"({"text":"hi"})");
+  CHECK(m == R"({"op":"msg","ch":"room:1","from":"alice","off":42,"data":{"text":"hi"}})");
+  CHECK(msg_offset(m, 6) == 42);
+  CHECK(msg_offset(encode_msg("room:1", "", 7, "1"), 6) == 7);
+  CHECK(msg_offset(encode_msg("room:1", "", "1"), 6) == 0);
+  CHECK(encode_sub_ack("1", "k3x9", 42, true) ==
+        R"({"op":"ack","id":1,"ep":"k3x9","off":42,"recovered":true})");
+  CHECK(encode_sub_ack({}, "e", 0, std::nullopt) == R"({"op":"ack","ep":"e","off":0})");
+  CHECK(encode_pub_ack("3", 43) == R"({"op":"ack","id":3,"off":43})");
+  CHECK(encode_resync("room:1") == R"({"op":"resync","ch":"room:1"})");
+  std::vector<frame_view> frames{m};
+  CHECK(encode_history("9", "room:1", "k3x9", 42, frames, false) ==
+        R"({"op":"history","id":9,"ch":"room:1","ep":"k3x9","off":42,"pubs":[{"from":"alice","off":42,"data":{"text":"hi"}}]})");
+  CHECK(encode_history({}, "room:1", "e", 0, {}, true) == R"({"ch":"room:1","ep":"e","off":0,"pubs":[]})");
+  auto f = parse_server_frame(R"({"op":"ack","ep":"e","off":3,"recovered":false})");
+  REQUIRE(f);
+  CHECK(f->ep == "e");
+  CHECK(f->off == 3);
+  CHECK(f->recovered == false);
+}

@@ -124,3 +124,49 @@ TEST_CASE("unreadable files are refused") {
   CHECK_THROWS_AS(load_config("/nonexistent/wsnode.toml"), config_error);
   CHECK_THROWS_AS(load_config("/"), config_error);
 }
+
+TEST_CASE("[[namespace]] tables: history keys, policy keys, readonly_namespaces") {
+  auto c = parse_config(R"(
+[channels]
+readonly_namespaces = ["news"]
+[history]
+idempotency_window_ms = 60000
+[[namespace]]
+name = "room"
+history_size = 50
+history_ttl_ms = 2000
+recovery_max = 20
+publish = "anyone"
+[[namespace]]
+name = ""
+)",
+                        ".");
+  REQUIRE(c.namespaces.size() == 3);
+  namespace_table t{c.namespaces};
+  CHECK(t.of_channel("room:1").history_size == 50);
+  CHECK(t.of_channel("room:1").history_ttl == std::chrono::milliseconds{2000});
+  CHECK(t.of_channel("room:1").recovery_max == 20);
+  CHECK(t.of_channel("plain").name.empty());
+  CHECK_FALSE(t.of_channel("plain").has_history());
+  CHECK(t.of_channel("news:a").publish == publish_rule::server); // readonly_namespaces
+  CHECK(t.of_channel("other:a").publish == publish_rule::anyone);
+  CHECK(t.any_history());
+  CHECK(c.idempotency_window == std::chrono::milliseconds{60000});
+
+  CHECK(key_of("[[namespace]]\nhistory_size = 1\n") == "namespace[0].name");
+  CHECK(key_of("[[namespace]]\nname = \"a:b\"\n") == "namespace[0].name");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\n[[namespace]]\nname = \"a\"\n") ==
+        "namespace[1].name");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nhistroy_size = 1\n") == "namespace[0].histroy_size");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nhistory_size = -1\n") == "namespace[0].history_size");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nhistory_size = 5\nhistory_ttl_ms = 10\n") ==
+        "namespace[0].history_ttl_ms");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\npublish = \"everyone\"\n") == "namespace[0].publish");
+  // policy keys that are designed but not built yet are refused, never ignored
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe = \"token\"\n") ==
+        "namespace[0].subscribe");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nlossy = true\n") == "namespace[0].lossy");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\npresence = true\n") == "namespace[0].presence");
+  CHECK(key_of("namespace = 3\n") == "namespace");
+  CHECK(key_of("[history]\nidempotency_window_ms = 5\n") == "history.idempotency_window_ms");
+}
