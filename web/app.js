@@ -1,7 +1,7 @@
 // The demo page: chat rooms and direct messages, a danmaku (bullet comment)
 // stage, and a diagnostics panel. Everything goes through wsnode.js.
 // URL parameters: ?user=NAME (connects at once), &room=room:lobby,
-// &danmaku=danmaku:lobby.
+// &danmaku=danmaku:lobby, &reconnect_ms=N (first reconnect delay, no jitter).
 import { WsnodeClient } from "./wsnode.js";
 
 const $ = (id) => document.getElementById(id);
@@ -137,7 +137,17 @@ function connect(user) {
   $("sent-count").textContent = "0";
   $("rooms").replaceChildren();
   $("chat-room").replaceChildren();
-  client = new WsnodeClient({ user });
+  const reconnectMs = Number(params.get("reconnect_ms"));
+  const backoff = reconnectMs > 0 ? { initialMs: reconnectMs, jitter: 0 } : {};
+  client = new WsnodeClient({ user, backoff });
+  client.addEventListener("recovery", (e) => {
+    const { ch, recovered, count } = e.detail;
+    const line = recovered
+      ? `recovered ${count} messages in ${ch}`
+      : `${ch}: could not recover what was missed (history too short or reset)`;
+    $("recovery").textContent = line;
+    addMessage({ kind: "system", text: line });
+  });
   client.addEventListener("state", showState);
   client.addEventListener("open", (e) => {
     showState();

@@ -1,4 +1,4 @@
-// wsnode.js: a small browser client for wsnode's protocol v1.
+// wsnode.js: a small browser client for wsnode's protocol v1 and v1.1.
 // Plain ES module, no dependencies, no build step. See docs/client.md.
 //
 //   import { WsnodeClient } from "/wsnode.js";
@@ -10,6 +10,14 @@
 //   await c.subscribe("room:1", (msg) => console.log(msg.from, msg.data));
 //   await c.publish("room:1", { text: "hi" });
 //   await c.send("bob", "psst");
+//   c.addEventListener("recovery", (e) => console.log(e.detail)); // {ch, recovered, count}
+//
+// In a namespace with history the client remembers each channel's stream
+// position (ep, off) and, after every reconnect and on `resync`,
+// subscribes again with `since`: the messages it missed are replayed, in
+// order, once. The "recovery" event says whether that worked
+// (`recovered: false`: the gap was too old or the epoch changed; reload
+// the channel's state, e.g. with history()).
 
 /** An `err` reply (or a local failure) as an exception with a `code`. */
 export class WsnodeError extends Error {
@@ -42,7 +50,9 @@ function defaultUrl() {
  * One logical connection to wsnode that survives reconnects.
  *
  * Events (EventTarget): "state" (detail: state), "open" (detail: hello),
- * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame).
+ * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame),
+ * "recovery" (detail: {ch, recovered, count}) after a resubscription with
+ * `since`.
  * States: "idle", "connecting", "open", "reconnecting", "closed".
  */
 export class WsnodeClient extends EventTarget {
@@ -70,6 +80,7 @@ export class WsnodeClient extends EventTarget {
     this._pending = new Map(); // id -> {resolve, reject, timer}
     this._queue = []; // commands waiting for the connection
     this._subs = new Map(); // channel -> Set(handler)
+    this._pos = new Map(); // channel -> {ep, off}: its stream position (history channels)
     this._everOpen = false;
   }
 
@@ -105,10 +116,16 @@ export class WsnodeClient extends EventTarget {
     }
     if (handler) set.add(handler);
     if (!first) return Promise.resolve();
-    return this._request({ op: "sub", ch }).catch((e) => {
-      this._subs.delete(ch);
-      throw e;
-    });
+    return this._request({ op: "sub", ch }).then(
+      (ack) => {
+        this._onSubAck(ch, ack, null);
+        return ack;
+      },
+      (e) => {
+        this._subs.delete(ch);
+        throw e;
+      },
+    );
   }
 
   /** Removes `handler` (or every handler) from `ch`; unsubscribes when none is left. */
@@ -119,12 +136,33 @@ export class WsnodeClient extends EventTarget {
     else set.clear();
     if (set.size > 0) return Promise.resolve();
     this._subs.delete(ch);
+    this._pos.delete(ch);
     return this._request({ op: "unsub", ch });
   }
 
-  /** Publishes `data` (any JSON value) to `ch`; resolves on ack. */
-  publish(ch, data) {
-    return this._request({ op: "pub", ch, data });
+  /**
+   * Publishes `data` (any JSON value) to `ch`; resolves on ack (with `off`
+   * in a history channel). `opts.key` makes a retry safe: a repeat of the
+   * key is acknowledged with the first one's offset, not published again.
+   */
+  publish(ch, data, opts = {}) {
+    const cmd = { op: "pub", ch, data };
+    if (opts.key !== undefined) cmd.key = opts.key;
+    return this._request(cmd);
+  }
+
+  /** A history channel's newest messages: resolves with {ep, off, pubs}. */
+  history(ch, opts = {}) {
+    const cmd = { op: "history", ch };
+    if (opts.limit !== undefined) cmd.limit = opts.limit;
+    if (opts.since) cmd.since = opts.since;
+    return this._request(cmd);
+  }
+
+  /** The stream position {ep, off} of a history channel (null: none yet). */
+  position(ch) {
+    const p = this._pos.get(ch);
+    return p ? { ep: p.ep, off: p.off } : null;
   }
 
   /** Sends `data` to every session of `user`; resolves on ack. */
@@ -206,6 +244,7 @@ export class WsnodeClient extends EventTarget {
         return;
       case "ack":
       case "pong":
+      case "history":
       case "err": {
         const p = f.id !== undefined ? this._pending.get(f.id) : undefined;
         if (!p) return;
@@ -216,6 +255,11 @@ export class WsnodeClient extends EventTarget {
         return;
       }
       case "msg": {
+        const pos = f.off !== undefined ? this._pos.get(f.ch) : undefined;
+        if (pos) {
+          if (f.off <= pos.off) return; // already seen (never expected; a safety net)
+          pos.off = f.off;
+        }
         const set = this._subs.get(f.ch);
         if (set) for (const h of set) h(f);
         this.dispatchEvent(new CustomEvent("msg", { detail: f }));
@@ -223,6 +267,9 @@ export class WsnodeClient extends EventTarget {
       }
       case "dm":
         this.dispatchEvent(new CustomEvent("dm", { detail: f }));
+        return;
+      case "resync": // the server could not keep this stream whole: recover it
+        if (this._subs.has(f.ch)) this._resubscribe(f.ch);
         return;
       default:
         return; // unknown ops are ignored (forward compatibility)
@@ -240,12 +287,36 @@ export class WsnodeClient extends EventTarget {
     // with the queue), then flush what waited for the connection
     const queuedSubs = new Set(this._queue.filter((q) => q.cmd.op === "sub").map((q) => q.cmd.ch));
     for (const ch of this._subs.keys()) {
-      if (!queuedSubs.has(ch)) this._sendNow({ op: "sub", ch, id: this._nextId++ }, null);
+      if (!queuedSubs.has(ch)) this._resubscribe(ch);
     }
     const queued = this._queue;
     this._queue = [];
     for (const q of queued) this._sendNow(q.cmd, q.promise);
     this.dispatchEvent(new CustomEvent("open", { detail: hello }));
+  }
+
+  // Subscribes `ch` again, from its position when it has one.
+  _resubscribe(ch) {
+    const pos = this._pos.get(ch);
+    const since = pos ? { ep: pos.ep, off: pos.off } : null;
+    const cmd = { op: "sub", ch, id: this._nextId++ };
+    if (since) cmd.since = since;
+    this._sendNow(cmd, {
+      resolve: (ack) => this._onSubAck(ch, ack, since),
+      reject: () => {}, // the next reconnect tries again
+      timer: null,
+    });
+  }
+
+  _onSubAck(ch, ack, since) {
+    if (!ack || ack.ep === undefined) return; // no history in this namespace
+    const recovered = ack.recovered === true;
+    // replayed messages follow the ack and move the position on
+    this._pos.set(ch, { ep: ack.ep, off: since && recovered ? since.off : ack.off });
+    if (since) {
+      const count = recovered ? ack.off - since.off : 0;
+      this.dispatchEvent(new CustomEvent("recovery", { detail: { ch, recovered, count } }));
+    }
   }
 
   _request(cmd) {

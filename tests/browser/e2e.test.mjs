@@ -1,5 +1,5 @@
 // The demo page in real headless Chromium (Debian's chromium, driven by
-// playwright-core) against a 2-node wsnode cluster behind nginx, started
+// playwright-core) against a 3-node wsnode cluster behind nginx, started
 // with scripts/cluster. Every process is stopped by PID at the end.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -36,7 +36,7 @@ function readCluster() {
 
 const front = () => `http://127.0.0.1:${cluster.nginx.port}`;
 
-async function openPage(name, user) {
+async function openPage(name, user, extra = "") {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   const errors = [];
@@ -44,7 +44,7 @@ async function openPage(name, user) {
     if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
   });
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-  await page.goto(`${front()}/?user=${user}`);
+  await page.goto(`${front()}/?user=${user}${extra}`);
   await waitState(page, "open");
   pages[name] = { page, errors, context };
   return page;
@@ -59,7 +59,8 @@ async function waitState(page, state, timeout = 15000) {
 const text = (page, id) => page.locator(`#${id}`).textContent();
 
 before(async () => {
-  clusterCmd("up", "2", "--port", "0", "--set", "mesh.heartbeat_ms=200");
+  // 3 nodes: the rooms keep history, which needs a majority of the nodes
+  clusterCmd("up", "3", "--port", "0", "--set", "mesh.heartbeat_ms=200");
   readCluster();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   browser = await chromium.launch({
@@ -156,6 +157,51 @@ test("'send 100 messages' delivers 100 messages to the other page", async () => 
   await a.waitForFunction(() => Number(document.getElementById("sent-count").textContent) >= 100);
   await b.locator("#messages li.msg", { hasText: "diag 100/100" }).waitFor();
   assert.equal(Number(await text(b, "received-count")), before + 100);
+});
+
+test("killing a page's node: it reconnects elsewhere and recovers the room's missed messages", async () => {
+  // page c waits 4 s before it reconnects, so that messages are sure to be
+  // published while it is away
+  let c = await openPage("c", "carol", "&reconnect_ms=4000");
+  const { page: a } = pages.a;
+  const { page: b } = pages.b;
+  const taken = async () => [await text(a, "node"), await text(b, "node")];
+  for (let i = 0; i < 10 && (await taken()).includes(await text(c, "node")); i++) {
+    await pages.c.context.close();
+    c = await openPage("c", "carol", "&reconnect_ms=4000");
+  }
+  const victim = await text(c, "node");
+  const k = cluster.nodes.findIndex((n) => n.id === victim) + 1;
+  const sawReconnecting = c.waitForFunction(
+    () => document.getElementById("state").textContent === "reconnecting",
+    null,
+    { timeout: 15000, polling: 10 },
+  );
+  clusterCmd("kill", String(k));
+  await sawReconnecting;
+  const survivor = cluster.nodes.find((n) => n.id !== victim);
+  for (let i = 1; i <= 3; i++) {
+    let ok = false;
+    for (let t = 0; t < 20 && !ok; t++) { // until the room's new owner answers
+      const r = await fetch(`http://127.0.0.1:${survivor.http}/api/publish`, {
+        method: "POST",
+        body: JSON.stringify({ ch: "room:lobby", data: { text: `while away ${i}` }, key: `away-${i}` }),
+      });
+      ok = r.status === 200;
+      if (!ok) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(ok, `publish ${i} while carol is away`);
+  }
+  await waitState(c, "open", 20000);
+  assert.notEqual(await text(c, "node"), victim);
+  await c.locator("#recovery", { hasText: "recovered 3 messages in room:lobby" }).waitFor();
+  for (let i = 1; i <= 3; i++)
+    await c.locator("#messages li.msg", { hasText: `while away ${i}` }).waitFor();
+  assert.equal(await c.locator("#messages li.msg", { hasText: "while away 1" }).count(), 1);
+  await c.screenshot({ path: path.join(ARTIFACTS, "page-recovered.png") });
+  assert.equal(await text(a, "reconnects"), "0"); // the others were elsewhere
+  clusterCmd("start", String(k));
+  readCluster();
 });
 
 test("killing a page's node: it shows reconnecting, then works on the other node", async () => {

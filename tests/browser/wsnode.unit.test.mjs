@@ -249,3 +249,53 @@ test("the command queue is bounded while disconnected", async () => {
   await assert.rejects(a, { code: "closed" });
   await assert.rejects(b, { code: "closed" });
 });
+
+test("history channels: resubscribes with since, reports recovery, drops repeats, follows resync", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 } });
+  const recoveries = [];
+  c.addEventListener("recovery", (e) => recoveries.push(e.detail));
+  const got = [];
+  c.connect();
+  sock().hello("n1");
+  const p = c.subscribe("room:1", (m) => got.push(m.off));
+  const sub = sock().sent.at(-1);
+  assert.equal(sub.since, undefined);
+  sock().frame({ op: "ack", id: sub.id, ep: "e1", off: 4 });
+  await p;
+  assert.deepEqual(c.position("room:1"), { ep: "e1", off: 4 });
+  sock().frame({ op: "msg", ch: "room:1", off: 5, data: 1 });
+  sock().frame({ op: "msg", ch: "room:1", off: 5, data: 1 }); // a repeat: dropped
+  assert.deepEqual(got, [5]);
+
+  sock().drop(1006);
+  timers.fire();
+  sock().hello("n2");
+  const again = sock().sent.find((f) => f.op === "sub");
+  assert.deepEqual(again.since, { ep: "e1", off: 5 });
+  sock().frame({ op: "ack", id: again.id, ep: "e1", off: 7, recovered: true });
+  sock().frame({ op: "msg", ch: "room:1", off: 6, data: 1 });
+  sock().frame({ op: "msg", ch: "room:1", off: 7, data: 1 });
+  assert.deepEqual(got, [5, 6, 7]);
+  assert.deepEqual(recoveries, [{ ch: "room:1", recovered: true, count: 2 }]);
+
+  // resync: subscribe again from the position, on the same socket
+  sock().frame({ op: "resync", ch: "room:1" });
+  const third = sock().sent.at(-1);
+  assert.equal(third.op, "sub");
+  assert.deepEqual(third.since, { ep: "e1", off: 7 });
+  sock().frame({ op: "ack", id: third.id, ep: "e2", off: 3, recovered: false });
+  assert.deepEqual(recoveries.at(-1), { ch: "room:1", recovered: false, count: 0 });
+  assert.deepEqual(c.position("room:1"), { ep: "e2", off: 3 });
+
+  // publish with a key, and a history read
+  const pub = c.publish("room:1", "x", { key: "k-1" });
+  assert.equal(sock().sent.at(-1).key, "k-1");
+  sock().frame({ op: "ack", id: sock().sent.at(-1).id, off: 4 });
+  assert.equal((await pub).off, 4);
+  const h = c.history("room:1", { limit: 2 });
+  const hc = sock().sent.at(-1);
+  assert.equal(hc.op, "history");
+  sock().frame({ op: "history", id: hc.id, ch: "room:1", ep: "e2", off: 4, pubs: [] });
+  assert.equal((await h).off, 4);
+  await flush();
+});
