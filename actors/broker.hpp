@@ -10,8 +10,8 @@
 
 #include "actors/backbone.hpp"
 #include "actors/history_service.hpp"
-#include "actors/namespaces.hpp"
 #include "actors/metrics.hpp"
+#include "actors/namespaces.hpp"
 #include "actors/ports.hpp"
 #include "actors/topic_registry.hpp"
 
@@ -168,7 +168,7 @@ private:
 struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
   std::shared_ptr<const namespace_table> namespaces; ///< null: none
-  history_options history;                          ///< when any namespace keeps history
+  history_options history;                           ///< when any namespace keeps history
 };
 
 /// Spawns one broker actor. Sessions join and leave it by message

@@ -114,14 +114,13 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         done(c, true);
       },
       // ---- history channels
-      [=](atoms::hsub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
-          sink_ptr& from, const caf::actor& session, bool has_since, std::string& ep,
-          std::uint64_t off) {
+      [=](atoms::hsub, std::uint64_t sid, const std::string& ch, std::uint64_t slot, sink_ptr& from,
+          const caf::actor& session, bool has_since, std::string& ep, std::uint64_t off) {
         auto& core = *self->state.core;
         if (!core.sink_of(sid))
           core.attach(sid, from);
-        auto req = read_req(has_since, std::move(ep), off, false, 0,
-                            read_request::purpose::subscribe);
+        auto req =
+            read_req(has_since, std::move(ep), off, false, 0, read_request::purpose::subscribe);
         core.subscribe_held(sid, ch, [self, sid, ch, slot, session, req] {
           self->state.history->read(ch, req, [self, sid, ch, slot, session](read_outcome o) {
             if (o.ok)
@@ -147,17 +146,16 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::hpub, const std::string& ch, std::string& data, std::string& key,
           const api_reply_completion& c) {
         auto fn = c.fn;
-        self->state.history->publish(ch, {}, std::move(data), std::move(key),
-                                     [fn, m](publish_outcome o) {
-                                       if (!o.ok) {
-                                         bump(m->history_unavailable, 1);
-                                         fn({503, "{\"error\":\"unavailable\",\"msg\":\"channel "
-                                                  "history unavailable; retry\"}\n"});
-                                         return;
-                                       }
-                                       fn({200, "{\"ok\":true,\"off\":" + std::to_string(o.off) +
-                                                    "}\n"});
-                                     });
+        self->state.history->publish(
+            ch, {}, std::move(data), std::move(key), [fn, m](publish_outcome o) {
+              if (!o.ok) {
+                bump(m->history_unavailable, 1);
+                fn({503, "{\"error\":\"unavailable\",\"msg\":\"channel "
+                         "history unavailable; retry\"}\n"});
+                return;
+              }
+              fn({200, "{\"ok\":true,\"off\":" + std::to_string(o.off) + "}\n"});
+            });
       },
       [=](atoms::hist, const std::string& ch, bool has_since, std::string& ep, std::uint64_t off,
           bool has_limit, std::uint64_t limit, std::uint64_t slot, const caf::actor& session) {
@@ -197,8 +195,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         if (k == topic_kind::channel && self->state.history && opts.namespaces &&
             opts.namespaces->of_channel(name).has_history()) {
           if (broker_core::split_ordered(*frame, ep, inner))
-            self->state.core->deliver_ordered(
-                name, ep, protocol::msg_offset(*inner, name.size()), inner, false);
+            self->state.core->deliver_ordered(name, ep, protocol::msg_offset(*inner, name.size()),
+                                              inner, false);
         } else {
           self->state.core->deliver_remote(k, name, frame);
         }

@@ -6,9 +6,9 @@ namespace wsnode {
 
 std::string make_epoch() {
   static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-  thread_local std::mt19937_64 rng{std::random_device{}() ^
-                                   static_cast<std::uint64_t>(
-                                       std::chrono::steady_clock::now().time_since_epoch().count())};
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
   std::string e(8, '0');
   for (auto& c : e)
     c = digits[rng() % 36];

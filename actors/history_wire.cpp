@@ -68,7 +68,7 @@ json::object encode_copy(const copy& c) {
   keys.reserve(c.keys.size());
   for (const auto& k : c.keys)
     keys.push_back(json::array{json::string_view{k.key}, k.off, age_ms(k.age)});
-  return {{"ep", c.ep},     {"cterm", c.cterm},         {"top", c.top},
+  return {{"ep", c.ep},         {"cterm", c.cterm},        {"top", c.top},
           {"commit", c.commit}, {"e", std::move(entries)}, {"k", std::move(keys)}};
 }
 
@@ -83,8 +83,8 @@ copy decode_copy(const json::object& o) {
       if (!row.is_array() || row.as_array().size() != 3 || !row.as_array()[1].is_string())
         continue;
       const auto& a = row.as_array();
-      c.entries.push_back({as_u64(a[0]), make_frame(std::string{a[1].as_string()}),
-                           from_ms(as_u64(a[2]))});
+      c.entries.push_back(
+          {as_u64(a[0]), make_frame(std::string{a[1].as_string()}), from_ms(as_u64(a[2]))});
     }
   if (auto* k = o.if_contains("k"); k && k->is_array())
     for (const auto& row : k->as_array()) {
@@ -142,8 +142,8 @@ json::object encode_read_outcome(const read_outcome& r) {
   json::array frames;
   for (const auto& f : r.frames)
     frames.push_back(json::string_view{*f});
-  json::object o{{"ok", r.ok}, {"error", r.error}, {"ep", r.ep}, {"off", r.off},
-                 {"f", std::move(frames)}};
+  json::object o{
+      {"ok", r.ok}, {"error", r.error}, {"ep", r.ep}, {"off", r.off}, {"f", std::move(frames)}};
   if (r.recovered)
     o["recovered"] = *r.recovered;
   return o;

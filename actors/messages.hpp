@@ -55,9 +55,11 @@ using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, comple
 using hsub = caf::atom_constant<caf::atom("hsub")>;
 /// session -> shard: (sid, ch) the sub's ack and replay are out: go live
 using live = caf::atom_constant<caf::atom("live")>;
-/// session -> shard: (ch, from, data, key, slot, session); API: (ch, data, key, api_reply_completion)
+/// session -> shard: (ch, from, data, key, slot, session); API: (ch, data, key,
+/// api_reply_completion)
 using hpub = caf::atom_constant<caf::atom("hpub")>;
-/// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (..., api_reply_completion)
+/// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (...,
+/// api_reply_completion)
 using hist = caf::atom_constant<caf::atom("hist")>;
 /// shard -> session: (slot, ok, ep, off, recovered (-1 none, 0, 1), frame_list, error)
 using sub_done = caf::atom_constant<caf::atom("sub_done")>;

@@ -57,17 +57,17 @@ struct metrics {
   counter mesh_gaps{0};
   counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
   // history (namespaces with history_size > 0)
-  gauge history_channels{0};         ///< channels with a history copy on this node
-  gauge history_messages{0};         ///< messages held in those copies
-  gauge history_bytes{0};            ///< bytes of those messages
-  counter recoveries_ok{0};          ///< sub with since: recovered
-  counter recoveries_failed{0};      ///< sub with since: not recovered (recovered:false)
-  counter resyncs{0};                ///< resync frames sent (a stream broke)
-  counter history_new_epochs{0};     ///< channels started afresh (no copy found)
-  counter history_takeovers{0};      ///< ownership taken with an existing copy
-  counter history_handovers{0};      ///< ownership given up to a newer term
-  counter history_unavailable{0};    ///< publishes/reads refused: owner or copies out of reach
-  counter history_bad_messages{0};   ///< malformed history messages from the mesh
+  gauge history_channels{0};       ///< channels with a history copy on this node
+  gauge history_messages{0};       ///< messages held in those copies
+  gauge history_bytes{0};          ///< bytes of those messages
+  counter recoveries_ok{0};        ///< sub with since: recovered
+  counter recoveries_failed{0};    ///< sub with since: not recovered (recovered:false)
+  counter resyncs{0};              ///< resync frames sent (a stream broke)
+  counter history_new_epochs{0};   ///< channels started afresh (no copy found)
+  counter history_takeovers{0};    ///< ownership taken with an existing copy
+  counter history_handovers{0};    ///< ownership given up to a newer term
+  counter history_unavailable{0};  ///< publishes/reads refused: owner or copies out of reach
+  counter history_bad_messages{0}; ///< malformed history messages from the mesh
 
   void drop(drop_reason r, std::uint64_t n = 1) noexcept {
     dropped[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);

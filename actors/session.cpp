@@ -197,9 +197,9 @@ private:
   frame_ptr unavailable(std::string_view id, const std::string& why) {
     bump(env_->m.history_unavailable, 1);
     env_->m.error(error_code::rate_limited);
-    return make_frame(protocol::encode_err(
-        id, error_code::rate_limited,
-        "channel history unavailable; retry" + (why.empty() ? std::string{} : " (" + why + ")")));
+    return make_frame(protocol::encode_err(id, error_code::rate_limited,
+                                           "channel history unavailable; retry" +
+                                               (why.empty() ? std::string{} : " (" + why + ")")));
   }
 
   // The acks (and replays) of these history subscriptions are handed to
@@ -273,7 +273,6 @@ private:
     }
   }
 
-
   void handle(const std::string& text, bool binary) {
     if (binary)
       return reply_error({}, error_code::bad_request, "binary frames are not supported");
@@ -299,9 +298,9 @@ private:
       if (env_->cfg.namespaces->of_channel(cmd.ch).has_history()) {
         auto slot = hold(cmd.id, cmd.ch);
         bool since = cmd.since.has_value();
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hsub::value, sid_,
-                       std::string{cmd.ch}, slot, sink_, handle(), since,
-                       since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0);
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hsub::value, sid_, std::string{cmd.ch},
+                       slot, sink_, handle(), since, since ? cmd.since->ep : std::string{},
+                       since ? cmd.since->off : 0);
         return;
       }
       {
@@ -325,8 +324,8 @@ private:
                            "clients may not publish to this namespace");
       if (ns.has_history()) { // answered with its offset once it is held safely
         auto slot = hold(cmd.id, {});
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hpub::value, std::string{cmd.ch},
-                       user_, std::string{cmd.data}, std::move(cmd.key), slot, handle());
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hpub::value, std::string{cmd.ch}, user_,
+                       std::string{cmd.data}, std::move(cmd.key), slot, handle());
         return;
       }
       caf::anon_send(env_->brokers->owner(cmd.ch), atoms::pub::value, std::string{cmd.ch},
@@ -408,9 +407,8 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::pub_done, std::uint64_t slot, bool ok, std::uint64_t off,
           const std::string& error) { self->state.on_pub_done(slot, ok, off, error); },
       [=](atoms::hist_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
-          const frame_list& frames, const std::string& error) {
-        self->state.on_hist_done(slot, ok, ep, off, frames, error);
-      },
+          const frame_list& frames,
+          const std::string& error) { self->state.on_hist_done(slot, ok, ep, off, frames, error); },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();

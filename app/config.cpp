@@ -135,8 +135,8 @@ void check_tcp_endpoint(std::string_view s, const std::string& key) {
 namespace_options read_namespace(const toml::table& t, const std::string& where) {
   namespace_options ns;
   static const std::set<std::string, std::less<>> known{
-      "name",     "history_size", "history_ttl_ms", "recovery_max", "subscribe",
-      "publish",  "presence",     "join_leave",     "lossy",        "max_subscribers"};
+      "name",    "history_size", "history_ttl_ms", "recovery_max", "subscribe",
+      "publish", "presence",     "join_leave",     "lossy",        "max_subscribers"};
   for (const auto& [key, value] : t)
     if (!known.contains(key.str()))
       throw config_error(where + "." + std::string{key.str()}, "unknown key");
@@ -166,7 +166,8 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
     }
   };
   if (t.get("name") == nullptr)
-    throw config_error(key("name"), "every [[namespace]] needs a name (\"\" for channels without ':')");
+    throw config_error(key("name"),
+                       "every [[namespace]] needs a name (\"\" for channels without ':')");
   text("name", ns.name);
   if (ns.name.find(':') != std::string::npos ||
       (!ns.name.empty() && !protocol::valid_channel(ns.name)))

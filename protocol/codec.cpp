@@ -152,8 +152,8 @@ std::optional<command_error> check_extras(const members& f, command& cmd) {
       return true;
     });
     if (!ok || !has_ep || !has_off)
-      return fail(error_code::bad_request,
-                  "since must be {\"ep\":STRING,\"off\":INTEGER >= 0}", f.id);
+      return fail(error_code::bad_request, "since must be {\"ep\":STRING,\"off\":INTEGER >= 0}",
+                  f.id);
     cmd.since = std::move(p);
   }
   if (!f.limit.empty() && cmd.kind == op::history) {

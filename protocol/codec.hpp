@@ -61,8 +61,8 @@ struct command {
   std::string ch;
   std::string to;
   std::string_view data;
-  std::string key;                ///< pub: idempotency key ("" = none)
-  std::optional<position> since;  ///< sub, history: recover from here
+  std::string key;                  ///< pub: idempotency key ("" = none)
+  std::optional<position> since;    ///< sub, history: recover from here
   std::optional<std::size_t> limit; ///< history: most messages wanted
 };
 

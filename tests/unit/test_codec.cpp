@@ -221,7 +221,8 @@ TEST_CASE("json::validate and append_string") {
 TEST_CASE("protocol v1.1: since, key, limit, history; positions in frames") {
   using namespace wsnode::protocol;
   parse_limits lim;
-  auto r = parse_command(R"({"op":"sub","ch":"room:1","id":1,"since":{"ep":"k3x9","off":40}})", lim);
+  auto r =
+      parse_command(R"({"op":"sub","ch":"room:1","id":1,"since":{"ep":"k3x9","off":40}})", lim);
   auto& c = std::get<command>(r);
   REQUIRE(c.since);
   CHECK(c.since->ep == "k3x9");
@@ -231,14 +232,14 @@ TEST_CASE("protocol v1.1: since, key, limit, history; positions in frames") {
   auto h = std::get<command>(parse_command(R"({"op":"history","ch":"a","limit":5})", lim));
   CHECK(h.kind == op::history);
   CHECK(h.limit == 5u);
-  for (auto bad : {R"({"op":"sub","ch":"a","since":{"ep":"x"}})",
-                   R"({"op":"sub","ch":"a","since":{"ep":1,"off":2}})",
-                   R"({"op":"sub","ch":"a","since":{"ep":"x","off":-1}})",
-                   R"({"op":"sub","ch":"a","since":{"ep":"x","off":1.5}})",
-                   R"({"op":"sub","ch":"a","since":5})",
-                   R"({"op":"pub","ch":"a","data":1,"key":""})",
-                   R"({"op":"pub","ch":"a","data":1,"key":7})",
-                   R"({"op":"history","ch":"a","limit":"3"})", R"({"op":"history"})"}) {
+  for (auto bad :
+       {R"({"op":"sub","ch":"a","since":{"ep":"x"}})",
+        R"({"op":"sub","ch":"a","since":{"ep":1,"off":2}})",
+        R"({"op":"sub","ch":"a","since":{"ep":"x","off":-1}})",
+        R"({"op":"sub","ch":"a","since":{"ep":"x","off":1.5}})",
+        R"({"op":"sub","ch":"a","since":5})", R"({"op":"pub","ch":"a","data":1,"key":""})",
+        R"({"op":"pub","ch":"a","data":1,"key":7})", R"({"op":"history","ch":"a","limit":"3"})",
+        R"({"op":"history"})"}) {
     auto e = parse_command(bad, lim);
     REQUIRE_MESSAGE(std::holds_alternative<command_error>(e), bad);
     CHECK(std::get<command_error>(e).code == error_code::bad_request);
@@ -258,9 +259,11 @@ TEST_CASE("protocol v1.1: since, key, limit, history; positions in frames") {
   CHECK(encode_pub_ack("3", 43) == R"({"op":"ack","id":3,"off":43})");
   CHECK(encode_resync("room:1") == R"({"op":"resync","ch":"room:1"})");
   std::vector<frame_view> frames{m};
-  CHECK(encode_history("9", "room:1", "k3x9", 42, frames, false) ==
-        R"({"op":"history","id":9,"ch":"room:1","ep":"k3x9","off":42,"pubs":[{"from":"alice","off":42,"data":{"text":"hi"}}]})");
-  CHECK(encode_history({}, "room:1", "e", 0, {}, true) == R"({"ch":"room:1","ep":"e","off":0,"pubs":[]})");
+  CHECK(
+      encode_history("9", "room:1", "k3x9", 42, frames, false) ==
+      R"({"op":"history","id":9,"ch":"room:1","ep":"k3x9","off":42,"pubs":[{"from":"alice","off":42,"data":{"text":"hi"}}]})");
+  CHECK(encode_history({}, "room:1", "e", 0, {}, true) ==
+        R"({"ch":"room:1","ep":"e","off":0,"pubs":[]})");
   auto f = parse_server_frame(R"({"op":"ack","ep":"e","off":3,"recovered":false})");
   REQUIRE(f);
   CHECK(f->ep == "e");

@@ -163,8 +163,7 @@ name = ""
         "namespace[0].history_ttl_ms");
   CHECK(key_of("[[namespace]]\nname = \"a\"\npublish = \"everyone\"\n") == "namespace[0].publish");
   // policy keys that are designed but not built yet are refused, never ignored
-  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe = \"token\"\n") ==
-        "namespace[0].subscribe");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe = \"token\"\n") == "namespace[0].subscribe");
   CHECK(key_of("[[namespace]]\nname = \"a\"\nlossy = true\n") == "namespace[0].lossy");
   CHECK(key_of("[[namespace]]\nname = \"a\"\npresence = true\n") == "namespace[0].presence");
   CHECK(key_of("namespace = 3\n") == "namespace");

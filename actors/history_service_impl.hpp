@@ -1,0 +1,174 @@
+// The inside of history_service (see history_service.hpp): one state
+// machine whose parts live in history_service.cpp (requests, routing),
+// history_ownership.cpp (acquisition, replicas, commits) and
+// history_messages.cpp (the messages between nodes, views, timers).
+// Private to those files.
+#pragma once
+
+#include "actors/history_service.hpp"
+#include "actors/history_wire.hpp"
+
+#include <chrono>
+#include <deque>
+#include <set>
+
+namespace wsnode {
+
+namespace history_detail {
+using namespace std::chrono_literals;
+inline constexpr auto attempt_timeout = 1000ms; // one try of a remote request
+inline constexpr auto retry_delay = 100ms;
+inline constexpr auto acquire_timeout = 1000ms;
+inline constexpr auto resync_interval = 1000ms;
+
+inline read_outcome read_failed(std::string why) {
+  read_outcome o;
+  o.error = std::move(why);
+  return o;
+}
+} // namespace history_detail
+
+struct history_service::impl {
+  enum class role : std::uint8_t { none, acquiring, owner };
+
+  struct replica {
+    std::string node;
+    bool synced = false;
+    std::uint64_t acked = 0;
+    clock::time_point sync_sent;
+  };
+  struct pending_pub {
+    std::uint64_t off;
+    frame_ptr frame;
+    std::vector<publish_done> done;
+    clock::time_point deadline;
+  };
+  struct waiting_op {
+    clock::time_point deadline;
+    std::function<void()> run;
+    std::function<void(std::string)> fail;
+  };
+  struct chan {
+    std::string name;
+    const namespace_options* ns = nullptr;
+    std::unique_ptr<history_log> log; // null: no copy here
+    std::uint64_t cterm = 0;          // term of the owner that last wrote the copy
+    std::uint64_t promised = 0;       // no appends or copies of older terms
+    std::uint64_t commit = 0;         // offsets up to this are committed
+    role r = role::none;
+    std::uint64_t term = 0; // while acquiring or owning
+    // acquiring
+    std::set<std::string> promisers;
+    std::optional<wire::copy> best; // the best copy a promiser sent
+    std::uint64_t seen_term = 0;
+    clock::time_point acquire_deadline;
+    clock::time_point no_acquire_before;
+    // owning
+    bool ready = false; // replicas synced once since the acquisition
+    std::uint64_t rebroadcast_from = 0;
+    std::vector<replica> replicas;
+    std::deque<pending_pub> inflight;
+    // until this node owns the channel
+    std::vector<waiting_op> waiting;
+  };
+  struct remote_req {
+    std::string ch;
+    bool is_pub = false;
+    std::string body; // the request's JSON minus rid (re-sent as is)
+    publish_done pdone;
+    read_done rdone;
+    std::string target;
+    clock::time_point deadline;
+    clock::time_point resend_at;
+  };
+
+  impl(history_options o, std::shared_ptr<const namespace_table> n, metrics& mm, history_hooks h)
+    : opts(std::move(o)), ns(std::move(n)), m(mm), hooks(std::move(h)) {}
+
+  // ---------------------------------------------------------------- helpers
+
+  std::size_t replicas_needed() const { return majority(opts.cluster_size) - 1; }
+
+  std::vector<std::string> live_nodes() const;
+
+  std::string first_live(std::string_view ch) const { return rank_nodes(ch, live_nodes()).front(); }
+
+  chan& chan_of(const std::string& ch);
+
+  history_log::limits limits_of(const chan& c) const;
+
+  void send(const std::string& node, const chan& c, const boost::json::object& msg);
+
+  wire::copy copy_of(const chan& c, clock::time_point now) const;
+
+  void adopt(chan& c, wire::copy cp, clock::time_point now);
+
+  // ---------------------------------------------------------------- requests
+
+  // may_forward: the request started here (a session or the API), so it
+  // may go to the owner; one from another node is answered "retry" instead.
+  void publish(const std::string& ch, std::string from, std::string data, std::string key,
+               publish_done done, clock::time_point deadline, bool may_forward);
+
+  void read(const std::string& ch, read_request req, read_done done, clock::time_point deadline,
+            bool may_forward);
+
+  void serve_publish(chan& c, const std::string& from, const std::string& data,
+                     const std::string& key, publish_done done, clock::time_point deadline);
+
+  read_outcome serve_read(const chan& c, const read_request& req) const;
+
+  void remote(const std::string& ch, bool is_pub, boost::json::object body, publish_done pd,
+              read_done rd, clock::time_point deadline, const std::string& target);
+
+  void send_request(std::uint64_t rid, const remote_req& r);
+
+  // A remote request is answered "retry", timed out or its target died: try
+  // again shortly, at whoever ranks first then (maybe this node).
+  void retry_later(std::uint64_t rid, clock::time_point now);
+
+  void resend(std::uint64_t rid, clock::time_point now);
+
+  // ---------------------------------------------------------------- ownership
+
+  void maybe_acquire(chan& c, clock::time_point now);
+
+  void acquire(chan& c, clock::time_point now, std::uint64_t term);
+
+  void finish_acquire(chan& c, clock::time_point now);
+
+  void step_down(chan& c, std::uint64_t newer);
+
+  void ensure_replicas(chan& c, clock::time_point now);
+
+  void send_sync(chan& c, replica& r, clock::time_point now);
+
+  void try_commit(chan& c);
+
+  std::uint64_t jitter();
+
+  // ---------------------------------------------------------------- messages
+
+  void on_message(const std::string& from, std::string_view payload);
+
+  void on_view(std::vector<std::string> peers);
+
+  void tick(clock::time_point now);
+
+  void update_gauges();
+
+  history_options opts;
+  std::shared_ptr<const namespace_table> ns;
+  metrics& m;
+  history_hooks hooks;
+  std::vector<std::string> live; // peers, sorted
+  std::unordered_map<std::string, chan> chans;
+  std::unordered_map<std::uint64_t, remote_req> requests;
+  std::uint64_t next_rid = 1;
+  clock::time_point last_expire{};
+  std::int64_t gauge_channels = 0;
+  std::int64_t gauge_messages = 0;
+  std::int64_t gauge_bytes = 0;
+};
+
+} // namespace wsnode
