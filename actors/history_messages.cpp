@@ -99,9 +99,15 @@ void history_service::impl::on_message(const std::string& from, std::string_view
     if (t == "syncr" && wire::flag(msg, "ok")) {
       r->synced = true;
       r->acked = wire::num(msg, "top");
-      for (const auto& e : c.log->entries()) // what came after the copy
+      // what came after the copy, with its keys (a rare path: a few entries)
+      std::unordered_map<std::uint64_t, std::string> keys;
+      c.log->for_each_key([&](std::string_view k, std::uint64_t off, clock::time_point) {
+        if (off > r->acked)
+          keys[off] = std::string{k};
+      });
+      for (const auto& e : c.log->entries())
         if (e.off > r->acked)
-          send(r->node, c, wire::encode_append(c.term, e.off, *e.frame, {}));
+          send(r->node, c, wire::encode_append(c.term, e.off, *e.frame, keys[e.off]));
     } else if (t == "appr" && wire::flag(msg, "ok")) {
       r->acked = std::max(r->acked, wire::num(msg, "off"));
     } else if (t == "appr" && wire::flag(msg, "need") && r->synced) {
