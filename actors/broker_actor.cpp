@@ -187,6 +187,10 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         if (self->state.history)
           self->state.history->on_view(std::move(live));
       },
+      [=](atoms::restarted, const std::string& node) {
+        if (self->state.history)
+          self->state.history->on_restart(node);
+      },
       // ---- backbone
       [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
         auto k = static_cast<topic_kind>(kind);

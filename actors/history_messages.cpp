@@ -45,6 +45,8 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["ok"] = true;
       if (c.log)
         reply["copy"] = wire::encode_copy(copy_of(c, now));
+      else if (!vouches(c, now))
+        reply["fresh"] = true; // started too recently to say it holds no copy
     } else {
       reply["ok"] = false;
       reply["promised"] = c.promised;
@@ -61,7 +63,8 @@ void history_service::impl::on_message(const std::string& from, std::string_view
         acquire(c, now, p + 1);
       return;
     }
-    c.promisers.insert(from);
+    if (!wire::flag(msg, "fresh")) // a vote that counts towards the majority
+      c.promisers.insert(from);
     if (auto* cp = msg.if_contains("copy")) {
       auto theirs = wire::decode_copy(cp->as_object());
       if (!c.best || std::pair{theirs.cterm, theirs.top} > std::pair{c.best->cterm, c.best->top})
@@ -107,7 +110,7 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       });
       for (const auto& e : c.log->entries())
         if (e.off > r->acked)
-          send(r->node, c, wire::encode_append(c.term, e.off, *e.frame, keys[e.off]));
+          send(r->node, c, wire::encode_append(c.term, e.off, *e.frame, keys[e.off], c.commit));
     } else if (t == "appr" && wire::flag(msg, "ok")) {
       r->acked = std::max(r->acked, wire::num(msg, "off"));
     } else if (t == "appr" && wire::flag(msg, "need") && r->synced) {
@@ -124,6 +127,7 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["promised"] = c.promised;
     } else if (term == c.cterm && c.log && off == c.log->top() + 1) {
       c.log->append(make_frame(wire::str(msg, "f")), wire::str(msg, "k"), now);
+      c.commit = std::max(c.commit, std::min(wire::num(msg, "commit"), c.log->top()));
       reply["ok"] = true;
       reply["off"] = off;
     } else if (term == c.cterm && c.log && off <= c.log->top()) {
@@ -180,6 +184,18 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       maybe_acquire(c, now);
     return;
   }
+}
+
+void history_service::impl::on_restart(const std::string& node) {
+  // it lost its copies: the channels it replicates for us get them again
+  auto now = clock::now();
+  for (auto& [name, c] : chans)
+    if (c.r == role::owner)
+      for (auto& r : c.replicas)
+        if (r.node == node) {
+          r.synced = false;
+          send_sync(c, r, now);
+        }
 }
 
 void history_service::impl::on_view(std::vector<std::string> peers) {

@@ -25,7 +25,9 @@ void history_service::impl::acquire(chan& c, clock::time_point now, std::uint64_
   c.r = role::acquiring;
   c.term = term;
   c.promised = std::max(c.promised, term);
-  c.promisers = {opts.node_id};
+  c.promisers.clear();
+  if (vouches(c, now)) // an empty node that just started cannot say "no copy"
+    c.promisers.insert(opts.node_id);
   c.best.reset();
   c.acquire_deadline = now + acquire_timeout;
   for (const auto& p : live)

@@ -169,7 +169,7 @@ void history_service::impl::serve_publish(chan& c, const std::string& from, cons
   c.inflight.back().done.push_back(std::move(done));
   for (auto& r : c.replicas)
     if (r.synced)
-      send(r.node, c, wire::encode_append(c.term, off, *frame, key));
+      send(r.node, c, wire::encode_append(c.term, off, *frame, key, c.commit));
   try_commit(c);
 }
 
@@ -259,6 +259,10 @@ void history_service::on_message(const std::string& from, std::string_view paylo
 
 void history_service::on_view(std::vector<std::string> live_peers) {
   impl_->on_view(std::move(live_peers));
+}
+
+void history_service::on_restart(const std::string& node) {
+  impl_->on_restart(node);
 }
 
 void history_service::tick(clock::time_point now) {

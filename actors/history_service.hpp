@@ -17,7 +17,10 @@
 //   replicas before it acknowledges anything new. An owner that sees a
 //   newer term steps down (fencing: an old owner can never get an append
 //   confirmed once a majority has promised a newer term).
-// - No copy anywhere among a majority: the channel starts a new epoch.
+// - No copy anywhere among a majority: the channel starts a new epoch. A
+//   node that (re)started within `fresh_window` and holds no copy of the
+//   channel does not count towards that majority (it may be a replica that
+//   lost its copy in the restart).
 // - Reads (recovery, history) go to the owner and see committed messages only.
 // A single node (no mesh) owns every channel, with no replica.
 #pragma once
@@ -44,6 +47,9 @@ struct history_options {
   std::size_t cluster_size = 1; ///< configured nodes (this one and its mesh peers)
   std::chrono::milliseconds idempotency_window{300000};
   std::chrono::milliseconds timeout{5000}; ///< a publish or read gives up after this
+  /// After a (re)start, how long this node's empty promise does not count
+  /// towards a majority (its peers copy its channels to it meanwhile).
+  std::chrono::milliseconds fresh_window{3000};
 };
 
 /// What the service needs from its broker.
@@ -104,6 +110,8 @@ public:
   void on_message(const std::string& from, std::string_view payload);
   /// The live peers changed (ids, this node excluded).
   void on_view(std::vector<std::string> live_peers);
+  /// Peer `node` restarted (it holds nothing any more).
+  void on_restart(const std::string& node);
   /// Housekeeping: retries, timeouts, history ttl. Call about every 250 ms.
   void tick(clock::time_point now = clock::now());
 

@@ -89,6 +89,16 @@ struct history_service::impl {
 
   std::size_t replicas_needed() const { return majority(opts.cluster_size) - 1; }
 
+  // Whether this node's promise counts towards an acquisition's majority:
+  // it holds a copy, or it has been up long enough (fresh_window) that the
+  // owners of its channels have copied them to it since it (re)started. A
+  // node that restarted comes back empty; counting its empty promise could
+  // let a majority without any copy, or with a stale one, form while the
+  // channel's real replica is alive (the chaos test found exactly that).
+  bool vouches(const chan& c, clock::time_point now) const {
+    return c.log != nullptr || opts.cluster_size == 1 || now - started >= opts.fresh_window;
+  }
+
   std::vector<std::string> live_nodes() const;
 
   std::string first_live(std::string_view ch) const { return rank_nodes(ch, live_nodes()).front(); }
@@ -152,12 +162,14 @@ struct history_service::impl {
   void on_message(const std::string& from, std::string_view payload);
 
   void on_view(std::vector<std::string> peers);
+  void on_restart(const std::string& node);
 
   void tick(clock::time_point now);
 
   void update_gauges();
 
   history_options opts;
+  clock::time_point started = clock::now();
   std::shared_ptr<const namespace_table> ns;
   metrics& m;
   history_hooks hooks;

@@ -106,8 +106,8 @@ copy decode_copy(const json::object& o) {
 }
 
 json::object encode_append(std::uint64_t term, std::uint64_t off, std::string_view frame,
-                           std::string_view key) {
-  json::object o{{"t", "app"}, {"term", term}, {"off", off}, {"f", frame}};
+                           std::string_view key, std::uint64_t commit) {
+  json::object o{{"t", "app"}, {"term", term}, {"off", off}, {"f", frame}, {"commit", commit}};
   if (!key.empty())
     o["k"] = key;
   return o;

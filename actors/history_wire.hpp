@@ -48,8 +48,10 @@ bool flag(const boost::json::object& o, std::string_view key);
 
 boost::json::object encode_copy(const copy& c);
 copy decode_copy(const boost::json::object& o);
+/// An append of `off`; `commit` tells the replica what is committed (so
+/// that a take-over re-sends only what may not have been sent).
 boost::json::object encode_append(std::uint64_t term, std::uint64_t off, std::string_view frame,
-                                  std::string_view key);
+                                  std::string_view key, std::uint64_t commit);
 boost::json::object encode_read(const read_request& r);
 read_request decode_read(const boost::json::object& o);
 boost::json::object encode_read_outcome(const read_outcome& r);

@@ -71,6 +71,8 @@ using hist_done = caf::atom_constant<caf::atom("hist_done")>;
 using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 /// backbone -> shards: (live peer ids)
 using view = caf::atom_constant<caf::atom("view")>;
+/// backbone -> shards: (peer id) it restarted
+using restarted = caf::atom_constant<caf::atom("restarted")>;
 
 // transport -> session actor (see session.cpp)
 using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read

@@ -200,6 +200,10 @@ mesh_events events_for(std::shared_ptr<const broker_set> brokers) {
     for (const auto& shard : brokers->all())
       caf::anon_send(shard, atoms::view::value, live);
   };
+  ev.restarted = [brokers](std::string node) {
+    for (const auto& shard : brokers->all())
+      caf::anon_send(shard, atoms::restarted::value, node);
+  };
   return ev;
 }
 
@@ -265,6 +269,7 @@ int run_node(const config& cfg, std::string_view version) {
   bo.history.cluster_size = cluster_size(cfg);
   bo.history.idempotency_window = cfg.idempotency_window;
   bo.history.timeout = cfg.history_timeout;
+  bo.history.fresh_window = 3 * cfg.heartbeat_interval;
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
   startup_guard guard{*brokers, mesh.get()};

@@ -264,21 +264,20 @@ struct zmq_mesh::impl {
       spdlog::info("mesh: peer {} is back", e.origin);
     it->second.epoch = e.epoch;
     it->second.last_seen = now;
-    if (restarted) // it lost what it held: show it gone, then back
-      report_view(now, e.origin);
+    if (restarted && events.restarted) // it lost what it held
+      events.restarted(e.origin);
     if (fresh || restarted || back)
       report_view(now);
   }
 
-  // Tells the brokers the live peers when they changed (`without`: leave
-  // that one out once, for a restart).
-  void report_view(clock::time_point now, std::string_view without = {}) {
+  // Tells the brokers the live peers when they changed.
+  void report_view(clock::time_point now) {
     std::vector<std::string> live;
     for (const auto& [id, p] : peers)
-      if (alive(p, now) && id != without)
+      if (alive(p, now))
         live.push_back(id);
     std::sort(live.begin(), live.end());
-    if (live == last_view && without.empty())
+    if (live == last_view)
       return;
     last_view = live;
     if (events.view)

@@ -38,6 +38,8 @@ struct mesh_events {
   std::function<void(std::string, std::string)> node_message;
   /// The live peers changed (their ids, sorted).
   std::function<void(std::vector<std::string>)> view;
+  /// A peer restarted (a new process under the same id).
+  std::function<void(std::string)> restarted;
 };
 
 class zmq_mesh final : public backbone {

@@ -193,6 +193,7 @@ struct net3 {
       o.node_id = id;
       o.cluster_size = 3;
       o.timeout = 2000ms;
+      o.fresh_window = 0ms; // every node has been up long enough
       history_hooks h;
       h.send = [this, id](const std::string& to, std::string payload) {
         wire.push_back({id, to, std::move(payload)});
@@ -200,7 +201,18 @@ struct net3 {
       h.committed = [this, id](const std::string&, const std::string& ep, std::uint64_t off,
                                const frame_ptr&) { committed[id].emplace_back(ep, off); };
       nodes[id] = std::make_unique<history_service>(o, ns, m, h);
+      options[id] = o;
+      hooks[id] = h;
     }
+    view_all();
+  }
+  std::map<std::string, history_options> options;
+  std::map<std::string, history_hooks> hooks;
+  /// `id` restarts: a new, empty service under the same id.
+  void restart(const std::string& id, std::chrono::milliseconds fresh_window) {
+    auto o = options[id];
+    o.fresh_window = fresh_window;
+    nodes[id] = std::make_unique<history_service>(o, ns, m, hooks[id]);
     view_all();
   }
   void view_all() {
@@ -226,10 +238,10 @@ struct net3 {
       deliver(1000);
   }
   publish_outcome publish(const std::string& at, const std::string& ch, std::string key = {}) {
-    std::optional<publish_outcome> out;
-    nodes.at(at)->publish(ch, "u", "1", std::move(key), [&](publish_outcome o) { out = o; });
+    auto out = std::make_shared<std::optional<publish_outcome>>();
+    nodes.at(at)->publish(ch, "u", "1", std::move(key), [out](publish_outcome o) { *out = o; });
     settle();
-    return out.value_or(publish_outcome{false, 0, "no answer"});
+    return out->value_or(publish_outcome{false, 0, "no answer"});
   }
 };
 
@@ -266,17 +278,48 @@ TEST_CASE("history_service: owner, replica, take-over with the same epoch, fenci
 
   // fencing: the old owner, still believing it owns the channel, can
   // never acknowledge a publish (its replica promised a newer term)
-  std::optional<publish_outcome> stale;
-  net.nodes.at(owner)->publish(ch, "u", "1", {}, [&](publish_outcome x) { stale = x; });
+  auto stale = std::make_shared<std::optional<publish_outcome>>();
+  net.nodes.at(owner)->publish(ch, "u", "1", {}, [stale](publish_outcome x) { *stale = x; });
   net.cut.erase(owner); // its messages reach the others again; its view is old
   net.settle();
-  CHECK((!stale || !stale->ok));
+  CHECK((!*stale || !(*stale)->ok));
   // and the new owner goes on from its own offsets in the same epoch
   o = net.publish(third, ch, "k7");
   REQUIRE(o.ok);
   CHECK(o.off == 7);
   for (auto& [e, off] : net.committed[owner])
     CHECK(off <= 5); // the old owner committed nothing past the take-over
+}
+
+TEST_CASE("history_service: a restarted node's empty promise does not make a majority") {
+  net3 net;
+  const std::string ch = "room:8";
+  auto ranked = rank_nodes(ch, {"n1", "n2", "n3"});
+  auto owner = ranked[0];
+  auto replica = ranked[1];
+  auto third = ranked[2];
+  for (std::uint64_t i = 1; i <= 5; ++i)
+    REQUIRE(net.publish(owner, ch).off == i);
+  auto ep = net.committed[owner].front().first;
+  // the owner restarts empty while its replica is out of reach: with the
+  // third node (no copy) it would be a "majority without a copy" and start
+  // a new epoch at offset 1, or worse; it must wait for the copy instead
+  net.restart(owner, 60000ms);
+  net.cut.insert(replica);
+  auto o = net.publish(owner, ch);
+  CHECK_FALSE(o.ok);                           // no answer yet: it waits for the owner to be ready
+  CHECK(net.m.history_new_epochs.load() == 1); // only the channel's first epoch
+  net.cut.erase(replica);
+  for (auto& [id, n] : net.nodes) // the acquisition is retried after its timeout
+    n->tick(std::chrono::steady_clock::now() + 1500ms);
+  net.settle();
+  // the waiting publish got 6 in the same epoch, the next one 7
+  REQUIRE(!net.committed[owner].empty());
+  CHECK(net.committed[owner].back() == std::pair{ep, std::uint64_t{6}});
+  o = net.publish(owner, ch);
+  REQUIRE(o.ok);
+  CHECK(o.off == 7);
+  CHECK(net.m.history_new_epochs.load() == 1);
 }
 
 TEST_CASE("history_service: a single node owns everything, a restart means a new epoch") {
