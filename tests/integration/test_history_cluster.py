@@ -117,7 +117,8 @@ class Subscriber:
             try:
                 await self.session(stop)
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
-                self.why[type(e).__name__] = self.why.get(type(e).__name__, 0) + 1
+                name = type(e).__name__ + str(getattr(e, "status_code", ""))
+                self.why[name] = self.why.get(name, 0) + 1
             if not stop.is_set():
                 self.reconnects += 1
                 await asyncio.sleep(0.2)
