@@ -219,7 +219,7 @@ struct zmq_mesh::impl {
         continue;
       }
       if (topic == node_topic) { // a history service message for us
-        bump(m.mesh_received, 1);
+        bump(m.mesh_service_received, 1);
         inflight.fetch_add(1);
         events.node_message(env->origin, std::string{view(parts[2])});
         continue;

@@ -285,8 +285,13 @@ async def call(ws, cmd, timeout=5):
 
 
 async def sub(ws, ch, id=1):
+    """Subscribes; the ack is v1's, or v1.1's with the channel's position
+    (`ep`, `off`) in a namespace with history (the deploy/ templates give
+    `room` history)."""
     reply, others = await call(ws, {"op": "sub", "ch": ch, "id": id})
-    assert reply == {"op": "ack", "id": id}, reply
+    position = {k: reply[k] for k in ("ep", "off") if k in reply}
+    assert reply == {"op": "ack", "id": id, **position}, reply
+    assert len(position) in (0, 2), reply
     return others
 
 
