@@ -269,22 +269,4 @@ void history_service::tick(clock::time_point now) {
   impl_->tick(now);
 }
 
-std::size_t history_service::channel_count() const noexcept {
-  return static_cast<std::size_t>(impl_->gauge_channels);
-}
-
-std::size_t history_service::owned_count() const noexcept {
-  std::size_t n = 0;
-  for (const auto& [name, c] : impl_->chans)
-    if (c.r == impl::role::owner)
-      ++n;
-  return n;
-}
-
-const std::string& history_service::first_live(std::string_view ch) const {
-  thread_local std::string out;
-  out = impl_->first_live(ch);
-  return out;
-}
-
 } // namespace wsnode

@@ -115,14 +115,6 @@ public:
   /// Housekeeping: retries, timeouts, history ttl. Call about every 250 ms.
   void tick(clock::time_point now = clock::now());
 
-  /// Channels with a copy here, messages and bytes in them.
-  std::size_t channel_count() const noexcept;
-  /// Channels this node owns.
-  std::size_t owned_count() const noexcept;
-
-  /// The live node that ranks first for `ch` (this node included).
-  const std::string& first_live(std::string_view ch) const;
-
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
