@@ -26,10 +26,17 @@ std::int8_t tri(std::optional<bool> b) {
   return b ? static_cast<std::int8_t>(*b) : std::int8_t{-1};
 }
 
+// The HTTP API's answer when a history channel's owner or copies are out
+// of reach (docs/protocol.md "When history is out of reach"); counted.
+api_result history_unavailable(metrics& m) {
+  bump(m.history_unavailable, 1);
+  return {503, "{\"error\":\"unavailable\",\"msg\":\"channel history unavailable; retry\"}\n"};
+}
+
 // The HTTP API's answer to a history read (docs/protocol.md "History").
-api_result history_body(const std::string& ch, const read_outcome& o) {
+api_result history_body(const std::string& ch, const read_outcome& o, metrics& m) {
   if (!o.ok)
-    return {503, "{\"error\":\"unavailable\",\"msg\":\"channel history unavailable; retry\"}\n"};
+    return history_unavailable(m);
   std::vector<protocol::frame_view> views;
   for (const auto& f : o.frames)
     views.emplace_back(*f);
@@ -148,12 +155,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         auto fn = c.fn;
         self->state.history->publish(
             ch, {}, std::move(data), std::move(key), [fn, m](publish_outcome o) {
-              if (!o.ok) {
-                bump(m->history_unavailable, 1);
-                fn({503, "{\"error\":\"unavailable\",\"msg\":\"channel "
-                         "history unavailable; retry\"}\n"});
-                return;
-              }
+              if (!o.ok)
+                return fn(history_unavailable(*m));
               fn({200, "{\"ok\":true,\"off\":" + std::to_string(o.off) + "}\n"});
             });
       },
@@ -171,11 +174,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
                             read_request::purpose::history);
         auto fn = c.fn;
-        self->state.history->read(ch, req, [fn, ch, m](read_outcome o) {
-          if (!o.ok)
-            bump(m->history_unavailable, 1);
-          fn(history_body(ch, o));
-        });
+        self->state.history->read(ch, req,
+                                  [fn, ch, m](read_outcome o) { fn(history_body(ch, o, *m)); });
       },
       [=](atoms::node_msg, const std::string& from, const std::string& payload) {
         if (self->state.history)
