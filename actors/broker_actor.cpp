@@ -37,10 +37,7 @@ api_result history_unavailable(metrics& m) {
 api_result history_body(const std::string& ch, const read_outcome& o, metrics& m) {
   if (!o.ok)
     return history_unavailable(m);
-  std::vector<protocol::frame_view> views;
-  for (const auto& f : o.frames)
-    views.emplace_back(*f);
-  return {200, protocol::encode_history({}, ch, o.ep, o.off, views, true) + "\n"};
+  return {200, protocol::encode_history({}, ch, o.ep, o.off, o.frames, true) + "\n"};
 }
 
 caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,

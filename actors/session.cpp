@@ -99,11 +99,7 @@ public:
     if (r == nullptr)
       return;
     if (ok) {
-      std::vector<protocol::frame_view> views;
-      views.reserve(frames.size());
-      for (const auto& f : frames)
-        views.emplace_back(*f);
-      r->frame = make_frame(protocol::encode_history(r->id, r->ch, ep, off, views, false));
+      r->frame = make_frame(protocol::encode_history(r->id, r->ch, ep, off, frames, false));
     } else {
       r->frame = unavailable(r->id, error);
     }

@@ -473,6 +473,17 @@ std::string encode_history(std::string_view id, std::string_view ch, std::string
   return out;
 }
 
+std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
+                           std::uint64_t off,
+                           const std::vector<std::shared_ptr<const std::string>>& frames,
+                           bool api) {
+  std::vector<frame_view> views;
+  views.reserve(frames.size());
+  for (const auto& f : frames)
+    views.emplace_back(*f);
+  return encode_history(id, ch, ep, off, views, api);
+}
+
 std::string encode_dm(std::string_view from, std::string_view data) {
   std::string out;
   out.reserve(32 + from.size() + data.size());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -123,6 +124,10 @@ std::string encode_resync(std::string_view ch);
 /// of `ch` made by encode_msg with an offset.
 std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
                            std::uint64_t off, const std::vector<frame_view>& frames, bool api);
+/// The same for frames held as shared buffers (the history ring's).
+std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
+                           std::uint64_t off,
+                           const std::vector<std::shared_ptr<const std::string>>& frames, bool api);
 /// `{"op":"dm","from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_dm(std::string_view from, std::string_view data);
 

@@ -262,7 +262,7 @@ TEST_CASE("protocol v1.1: since, key, limit, history; positions in frames") {
   CHECK(
       encode_history("9", "room:1", "k3x9", 42, frames, false) ==
       R"({"op":"history","id":9,"ch":"room:1","ep":"k3x9","off":42,"pubs":[{"from":"alice","off":42,"data":{"text":"hi"}}]})");
-  CHECK(encode_history({}, "room:1", "e", 0, {}, true) ==
+  CHECK(encode_history({}, "room:1", "e", 0, std::vector<frame_view>{}, true) ==
         R"({"ch":"room:1","ep":"e","off":0,"pubs":[]})");
   auto f = parse_server_frame(R"({"op":"ack","ep":"e","off":3,"recovered":false})");
   REQUIRE(f);
