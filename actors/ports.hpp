@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wsnode {
 
@@ -130,7 +132,9 @@ public:
 /// Who a new connection is, as established by transport before the upgrade.
 struct session_identity {
   std::string user;
-  std::string remote; ///< peer address, for logs
+  std::string remote;                ///< peer address, for logs
+  std::optional<std::int64_t> exp;   ///< the connection token's `exp` (seconds since the epoch)
+  std::vector<std::string> channels; ///< its `channels` claim (private channels it may join)
 };
 
 /// A completion callback for API calls: `ok` is false when the node could

@@ -23,6 +23,7 @@
 #include "actors/namespaces.hpp"
 #include "actors/ports.hpp"
 #include "actors/rate_limiter.hpp"
+#include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 
 #include <caf/fwd.hpp>
@@ -47,6 +48,10 @@ struct session_config {
   std::chrono::milliseconds error_window{10000};
   std::size_t max_subscriptions = 512;
   std::shared_ptr<const namespace_table> namespaces = std::make_shared<const namespace_table>();
+  /// Verifies subscription and refresh tokens; null in dev mode.
+  std::shared_ptr<const protocol::token_verifier> verifier;
+  /// How long past its token's `exp` a connection may stay unrefreshed.
+  std::chrono::milliseconds expiry_grace{30000};
 };
 
 /// What every session of a node shares: its settings, the limits derived

@@ -1,5 +1,6 @@
 #include "app/config.hpp"
 
+#include "protocol/auth_token.hpp"
 #include "protocol/names.hpp"
 
 #include <toml++/toml.h>
@@ -204,18 +205,12 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   flag("join_leave", ns.join_leave);
   flag("lossy", ns.lossy);
   count("max_subscribers", ns.max_subscribers);
-  // The policy keys are part of the table's design; these are not built yet,
-  // and a security setting must never be accepted and then ignored.
-  auto not_yet = [&](bool set, std::string_view k, std::string_view v) {
-    if (set)
-      throw config_error(key(k), std::string{v} + " is not supported by this version of wsnode");
-  };
-  not_yet(ns.subscribe == subscribe_rule::token, "subscribe", "subscribe = \"token\"");
-  not_yet(ns.publish == publish_rule::subscribers, "publish", "publish = \"subscribers\"");
-  not_yet(ns.presence, "presence", "presence = true");
-  not_yet(ns.join_leave, "join_leave", "join_leave = true");
-  not_yet(ns.lossy, "lossy", "lossy = true");
-  not_yet(ns.max_subscribers != 0, "max_subscribers", "max_subscribers");
+  if (ns.join_leave && !ns.presence)
+    throw config_error(key("join_leave"), "join/leave events need presence = true");
+  // A limit must never be accepted and then ignored: not built yet.
+  if (ns.max_subscribers != 0)
+    throw config_error(key("max_subscribers"),
+                       "max_subscribers is not supported by this version of wsnode");
   return ns;
 }
 
@@ -289,6 +284,33 @@ bool is_loopback(std::string_view host) {
   return dots == 3;
 }
 
+namespace {
+
+// Reads [auth] public_key_file (relative to the config's folder) and checks
+// that it holds RSA or P-256 EC public keys; refuses the config otherwise.
+void read_public_keys(config& c, const std::filesystem::path& base_dir) {
+  std::filesystem::path p{c.auth_public_key_file};
+  if (!p.is_absolute())
+    p = base_dir / p;
+  c.auth_public_key_file = p.lexically_normal().string();
+  std::ifstream in{p, std::ios::binary};
+  std::ostringstream text;
+  if (in)
+    text << in.rdbuf();
+  if (!in || in.bad())
+    throw config_error("auth.public_key_file", "cannot read " + c.auth_public_key_file);
+  c.auth_public_keys = text.str();
+  try {
+    protocol::token_verifier check{{c.auth_secret, c.auth_public_keys, {}, {}}};
+    if (check.rsa_keys() + check.ec_keys() == 0)
+      throw std::invalid_argument("no public key in the file");
+  } catch (const std::invalid_argument& e) {
+    throw config_error("auth.public_key_file", c.auth_public_key_file + ": " + e.what());
+  }
+}
+
+} // namespace
+
 config parse_config(std::string_view text, const std::filesystem::path& base_dir) {
   toml::table root;
   try {
@@ -312,6 +334,10 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.millis("http", "idle_timeout_ms", c.http_idle_timeout);
   r.get("http", "io_threads", c.io_threads);
   r.get("auth", "secret", c.auth_secret);
+  r.get("auth", "public_key_file", c.auth_public_key_file);
+  r.get("auth", "issuer", c.auth_issuer);
+  r.get("auth", "audience", c.auth_audience);
+  r.millis("auth", "expiry_grace_ms", c.expiry_grace);
   r.get("api", "key", c.api_key);
   r.get("ws", "max_message_bytes", c.max_message_bytes);
   r.strings("ws", "allowed_origins", c.allowed_origins);
@@ -406,11 +432,13 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   // Security by default: without a secret or key, only loopback listeners.
   if (!is_loopback(c.host)) {
     require(!c.dev_mode(), "auth.secret",
-            "dev mode (empty secret) is refused on the non-loopback listener " + c.listen +
-                "; set a secret or listen on 127.0.0.1");
+            "dev mode (no secret, no public_key_file) is refused on the non-loopback listener " +
+                c.listen + "; set a secret or listen on 127.0.0.1");
     require(!c.api_key.empty(), "api.key",
             "an empty API key is refused on the non-loopback listener " + c.listen);
   }
+  if (!c.auth_public_key_file.empty())
+    read_public_keys(c, base_dir);
   if (!static_dir.empty()) {
     std::filesystem::path p{static_dir};
     c.static_dir = (p.is_absolute() ? p : base_dir / p).lexically_normal().string();

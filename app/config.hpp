@@ -30,6 +30,11 @@ struct config {
   std::size_t io_threads = 1;
   // [auth]
   std::string auth_secret;
+  std::string auth_public_key_file;              ///< resolved path; "" = none
+  std::string auth_public_keys;                  ///< its PEM text (read and checked at load)
+  std::string auth_issuer;                       ///< `iss` required when set
+  std::string auth_audience;                     ///< `aud` required when set
+  std::chrono::milliseconds expiry_grace{30000}; ///< after `exp` before 4001
   // [api]
   std::string api_key;
   // [ws]
@@ -69,8 +74,9 @@ struct config {
   // [log]
   std::string log_level = "info";
 
-  /// True when no auth secret is set (identity claimed by the client).
-  bool dev_mode() const noexcept { return auth_secret.empty(); }
+  /// True when neither a secret nor a public key is set (identity claimed
+  /// by the client).
+  bool dev_mode() const noexcept { return auth_secret.empty() && auth_public_keys.empty(); }
 };
 
 /// A refused configuration: `key` is "section.name" (or empty for the file).

@@ -30,7 +30,8 @@ class node_impl final : public node_port {
 public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
             std::shared_ptr<const broker_set> brokers, std::shared_ptr<zmq_mesh> mesh,
-            std::shared_ptr<const namespace_table> namespaces)
+            std::shared_ptr<const namespace_table> namespaces,
+            std::shared_ptr<const protocol::token_verifier> verifier)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
       mesh_(std::move(mesh)), namespaces_(std::move(namespaces)) {
     session_config sc;
@@ -42,6 +43,8 @@ public:
     sc.error_window = cfg.error_window;
     sc.max_subscriptions = cfg.max_subscriptions;
     sc.namespaces = namespaces_;
+    sc.verifier = std::move(verifier);
+    sc.expiry_grace = cfg.expiry_grace;
     session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_);
   }
 
@@ -142,7 +145,28 @@ std::size_t max_connections_for(std::size_t configured, rlim_t fd_limit) {
   return fd_limit > 2 * reserve ? static_cast<std::size_t>(fd_limit - reserve) : 64;
 }
 
-server_options make_server_options(const config& cfg, rlim_t fd_limit) {
+// How clients are identified, for the start-up log.
+std::string auth_mode(const config& cfg) {
+  if (cfg.dev_mode())
+    return "dev (?user=, loopback only)";
+  std::string m = "jwt";
+  if (!cfg.auth_secret.empty())
+    m += " hs256";
+  if (!cfg.auth_public_keys.empty())
+    m += " public-keys(" + cfg.auth_public_key_file + ")";
+  return m;
+}
+
+// The node's token keys; null in dev mode.
+std::shared_ptr<const protocol::token_verifier> make_verifier(const config& cfg) {
+  if (cfg.dev_mode())
+    return nullptr;
+  return std::make_shared<const protocol::token_verifier>(protocol::token_keys{
+      cfg.auth_secret, cfg.auth_public_keys, cfg.auth_issuer, cfg.auth_audience});
+}
+
+server_options make_server_options(const config& cfg, rlim_t fd_limit,
+                                   std::shared_ptr<const protocol::token_verifier> verifier) {
   server_options o;
   o.node_id = cfg.node_id;
   o.host = cfg.host;
@@ -151,7 +175,7 @@ server_options make_server_options(const config& cfg, rlim_t fd_limit) {
   o.max_header_bytes = cfg.max_header_bytes;
   o.max_body_bytes = cfg.max_body_bytes;
   o.http_idle_timeout = cfg.http_idle_timeout;
-  o.auth_secret = cfg.auth_secret;
+  o.verifier = verifier;
   o.api_key = cfg.api_key;
   o.allowed_origins = cfg.allowed_origins;
   o.max_message_bytes = cfg.max_message_bytes;
@@ -275,8 +299,9 @@ int run_node(const config& cfg, std::string_view version) {
   startup_guard guard{*brokers, mesh.get()};
   if (mesh)
     mesh->start(events_for(brokers)); // throws when the mesh port is taken
-  node_impl node{cfg, version, m, sys, brokers, mesh, namespaces};
-  auto opts = make_server_options(cfg, fd_limit);
+  auto verifier = make_verifier(cfg);
+  node_impl node{cfg, version, m, sys, brokers, mesh, namespaces, verifier};
+  auto opts = make_server_options(cfg, fd_limit, verifier);
   auto max_conns = opts.max_connections;
   server srv{io, std::move(opts), node, m};
   srv.start(); // throws when the port is taken
@@ -293,8 +318,7 @@ int run_node(const config& cfg, std::string_view version) {
   node.set_ready(true);
   spdlog::info("wsnode {} node={} listening on http://{}:{} (WebSocket: /ws) auth={} "
                "io_threads={} actor_threads={} broker_shards={} max_connections={} mesh={}",
-               version, cfg.node_id, cfg.host, srv.port(),
-               cfg.dev_mode() ? "dev (?user=, loopback only)" : "jwt-hs256", cfg.io_threads,
+               version, cfg.node_id, cfg.host, srv.port(), auth_mode(cfg), cfg.io_threads,
                cfg.actor_threads, cfg.broker_shards, max_conns,
                cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
 

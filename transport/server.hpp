@@ -4,6 +4,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/ports.hpp"
+#include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 
 #include <chrono>
@@ -27,9 +28,9 @@ struct server_options {
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 1 << 20;
   std::chrono::milliseconds http_idle_timeout{30000};
-  std::string auth_secret;                  ///< empty: dev mode
-  std::string api_key;                      ///< empty: /api/* open
-  std::vector<std::string> allowed_origins; ///< empty: any Origin
+  std::shared_ptr<const protocol::token_verifier> verifier; ///< null: dev mode
+  std::string api_key;                                      ///< empty: /api/* open
+  std::vector<std::string> allowed_origins;                 ///< empty: any Origin
   std::size_t max_message_bytes = 65536;
   bool compression = false;
   std::chrono::milliseconds ping_interval{25000};

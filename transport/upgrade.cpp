@@ -63,7 +63,7 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
           opts.allowed_origins.end())
     return refuse(403, reject_reason::origin, "origin not allowed");
 
-  if (!opts.auth_secret.empty()) {
+  if (opts.verifier) {
     if (dev_path)
       return refuse(401, reject_reason::auth, "dev-mode path disabled; use /ws?token=JWT");
     if (param(u, "user"))
@@ -72,10 +72,13 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
     auto token = param(u, "token");
     if (!token)
       return refuse(401, reject_reason::auth, "missing token");
-    auto r = protocol::verify_token(*token, opts.auth_secret);
+    auto r = opts.verifier->verify(*token);
     if (!r.user)
       return refuse(401, reject_reason::auth, "bad token: " + r.error);
-    return accept(std::move(*r.user));
+    auto d = accept(std::move(*r.user));
+    d.exp = r.exp;
+    d.channels = std::move(r.channels);
+    return d;
   }
 
   // dev mode: identity is whatever the client claims

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wsnode::transport {
 
@@ -15,6 +16,8 @@ namespace wsnode::transport {
 struct upgrade_decision {
   unsigned status = 101;
   std::string user;
+  std::optional<std::int64_t> exp;   ///< the token's `exp`
+  std::vector<std::string> channels; ///< the token's `channels` claim
   std::string message;
   reject_reason reason = reject_reason::bad_request;
   bool accepted() const noexcept { return status == 101; }
@@ -26,7 +29,7 @@ bool is_ws_path(std::string_view target);
 /// Decides an upgrade of `target` (origin-form, with query) with `origin`
 /// (the Origin header, empty when absent). Checks, in order: endpoint
 /// (404), draining (503), Origin allow-list (403), identity (401): an HS256
-/// token in ?token= when `auth_secret` is set, else dev mode ?user= or
+/// token in ?token= when `verifier` is set, else dev mode ?user= or
 /// /websocket/<user>. The connection limit is checked by the caller.
 upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
                                 std::string_view origin);

@@ -1,10 +1,14 @@
 #include "protocol/auth_token.hpp"
 
 #include <doctest/doctest.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -120,4 +124,126 @@ TEST_CASE("sub must be a valid user id") {
       verify_token(hand_token(R"({"alg":"HS256"})", R"({"sub":"a b"})", EVP_sha256(), secret),
                    secret)
           .user);
+}
+
+namespace {
+
+using pkey_ptr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+
+pkey_ptr make_key(bool rsa) {
+  EVP_PKEY* k = rsa ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048))
+                    : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  return {k, EVP_PKEY_free};
+}
+
+std::string public_pem(EVP_PKEY* k) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, k);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  return pem;
+}
+
+// An RS256 or ES256 token signed with OpenSSL directly (not cpp-jwt); ES256
+// signatures are the raw r || s of JWS, not DER.
+std::string pk_token(const std::string& alg, const std::string& payload, EVP_PKEY* k) {
+  std::string signing = b64url(R"({"alg":")" + alg + R"(","typ":"JWT"})") + "." + b64url(payload);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, k);
+  std::size_t len = 0;
+  auto* in = reinterpret_cast<const unsigned char*>(signing.data());
+  EVP_DigestSign(ctx, nullptr, &len, in, signing.size());
+  std::string sig(len, '\0');
+  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, in, signing.size());
+  EVP_MD_CTX_free(ctx);
+  sig.resize(len);
+  if (alg == "ES256") {
+    auto* p = reinterpret_cast<const unsigned char*>(sig.data());
+    ECDSA_SIG* es = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(sig.size()));
+    std::string raw(64, '\0');
+    BN_bn2binpad(ECDSA_SIG_get0_r(es), reinterpret_cast<unsigned char*>(raw.data()), 32);
+    BN_bn2binpad(ECDSA_SIG_get0_s(es), reinterpret_cast<unsigned char*>(raw.data()) + 32, 32);
+    ECDSA_SIG_free(es);
+    sig = raw;
+  }
+  return signing + "." + b64url(sig);
+}
+
+std::string claims(const std::string& extra = {}) {
+  return R"({"sub":"alice","exp":)" + std::to_string(now_s() + 3600) + extra + "}";
+}
+
+} // namespace
+
+TEST_CASE("RS256 and ES256 tokens are verified with the public keys, each with its own kind") {
+  auto rsa = make_key(true);
+  auto ec = make_key(false);
+  auto other = make_key(false);
+  token_verifier v{{{}, public_pem(rsa.get()) + public_pem(ec.get()), {}, {}}};
+  CHECK(v.rsa_keys() == 1);
+  CHECK(v.ec_keys() == 1);
+  auto r = v.verify(pk_token("RS256", claims(), rsa.get()));
+  REQUIRE(r.user);
+  CHECK(*r.user == "alice");
+  CHECK(r.exp.has_value());
+  CHECK(v.verify(pk_token("ES256", claims(), ec.get())).user);
+  // a key that is not configured; an algorithm that does not match the key
+  CHECK_FALSE(v.verify(pk_token("ES256", claims(), other.get())).user);
+  auto swapped = pk_token("RS256", claims(), rsa.get());
+  swapped.replace(0, swapped.find('.'), b64url(R"({"alg":"ES256","typ":"JWT"})"));
+  CHECK_FALSE(v.verify(swapped).user);
+  // no secret: HS256 is refused, even one keyed with the public key's PEM
+  // text (the RS256/HS256 confusion attack)
+  CHECK_FALSE(
+      v.verify(hand_token(R"({"alg":"HS256"})", claims(), EVP_sha256(), public_pem(rsa.get())))
+          .user);
+  CHECK_FALSE(v.verify(b64url(R"({"alg":"none"})") + "." + b64url(claims()) + ".").user);
+  // expired and not yet valid
+  CHECK_FALSE(
+      v.verify(pk_token("RS256", R"({"sub":"alice","exp":)" + std::to_string(now_s() - 10) + "}",
+                        rsa.get()))
+          .user);
+  CHECK_FALSE(
+      v.verify(pk_token("ES256", claims(R"(,"nbf":)" + std::to_string(now_s() + 600)), ec.get()))
+          .user);
+  CHECK(v.verify(pk_token("ES256", claims(R"(,"nbf":)" + std::to_string(now_s() - 5)), ec.get()))
+            .user);
+}
+
+TEST_CASE("issuer, audience and the claims of private channels") {
+  token_verifier v{{secret, {}, "auth.example", "wsnode"}};
+  auto tok = [](const std::string& extra) {
+    return hand_token(R"({"alg":"HS256"})", claims(extra), EVP_sha256(), secret);
+  };
+  CHECK(v.verify(tok(R"(,"iss":"auth.example","aud":"wsnode")")).user);
+  CHECK(v.verify(tok(R"(,"iss":"auth.example","aud":["x","wsnode"])")).user);
+  CHECK_FALSE(v.verify(tok(R"(,"iss":"evil","aud":"wsnode")")).user);
+  CHECK_FALSE(v.verify(tok(R"(,"aud":"wsnode")")).user);
+  CHECK_FALSE(v.verify(tok(R"(,"iss":"auth.example","aud":"other")")).user);
+  CHECK_FALSE(v.verify(tok(R"(,"iss":"auth.example")")).user);
+  auto r = v.verify(tok(
+      R"(,"iss":"auth.example","aud":"wsnode","channels":["room:1","bad name",7],"ch":"dm:a")"));
+  REQUIRE(r.user);
+  CHECK(r.channels == std::vector<std::string>{"room:1"});
+  CHECK(r.ch == "dm:a");
+  CHECK_FALSE(v.verify(tok(R"(,"iss":"auth.example","aud":"wsnode","channels":"room:1")")).user);
+  // sign_token's extra claims
+  auto s = verify_token(sign_token("bob", secret, 1h, {{"a:1", "a:2"}, "a:3"}), secret);
+  REQUIRE(s.user);
+  CHECK(s.channels.size() == 2);
+  CHECK(s.ch == "a:3");
+}
+
+TEST_CASE("a public key file must hold RSA (>= 2048 bits) or P-256 keys") {
+  CHECK_THROWS_AS(token_verifier({{}, "garbage", {}, {}}), std::invalid_argument);
+  CHECK_THROWS_AS(
+      token_verifier({{}, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", {}, {}}),
+      std::invalid_argument);
+  pkey_ptr small{EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(1024)),
+                 EVP_PKEY_free};
+  CHECK_THROWS_AS(token_verifier({{}, public_pem(small.get()), {}, {}}), std::invalid_argument);
+  pkey_ptr p384{EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"), EVP_PKEY_free};
+  CHECK_THROWS_AS(token_verifier({{}, public_pem(p384.get()), {}, {}}), std::invalid_argument);
 }

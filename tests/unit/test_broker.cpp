@@ -263,8 +263,8 @@ TEST_CASE_FIXTURE(actor_fixture, "sessions: hello, acks, delivery, errors, clean
   auto cfg = small_limits();
   auto sink_a = std::make_shared<recording_sink>();
   auto sink_b = std::make_shared<recording_sink>();
-  auto a = make_session(*sys, env(*cfg), {"alice", "test"}, sink_a);
-  auto b = make_session(*sys, env(*cfg), {"bob", "test"}, sink_b);
+  auto a = make_session(*sys, env(*cfg), {"alice", "test", {}, {}}, sink_a);
+  auto b = make_session(*sys, env(*cfg), {"bob", "test", {}, {}}, sink_b);
   sink_a->attach(a.handler.get());
   sink_b->attach(b.handler.get());
   auto hello = protocol::parse_server_frame(sink_a->wait_frames(1).at(0));
@@ -314,7 +314,7 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
   cfg->burst = 2;
   cfg->max_errors = 5;
   auto sink = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(*cfg), {"eve", "test"}, sink);
+  auto s = make_session(*sys, env(*cfg), {"eve", "test", {}, {}}, sink);
   sink->attach(s.handler.get());
   for (int i = 0; i < 10; ++i)
     sink->feed(R"({"op":"ping","id":)" + std::to_string(i) + "}");
@@ -333,7 +333,7 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
 TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans the broker") {
   auto sink = std::make_shared<recording_sink>();
   {
-    auto s = make_session(*sys, env(), {"ann", "t"}, sink);
+    auto s = make_session(*sys, env(), {"ann", "t", {}, {}}, sink);
     sink->attach(s.handler.get());
     sink->feed(R"({"op":"sub","ch":"c"})");
     sink->wait_frames(2);
@@ -345,7 +345,7 @@ TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans 
 TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound") {
   auto sink = std::make_shared<recording_sink>();
   sink->ignore_events(); // `joined` never arrives
-  auto s = make_session(*sys, env(), {"zed", "t"}, sink);
+  auto s = make_session(*sys, env(), {"zed", "t", {}, {}}, sink);
   sink->attach(s.handler.get());
   sink->wait_frames(1); // hello sent, yet the session is not joined
   for (int i = 0; i < 300; ++i)
@@ -360,7 +360,7 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
 TEST_CASE_FIXTURE(actor_fixture,
                   "the end of input closes after every earlier command is answered") {
   auto sink = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(), {"ivy", "t"}, sink);
+  auto s = make_session(*sys, env(), {"ivy", "t", {}, {}}, sink);
   sink->attach(s.handler.get());
   sink->wait_frames(1); // hello
   // the ack of a `sub` waits for the broker; the close waits for the ack
@@ -381,8 +381,8 @@ TEST_CASE_FIXTURE(actor_fixture,
                   "session actor: unsub and ping; it exits when the connection ends") {
   auto sink = std::make_shared<recording_sink>();
   auto other = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(), {"uma", "t"}, sink);
-  auto o = make_session(*sys, env(), {"otto", "t"}, other);
+  auto s = make_session(*sys, env(), {"uma", "t", {}, {}}, sink);
+  auto o = make_session(*sys, env(), {"otto", "t", {}, {}}, other);
   sink->attach(s.handler.get());
   other->attach(o.handler.get());
   CHECK(eventually([&] { return m.session_actors.load() == 2; }));

@@ -139,9 +139,18 @@ recovery_max = 20
 publish = "anyone"
 [[namespace]]
 name = ""
+[[namespace]]
+name = "dm"
+subscribe = "token"
+publish = "subscribers"
+presence = true
+join_leave = true
+[[namespace]]
+name = "danmaku"
+lossy = true
 )",
                         ".");
-  REQUIRE(c.namespaces.size() == 3);
+  REQUIRE(c.namespaces.size() == 5);
   namespace_table t{c.namespaces};
   CHECK(t.of_channel("room:1").history_size == 50);
   CHECK(t.of_channel("room:1").history_ttl == std::chrono::milliseconds{2000});
@@ -150,6 +159,12 @@ name = ""
   CHECK_FALSE(t.of_channel("plain").has_history());
   CHECK(t.of_channel("news:a").publish == publish_rule::server); // readonly_namespaces
   CHECK(t.of_channel("other:a").publish == publish_rule::anyone);
+  CHECK(t.of_channel("dm:x").subscribe == subscribe_rule::token);
+  CHECK(t.of_channel("dm:x").publish == publish_rule::subscribers);
+  CHECK(t.of_channel("dm:x").presence);
+  CHECK(t.of_channel("dm:x").join_leave);
+  CHECK(t.of_channel("danmaku:x").lossy);
+  CHECK_FALSE(t.of_channel("room:1").lossy);
   CHECK(t.any_history());
   CHECK(c.idempotency_window == std::chrono::milliseconds{60000});
 
@@ -162,10 +177,12 @@ name = ""
   CHECK(key_of("[[namespace]]\nname = \"a\"\nhistory_size = 5\nhistory_ttl_ms = 10\n") ==
         "namespace[0].history_ttl_ms");
   CHECK(key_of("[[namespace]]\nname = \"a\"\npublish = \"everyone\"\n") == "namespace[0].publish");
-  // policy keys that are designed but not built yet are refused, never ignored
-  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe = \"token\"\n") == "namespace[0].subscribe");
-  CHECK(key_of("[[namespace]]\nname = \"a\"\nlossy = true\n") == "namespace[0].lossy");
-  CHECK(key_of("[[namespace]]\nname = \"a\"\npresence = true\n") == "namespace[0].presence");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe = \"tokens\"\n") ==
+        "namespace[0].subscribe");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\njoin_leave = true\n") == "namespace[0].join_leave");
+  // a limit that is designed but not built yet is refused, never ignored
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nmax_subscribers = 5\n") ==
+        "namespace[0].max_subscribers");
   CHECK(key_of("namespace = 3\n") == "namespace");
   CHECK(key_of("[history]\nidempotency_window_ms = 5\n") == "history.idempotency_window_ms");
 }

@@ -64,12 +64,17 @@ TEST_CASE("upgrade decisions in dev mode") {
 
 TEST_CASE("upgrade decisions with a secret and an Origin allow-list") {
   server_options o;
-  o.auth_secret = "k";
+  o.verifier =
+      std::make_shared<const protocol::token_verifier>(protocol::token_keys{"k", {}, {}, {}});
   o.allowed_origins = {"https://app.example"};
   auto token = protocol::sign_token("alice", "k", std::chrono::hours(1));
   auto ok = decide_upgrade(o, false, "/ws?token=" + token, "https://app.example");
   CHECK(ok.accepted());
   CHECK(ok.user == "alice");
+  CHECK(ok.exp.has_value());
+  auto with_channels = protocol::sign_token("alice", "k", std::chrono::hours(1), {{"room:7"}, {}});
+  CHECK(decide_upgrade(o, false, "/ws?token=" + with_channels, "").channels ==
+        std::vector<std::string>{"room:7"});
   CHECK(decide_upgrade(o, false, "/ws?token=" + token, "").accepted()); // non-browser
   auto evil = decide_upgrade(o, false, "/ws?token=" + token, "https://evil.example");
   CHECK(evil.status == 403);
