@@ -24,10 +24,9 @@ std::string interest_key(topic_kind kind, std::string_view name) {
 
 // ---------------------------------------------------------------- broker_core
 
-broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::duration linger)
-  : metrics_(m), backbone_(std::move(bb)), linger_(linger) {
-  // nop
-}
+broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::duration linger,
+                         std::shared_ptr<const namespace_table> ns)
+  : metrics_(m), backbone_(std::move(bb)), linger_(linger), namespaces_(std::move(ns)) {}
 
 bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
   if (sessions_.count(sid) != 0)
@@ -164,21 +163,27 @@ const broker_core::devices* broker_core::devices_of(std::string_view user) const
 }
 
 template <class Subscribers>
-std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame) {
+std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame, bool lossy) {
   if (subs == nullptr)
     return 0;
   std::size_t queued = 0;
   send_batch batch; // one hand-over per I/O thread for the whole fan-out
-  for (const auto& [sid, sink] : *subs)
-    if (sink->send(frame) == send_result::queued)
-      ++queued;
+  if (lossy) {
+    for (const auto& [sid, sink] : *subs)
+      if (sink->send_lossy(frame) == send_result::queued)
+        ++queued;
+  } else {
+    for (const auto& [sid, sink] : *subs)
+      if (sink->send(frame) == send_result::queued)
+        ++queued;
+  }
   bump(metrics_.deliveries, queued);
   return queued;
 }
 
 std::size_t broker_core::publish(std::string_view ch, const frame_ptr& frame) {
   bump(metrics_.publishes, 1);
-  auto n = fan_out(channels_.find(ch), frame);
+  auto n = fan_out(channels_.find(ch), frame, lossy(ch));
   if (backbone_)
     backbone_->publish(topic_kind::channel, ch, frame);
   return n;
@@ -194,7 +199,7 @@ std::size_t broker_core::send_to_user(std::string_view user, const frame_ptr& fr
 
 std::size_t broker_core::deliver_remote(topic_kind kind, std::string_view name,
                                         const frame_ptr& frame) {
-  return kind == topic_kind::channel ? fan_out(channels_.find(name), frame)
+  return kind == topic_kind::channel ? fan_out(channels_.find(name), frame, lossy(name))
                                      : fan_out(devices_of(name), frame);
 }
 

@@ -42,7 +42,8 @@ public:
   /// without local interest stays subscribed on the backbone for `linger`,
   /// so that leave-and-rejoin does not churn the mesh.
   broker_core(metrics& m, std::shared_ptr<backbone> bb,
-              clock::duration linger = std::chrono::seconds(2));
+              clock::duration linger = std::chrono::seconds(2),
+              std::shared_ptr<const namespace_table> ns = nullptr);
 
   /// Registers a session of `user`; `ready` runs once DMs to `user` reach it
   /// from every node. Returns false when `sid` is already known.
@@ -127,7 +128,10 @@ private:
   };
 
   template <class Subscribers>
-  std::size_t fan_out(const Subscribers* subs, const frame_ptr& frame);
+  std::size_t fan_out(const Subscribers* subs, const frame_ptr& frame, bool lossy = false);
+  bool lossy(std::string_view ch) const noexcept {
+    return namespaces_ && namespaces_->of_channel(ch).lossy;
+  }
   class held_sink;
   struct stream {
     std::string ep;
@@ -145,6 +149,7 @@ private:
   metrics& metrics_;
   std::shared_ptr<backbone> backbone_;
   clock::duration linger_;
+  std::shared_ptr<const namespace_table> namespaces_; // null: none (all defaults)
   std::unordered_map<sid_type, session_rec> sessions_;
   topic_registry<frame_sink*> channels_; // values owned by sessions_
   // user -> that user's sessions here: a few each, so a vector (an idle
@@ -169,6 +174,7 @@ struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
   std::shared_ptr<const namespace_table> namespaces; ///< null: none
   history_options history;                           ///< when any namespace keeps history
+  std::size_t max_frame_bytes = 65536; ///< largest presence page ([ws] max_message_bytes)
 };
 
 /// Spawns one broker actor. Sessions join and leave it by message

@@ -4,6 +4,7 @@
 #include "actors/broker.hpp"
 
 #include "actors/messages.hpp"
+#include "actors/presence.hpp"
 #include "protocol/codec.hpp"
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@ constexpr auto tick_interval = std::chrono::milliseconds(250);
 struct broker_state {
   std::unique_ptr<broker_core> core;
   std::unique_ptr<history_service> history;
+  std::unique_ptr<presence_table> presence;
   std::shared_ptr<backbone> bb;
   bool draining = false;
   static inline const char* name = "wsnode.broker";
@@ -44,7 +46,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                            std::shared_ptr<backbone> bb, broker_options opts) {
   auto& st = self->state;
   st.bb = bb;
-  st.core = std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger);
+  st.core =
+      std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger, opts.namespaces);
   if (opts.namespaces && opts.namespaces->any_history()) {
     history_hooks hooks;
     hooks.send = [self](const std::string& node, std::string payload) {
@@ -59,7 +62,19 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
     st.history =
         std::make_unique<history_service>(opts.history, opts.namespaces, *m, std::move(hooks));
   }
-  if (st.bb || st.history)
+  if (opts.namespaces && opts.namespaces->any_presence()) {
+    presence_hooks hooks;
+    hooks.send = [self](const std::string& node, std::string payload) {
+      if (self->state.bb)
+        self->state.bb->send_to_node(node, std::move(payload));
+    };
+    hooks.deliver = [self](const std::string& ch, const frame_ptr& frame) {
+      self->state.core->deliver_remote(topic_kind::channel, ch, frame);
+    };
+    st.presence = std::make_unique<presence_table>(opts.history.node_id, opts.namespaces, *m,
+                                                   std::move(hooks));
+  }
+  if (st.bb || st.history || st.presence)
     self->delayed_send(self, tick_interval, atoms::tick::value);
   auto done = [](const api_completion& c, bool ok) {
     if (c.fn)
@@ -88,7 +103,11 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         };
         self->state.core->join(sid, std::move(user), sink, std::move(ready));
       },
-      [=](atoms::leave, std::uint64_t sid) { self->state.core->leave(sid); },
+      [=](atoms::leave, std::uint64_t sid) {
+        self->state.core->leave(sid);
+        if (self->state.presence)
+          self->state.presence->leave(sid);
+      },
       [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
           sink_ptr& from) {
         // the session acks once the subscription is live on every node
@@ -174,17 +193,46 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         self->state.history->read(ch, req,
                                   [fn, ch, m](read_outcome o) { fn(history_body(ch, o, *m)); });
       },
+      // ---- presence channels
+      [=](atoms::padd, std::uint64_t sid, const std::string& ch, const std::string& user) {
+        if (self->state.presence)
+          self->state.presence->add(ch, sid, user);
+      },
+      [=](atoms::prem, std::uint64_t sid, const std::string& ch) {
+        if (self->state.presence)
+          self->state.presence->remove(ch, sid);
+      },
+      [=](atoms::presence, const std::string& ch, std::uint64_t limit, const std::string& cursor,
+          const std::string& id, std::uint64_t slot, const caf::actor& session) {
+        auto frame = self->state.presence->page(id, ch, static_cast<std::size_t>(limit), cursor,
+                                                false, opts.max_frame_bytes);
+        caf::anon_send(session, atoms::pres_done::value, slot, std::move(frame));
+      },
+      [=](atoms::presence, const std::string& ch, std::uint64_t limit, const std::string& cursor,
+          const api_reply_completion& c) {
+        c.fn({200, self->state.presence->page({}, ch, static_cast<std::size_t>(limit), cursor, true,
+                                              opts.max_frame_bytes) +
+                       "\n"});
+      },
       [=](atoms::node_msg, const std::string& from, const std::string& payload) {
-        if (self->state.history)
+        if (is_presence_payload(payload)) {
+          if (self->state.presence)
+            self->state.presence->on_message(from, payload);
+        } else if (self->state.history) {
           self->state.history->on_message(from, payload);
+        }
         if (self->state.bb)
           self->state.bb->handled();
       },
       [=](atoms::view, std::vector<std::string>& live) {
+        if (self->state.presence)
+          self->state.presence->on_view(live);
         if (self->state.history)
           self->state.history->on_view(std::move(live));
       },
       [=](atoms::restarted, const std::string& node) {
+        if (self->state.presence)
+          self->state.presence->on_restart(node);
         if (self->state.history)
           self->state.history->on_restart(node);
       },
@@ -212,6 +260,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           self->state.core->expire();
         if (self->state.history)
           self->state.history->tick();
+        if (self->state.presence)
+          self->state.presence->tick();
         self->delayed_send(self, tick_interval, atoms::tick::value);
       },
       [=](atoms::drain) {
@@ -222,6 +272,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::shutdown) {
         self->state.core->close_all(close_code::going_away, "node shutting down");
         self->state.history.reset();
+        self->state.presence.reset();
         self->quit(caf::exit_reason::user_shutdown);
       },
       [=](atoms::stats) {

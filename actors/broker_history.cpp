@@ -27,7 +27,14 @@ class broker_core::held_sink final : public frame_sink {
 public:
   held_sink(sink_ptr real, std::size_t ch_size) : real_(std::move(real)), ch_size_(ch_size) {}
 
-  send_result send(frame_ptr f) override { // the broker's thread only
+  send_result send(frame_ptr f) override { return take(std::move(f), false); }
+  send_result send_lossy(frame_ptr f) override { return take(std::move(f), true); }
+
+  // the broker's thread only
+  send_result take(frame_ptr f, bool lossy) {
+    auto off = protocol::msg_offset(*f, ch_size_);
+    if (off == 0) // a join/leave event: not part of the stream (dropped before the ack)
+      return released_ ? forward(std::move(f), lossy) : send_result::queued;
     if (!released_) {
       if (held_.size() >= max_held_frames)
         overflow_ = true;
@@ -35,10 +42,13 @@ public:
         held_.push_back(std::move(f));
       return send_result::queued;
     }
-    if (protocol::msg_offset(*f, ch_size_) <= pos_)
+    if (off <= pos_)
       return send_result::queued; // the replay held it already
     caught_up_ = true;
-    return real_->send(std::move(f));
+    return forward(std::move(f), lossy);
+  }
+  send_result forward(frame_ptr f, bool lossy) {
+    return lossy ? real_->send_lossy(std::move(f)) : real_->send(std::move(f));
   }
   void close(std::uint16_t code, std::string reason) override {
     real_->close(code, std::move(reason));
@@ -202,7 +212,7 @@ std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view e
   subs = channels_.find(ch);
   if (subs == nullptr)
     return 0;
-  auto n = fan_out(subs, frame);
+  auto n = fan_out(subs, frame, lossy(ch));
   // held subscriptions that have caught up get their plain sink back
   std::vector<std::pair<sid_type, frame_sink*>> caught;
   for (const auto& [sid, sink] : *subs) {

@@ -67,7 +67,18 @@ using sub_done = caf::atom_constant<caf::atom("sub_done")>;
 using pub_done = caf::atom_constant<caf::atom("pub_done")>;
 /// shard -> session: (slot, ok, ep, off, frame_list, error)
 using hist_done = caf::atom_constant<caf::atom("hist_done")>;
-/// backbone -> shard: (from node, payload) a history service message
+// presence (namespaces with presence = true; see presence.hpp)
+/// session -> shard: (sid, ch, user) subscribed; (sid, ch) unsubscribed
+using padd = caf::atom_constant<caf::atom("padd")>;
+using prem = caf::atom_constant<caf::atom("prem")>;
+/// session -> shard: (ch, limit, cursor, id, slot, session); API: (ch, limit,
+/// cursor, api_reply_completion)
+using presence = caf::atom_constant<caf::atom("presence")>;
+/// shard -> session: (slot, frame)
+using pres_done = caf::atom_constant<caf::atom("pres_done")>;
+/// session actor -> itself: (generation) the token's grace may be over
+using expire = caf::atom_constant<caf::atom("expire")>;
+/// backbone -> shard: (from node, payload) a history or presence service message
 using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 /// backbone -> shards: (live peer ids)
 using view = caf::atom_constant<caf::atom("view")>;

@@ -9,8 +9,12 @@ namespace wsnode {
 
 namespace {
 
-constexpr std::array<std::string_view, drop_reason_count> drop_names{"slow_consumer", "closed",
-                                                                     "rate_limited", "mesh_hwm"};
+constexpr std::array<std::string_view, drop_reason_count> drop_names{
+    "slow_consumer", "closed", "rate_limited", "mesh_hwm", "lossy"};
+constexpr std::array<std::string_view, refusal_reason_count> refusal_names{
+    "no_grant",        "bad_sub_token",      "publish_server",    "not_subscriber",
+    "presence_off",    "subscription_limit", "refresh_bad_token", "refresh_other_user",
+    "refresh_no_auth", "token_expired"};
 constexpr std::array<std::string_view, reject_reason_count> reject_names{"auth", "origin", "limit",
                                                                          "draining", "bad_request"};
 
@@ -82,6 +86,12 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
     fmt::format_to(std::back_inserter(out), "wsnode_errors_total{{code=\"{}\"}} {}\n",
                    protocol::to_string(static_cast<protocol::error_code>(i)),
                    load(m.errors[static_cast<std::size_t>(i)]));
+  head(out, "wsnode_refusals_total", "counter",
+       "Client commands refused by policy (private channels, publish rules, presence, tokens), "
+       "by reason.");
+  for (std::size_t i = 0; i < refusal_names.size(); ++i)
+    fmt::format_to(std::back_inserter(out), "wsnode_refusals_total{{reason=\"{}\"}} {}\n",
+                   refusal_names[i], load(m.refusals[i]));
   head(out, "wsnode_closed_total", "counter", "WebSocket sessions closed, by close code.");
   for (std::size_t i = 0; i < counted_close_codes.size(); ++i)
     fmt::format_to(std::back_inserter(out), "wsnode_closed_total{{code=\"{}\"}} {}\n",
@@ -134,6 +144,21 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          load(m.history_unavailable));
   single(out, "wsnode_history_bad_messages_total", "counter",
          "Malformed history messages received from the mesh.", load(m.history_bad_messages));
+  single(out, "wsnode_presence_channels", "gauge", "Presence channels this node holds members of.",
+         load(m.presence_channels));
+  single(out, "wsnode_presence_members", "gauge",
+         "Distinct users over those channels, cluster-wide as this node knows them.",
+         load(m.presence_members));
+  single(out, "wsnode_presence_joins_total", "counter",
+         "A user's first session anywhere entered a presence channel.", load(m.presence_joins));
+  single(out, "wsnode_presence_leaves_total", "counter",
+         "A user's last session anywhere left a presence channel (node deaths included).",
+         load(m.presence_leaves));
+  single(out, "wsnode_presence_resyncs_total", "counter",
+         "Presence snapshots asked of a peer after a digest mismatch or silence.",
+         load(m.presence_resyncs));
+  single(out, "wsnode_presence_bad_messages_total", "counter",
+         "Malformed presence messages received from the mesh.", load(m.presence_bad_messages));
   single(out, "process_resident_memory_bytes", "gauge", "Resident set size.", process_rss_bytes());
   return out;
 }

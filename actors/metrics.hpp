@@ -17,16 +17,33 @@ enum class drop_reason : std::uint8_t {
   closed,        ///< frames for a session that was already closing
   rate_limited,  ///< client commands refused by the rate limit
   mesh_hwm,      ///< mesh messages the backbone could not queue
+  lossy,         ///< frames of lossy namespaces skipped for a subscriber with a full queue
 };
-inline constexpr int drop_reason_count = 4;
+inline constexpr int drop_reason_count = 5;
+
+/// Why a client's command was refused by policy (label of
+/// wsnode_refusals_total); each is also an `err` (or a 4001 close).
+enum class refusal_reason : std::uint8_t {
+  no_grant,           ///< sub of a private channel without token or `channels` claim
+  bad_sub_token,      ///< subscription token invalid, expired, or for another user/channel
+  publish_server,     ///< pub into a namespace with publish = "server"
+  not_subscriber,     ///< pub into publish = "subscribers" without a subscription
+  presence_off,       ///< presence of a namespace without presence = true
+  subscription_limit, ///< [limits] max_subscriptions reached
+  refresh_bad_token,  ///< refresh with a token that does not verify (closed 4001)
+  refresh_other_user, ///< refresh with a token of another `sub`
+  refresh_no_auth,    ///< refresh on a node in dev mode
+  token_expired,      ///< closed 4001: `exp` passed and not refreshed within the grace
+};
+inline constexpr int refusal_reason_count = 10;
 
 /// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
 enum class reject_reason : std::uint8_t { auth, origin, limit, draining, bad_request };
 inline constexpr int reject_reason_count = 5;
 
 /// Close codes counted in wsnode_closed_total{code}.
-inline constexpr std::array<std::uint16_t, 9> counted_close_codes{1000, 1001, 1002, 1006, 1007,
-                                                                  1008, 1009, 1011, 1013};
+inline constexpr std::array<std::uint16_t, 10> counted_close_codes{1000, 1001, 1002, 1006, 1007,
+                                                                   1008, 1009, 1011, 1013, 4001};
 
 struct metrics {
   using counter = std::atomic<std::uint64_t>;
@@ -48,6 +65,7 @@ struct metrics {
   std::array<counter, drop_reason_count> dropped{};
   std::array<counter, reject_reason_count> upgrades_rejected{};
   std::array<counter, protocol::error_code_count> errors{};
+  std::array<counter, refusal_reason_count> refusals{};
   std::array<counter, counted_close_codes.size() + 1> closed{}; ///< last: other
 
   // mesh (see the cluster backbone)
@@ -69,6 +87,13 @@ struct metrics {
   counter history_handovers{0};    ///< ownership given up to a newer term
   counter history_unavailable{0};  ///< publishes/reads refused: owner or copies out of reach
   counter history_bad_messages{0}; ///< malformed history messages from the mesh
+  // presence (namespaces with presence = true)
+  gauge presence_channels{0};       ///< presence channels this node holds members of
+  gauge presence_members{0};        ///< distinct users over those channels (cluster-wide)
+  counter presence_joins{0};        ///< a user's first node entered a channel
+  counter presence_leaves{0};       ///< a user's last node left a channel (deaths included)
+  counter presence_resyncs{0};      ///< snapshots asked of a peer (digest mismatch or silence)
+  counter presence_bad_messages{0}; ///< malformed presence messages from the mesh
 
   void drop(drop_reason r, std::uint64_t n = 1) noexcept {
     dropped[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);
@@ -78,6 +103,9 @@ struct metrics {
   }
   void error(protocol::error_code c) noexcept {
     errors[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void refuse(refusal_reason r) noexcept {
+    refusals[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   }
   void close(std::uint16_t code) noexcept;
 };

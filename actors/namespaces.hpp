@@ -52,12 +52,15 @@ public:
   const namespace_options& of_channel(std::string_view ch) const noexcept;
   /// True when any namespace keeps history.
   bool any_history() const noexcept { return any_history_; }
+  /// True when any namespace has presence.
+  bool any_presence() const noexcept { return any_presence_; }
   const std::vector<namespace_options>& all() const noexcept { return list_; }
 
 private:
   std::vector<namespace_options> list_; // a few: a linear scan beats hashing
   namespace_options defaults_;
   bool any_history_ = false;
+  bool any_presence_ = false;
 };
 
 } // namespace wsnode

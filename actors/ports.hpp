@@ -26,11 +26,12 @@ inline frame_ptr make_frame(std::string s) {
 /// WebSocket close codes used by wsnode.
 namespace close_code {
 inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001; ///< node draining
-inline constexpr std::uint16_t policy = 1008;     ///< rate/abuse/auth
-inline constexpr std::uint16_t too_big = 1009;    ///< message too big
-inline constexpr std::uint16_t internal = 1011;   ///< internal error
-inline constexpr std::uint16_t try_later = 1013;  ///< slow consumer
+inline constexpr std::uint16_t going_away = 1001;    ///< node draining
+inline constexpr std::uint16_t policy = 1008;        ///< rate/abuse/auth
+inline constexpr std::uint16_t too_big = 1009;       ///< message too big
+inline constexpr std::uint16_t internal = 1011;      ///< internal error
+inline constexpr std::uint16_t try_later = 1013;     ///< slow consumer
+inline constexpr std::uint16_t token_expired = 4001; ///< not refreshed in time (v1.1)
 } // namespace close_code
 
 /// Outcome of `frame_sink::send`. (A session whose write queue overflows is
@@ -92,6 +93,10 @@ public:
   /// queue past its bound until it has drained once; a replay is bounded by
   /// the namespace's recovery_max.
   virtual send_result send_replay(frame_ptr frame) { return send(std::move(frame)); }
+  /// Queues a frame of a lossy namespace: when the write queue is full it
+  /// is dropped for this connection (counted as drop reason "lossy")
+  /// instead of closing the connection as a slow consumer.
+  virtual send_result send_lossy(frame_ptr frame) { return send(std::move(frame)); }
   /// Writes what is queued, then closes with `code`. Idempotent.
   virtual void close(std::uint16_t code, std::string reason) = 0;
   /// Tells the reader one received message was handled (input flow control:
@@ -166,6 +171,10 @@ public:
   /// docs/protocol.md); `limit` < 0: the default.
   virtual void api_history(std::string ch, bool has_since, std::string ep, std::uint64_t off,
                            long long limit, api_reply done) = 0;
+  /// POST /api/presence: a page of the channel's members (see
+  /// docs/protocol.md "Presence"); `limit` < 0: the default.
+  virtual void api_presence(std::string ch, long long limit, std::string cursor,
+                            api_reply done) = 0;
   /// Sends an encoded `dm` frame to every session of `user` (HTTP API).
   virtual void api_send(std::string user, frame_ptr frame, api_done done) = 0;
   /// The Prometheus text exposition of /metrics.

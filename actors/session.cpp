@@ -3,6 +3,7 @@
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/rate_limiter.hpp"
+#include "actors/session_policy.hpp"
 #include "protocol/names.hpp"
 
 #include <algorithm>
@@ -20,6 +21,8 @@ std::atomic<std::uint64_t> next_sid{1};
 
 /// Commands a session keeps while it waits for `joined` (hello).
 constexpr std::size_t max_early = 256;
+/// Users per presence page when the command gives no limit (the most a page holds).
+constexpr std::uint64_t default_presence_limit = 1000;
 
 // The state of one session actor: everything the session owns. Its
 // handlers run one at a time on a CAF worker (the actor's mailbox orders
@@ -37,13 +40,16 @@ public:
 
   static inline const char* name = "wsnode.session";
 
-  void init(std::shared_ptr<const session_env> env, std::string user, sink_ptr sink,
+  void init(std::shared_ptr<const session_env> env, session_identity who, sink_ptr sink,
             std::uint64_t sid) {
     env_ = std::move(env);
     bump(env_->m.session_actors, 1);
     sink_ = std::move(sink);
     sid_ = sid;
-    user_ = std::move(user);
+    user_ = std::move(who.user);
+    exp_ = who.exp;
+    grants_.channels = std::move(who.channels);
+    arm_expiry();
     rate_ = token_bucket{env_->rate};
     errors_ = token_bucket{env_->errors};
     // The broker sends hello once the user is reachable from every node,
@@ -81,9 +87,29 @@ public:
       r->release = true;
     } else {
       std::erase(subs_, r->ch);
+      if (env_->cfg.namespaces->of_channel(r->ch).presence)
+        caf::anon_send(env_->brokers->owner(r->ch), atoms::prem::value, sid_, r->ch);
       r->frame = unavailable(r->id, error);
     }
     complete(*r);
+  }
+
+  void on_presence_done(std::uint64_t slot, std::string& frame) {
+    if (auto* r = slot_of(slot)) {
+      r->frame = make_frame(std::move(frame));
+      complete(*r);
+    }
+  }
+
+  // The token's exp plus the grace has passed, unless a refresh moved it.
+  void on_expire(std::uint64_t generation) {
+    if (generation != expiry_gen_ || !exp_ || closing_)
+      return;
+    if (std::chrono::system_clock::now() < expiry_deadline())
+      return arm_expiry(); // woke early
+    closing_ = true;
+    env_->m.refuse(refusal_reason::token_expired);
+    sink_->close(close_code::token_expired, "token expired");
   }
 
   void on_pub_done(std::uint64_t slot, bool ok, std::uint64_t off, const std::string& error) {
@@ -208,6 +234,61 @@ private:
 
   caf::actor handle() const { return caf::actor_cast<caf::actor>(self_); }
 
+  std::chrono::system_clock::time_point expiry_deadline() const {
+    return std::chrono::system_clock::time_point{std::chrono::seconds{*exp_}} +
+           env_->cfg.expiry_grace;
+  }
+
+  // Schedules the check of the token's expiry (a refresh schedules anew;
+  // the older timer then finds another generation and does nothing).
+  void arm_expiry() {
+    ++expiry_gen_;
+    if (!exp_)
+      return;
+    auto left = expiry_deadline() - std::chrono::system_clock::now();
+    auto delay =
+        std::chrono::duration_cast<std::chrono::milliseconds>(left) + std::chrono::milliseconds(1);
+    self_->delayed_send(self_, std::max(delay, std::chrono::milliseconds(1)), atoms::expire::value,
+                        expiry_gen_);
+  }
+
+  // An err for a command refused by policy, counted by reason.
+  void refuse(std::string_view id, const refusal& r, error_code code = error_code::forbidden) {
+    env_->m.refuse(r.reason);
+    reply_error(id, code, r.msg);
+  }
+
+  bool subscribed(std::string_view ch) const {
+    return std::find(subs_.begin(), subs_.end(), ch) != subs_.end();
+  }
+
+  // history and presence: allowed to whoever may subscribe
+  std::optional<refusal> may_read(const namespace_options& ns, const protocol::command& cmd) const {
+    if (subscribed(cmd.ch))
+      return std::nullopt;
+    return may_join(ns, cmd.ch, cmd.token, user_, grants_, env_->cfg.verifier.get());
+  }
+
+  void refresh(const protocol::command& cmd) {
+    auto v = check_refresh(cmd.token, user_, env_->cfg.verifier.get());
+    switch (v.what) {
+    case refresh_verdict::kind::ok:
+      exp_ = v.exp;
+      grants_.channels = std::move(v.channels);
+      arm_expiry();
+      return reply(make_frame(protocol::encode_refresh_ack(cmd.id, exp_)));
+    case refresh_verdict::kind::other_user:
+      return refuse(cmd.id, {refusal_reason::refresh_other_user, v.msg});
+    case refresh_verdict::kind::no_auth:
+      return refuse(cmd.id, {refusal_reason::refresh_no_auth, v.msg}, error_code::bad_request);
+    case refresh_verdict::kind::bad_token:
+      refuse(cmd.id, {refusal_reason::refresh_bad_token, v.msg});
+      closing_ = true;
+      sink_->close(close_code::token_expired, "refresh refused: " + v.msg);
+      return;
+    }
+  }
+
   // The client's input ended: once every earlier command is answered (held
   // before hello, or behind a `sub` not live yet), the connection closes.
   void maybe_end_input() {
@@ -280,18 +361,24 @@ private:
       env_->m.drop(drop_reason::rate_limited);
       return reply_error(cmd.id, error_code::rate_limited, "too many messages; slow down");
     }
+    const auto& ns = env_->cfg.namespaces->of_channel(cmd.ch);
     switch (cmd.kind) {
     case protocol::op::sub:
-      if (std::find(subs_.begin(), subs_.end(), cmd.ch) == subs_.end()) {
+      if (!subscribed(cmd.ch)) {
+        if (auto no = may_join(ns, cmd.ch, cmd.token, user_, grants_, env_->cfg.verifier.get()))
+          return refuse(cmd.id, *no);
         if (subs_.size() >= env_->cfg.max_subscriptions)
-          return reply_error(cmd.id, error_code::forbidden,
-                             "subscription limit reached (" +
-                                 std::to_string(env_->cfg.max_subscriptions) + ")");
+          return refuse(cmd.id, {refusal_reason::subscription_limit,
+                                 "subscription limit reached (" +
+                                     std::to_string(env_->cfg.max_subscriptions) + ")"});
         subs_.emplace_back(cmd.ch);
+        if (ns.presence)
+          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::padd::value, sid_,
+                         std::string{cmd.ch}, user_);
       }
       // answered once the broker reports the subscription live on every
       // node (and, with history, the channel's position is known)
-      if (env_->cfg.namespaces->of_channel(cmd.ch).has_history()) {
+      if (ns.has_history()) {
         auto slot = hold(cmd.id, cmd.ch);
         bool since = cmd.since.has_value();
         caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hsub::value, sid_, std::string{cmd.ch},
@@ -311,13 +398,14 @@ private:
         subs_.erase(it);
         caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_,
                        std::string{cmd.ch});
+        if (ns.presence)
+          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::prem::value, sid_,
+                         std::string{cmd.ch});
       }
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     case protocol::op::pub: {
-      const auto& ns = env_->cfg.namespaces->of_channel(cmd.ch);
-      if (ns.publish == publish_rule::server)
-        return reply_error(cmd.id, error_code::forbidden,
-                           "clients may not publish to this namespace");
+      if (auto no = may_publish(ns, subscribed(cmd.ch)))
+        return refuse(cmd.id, *no);
       if (ns.has_history()) { // answered with its offset once it is held safely
         auto slot = hold(cmd.id, {});
         caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hpub::value, std::string{cmd.ch}, user_,
@@ -329,9 +417,11 @@ private:
       return reply(make_frame(protocol::encode_ack(cmd.id)));
     }
     case protocol::op::history: {
-      if (!env_->cfg.namespaces->of_channel(cmd.ch).has_history())
+      if (!ns.has_history())
         return reply_error(cmd.id, error_code::bad_request,
                            "this channel's namespace keeps no history");
+      if (auto no = may_read(ns, cmd))
+        return refuse(cmd.id, *no);
       auto slot = hold(cmd.id, cmd.ch);
       bool since = cmd.since.has_value();
       caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hist::value, std::string{cmd.ch}, since,
@@ -343,6 +433,20 @@ private:
       caf::anon_send(env_->brokers->owner(cmd.to), atoms::dm::value, std::string{cmd.to},
                      make_frame(protocol::encode_dm(user_, cmd.data)));
       return reply(make_frame(protocol::encode_ack(cmd.id)));
+    case protocol::op::presence: {
+      if (!ns.presence)
+        return refuse(
+            cmd.id, {refusal_reason::presence_off, "presence is off for this channel's namespace"});
+      if (auto no = may_read(ns, cmd))
+        return refuse(cmd.id, *no);
+      auto slot = hold(cmd.id, cmd.ch);
+      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence::value, std::string{cmd.ch},
+                     std::uint64_t{cmd.limit.value_or(default_presence_limit)},
+                     std::move(cmd.cursor), std::string{cmd.id}, slot, handle());
+      return;
+    }
+    case protocol::op::refresh:
+      return refresh(cmd);
     case protocol::op::ping:
       return reply(make_frame(protocol::encode_pong(cmd.id)));
     }
@@ -364,6 +468,9 @@ private:
   sink_ptr sink_; // the connection: released when the actor exits
   std::uint64_t sid_ = 0;
   std::string user_;
+  std::optional<std::int64_t> exp_; // the connection token's (latest refresh's) exp
+  std::uint64_t expiry_gen_ = 0;    // see arm_expiry
+  session_grants grants_;
   std::vector<std::string> subs_; // a few per session: a vector beats a hash set
   token_bucket rate_;             // set by init()
   token_bucket errors_;           // set by init()
@@ -388,8 +495,8 @@ private:
 using session_actor = caf::stateful_actor<session_state>;
 
 caf::behavior session_behavior(session_actor* self, std::shared_ptr<const session_env> env,
-                               std::string user, sink_ptr sink, std::uint64_t sid) {
-  self->state.init(std::move(env), std::move(user), std::move(sink), sid);
+                               session_identity who, sink_ptr sink, std::uint64_t sid) {
+  self->state.init(std::move(env), std::move(who), std::move(sink), sid);
   return {
       [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
       [=](atoms::event, std::uint8_t e, std::uint64_t arg) {
@@ -405,6 +512,10 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::hist_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
           const frame_list& frames,
           const std::string& error) { self->state.on_hist_done(slot, ok, ep, off, frames, error); },
+      [=](atoms::pres_done, std::uint64_t slot, std::string& frame) {
+        self->state.on_presence_done(slot, frame);
+      },
+      [=](atoms::expire, std::uint64_t generation) { self->state.on_expire(generation); },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();
@@ -469,7 +580,7 @@ new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_e
   new_session s;
   s.sid = next_sid.fetch_add(1, std::memory_order_relaxed);
   s.handler = std::make_unique<session_link>(
-      sys.spawn(session_behavior, std::move(env), who.user, std::move(sink), s.sid));
+      sys.spawn(session_behavior, std::move(env), who, std::move(sink), s.sid));
   return s;
 }
 

@@ -86,6 +86,19 @@ public:
                    api_reply_completion{std::move(done)});
   }
 
+  void api_presence(std::string ch, long long limit, std::string cursor, api_reply done) override {
+    if (!namespaces_->of_channel(ch).presence) {
+      m_.refuse(refusal_reason::presence_off);
+      done({403, "{\"error\":\"forbidden\",\"msg\":\"presence is off for this channel's "
+                 "namespace\"}\n"});
+      return;
+    }
+    constexpr long long default_limit = 1000;
+    caf::anon_send(brokers_->owner(ch), atoms::presence::value, std::move(ch),
+                   static_cast<std::uint64_t>(limit < 0 ? default_limit : limit), std::move(cursor),
+                   api_reply_completion{std::move(done)});
+  }
+
   void api_send(std::string user, frame_ptr frame, api_done done) override {
     const auto& shard = brokers_->owner(user);
     caf::anon_send(shard, atoms::dm::value, std::move(user), std::move(frame),
@@ -290,6 +303,7 @@ int run_node(const config& cfg, std::string_view version) {
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
   bo.namespaces = namespaces;
   bo.history.node_id = cfg.node_id;
+  bo.max_frame_bytes = cfg.max_message_bytes;
   bo.history.cluster_size = cluster_size(cfg);
   bo.history.idempotency_window = cfg.idempotency_window;
   bo.history.timeout = cfg.history_timeout;

@@ -11,15 +11,15 @@ namespace wsnode::protocol {
 
 namespace {
 
-constexpr std::array<std::string_view, 6> op_names{"sub",  "unsub", "pub",
-                                                   "send", "ping",  "history"};
+constexpr std::array<std::string_view, 8> op_names{"sub",  "unsub",   "pub",     "send",
+                                                   "ping", "history", "refresh", "presence"};
 constexpr std::array<std::string_view, error_code_count> error_names{
     "bad_json",  "bad_request", "unknown_op",  "bad_channel",
     "forbidden", "too_large",   "rate_limited"};
 
 // The members of a command object this codec reads, as raw JSON values.
 struct members {
-  std::string_view op, id, ch, to, data, key, since, limit;
+  std::string_view op, id, ch, to, data, key, since, limit, token, cursor;
   std::string_view duplicate; // name of a known key given twice, if any
 };
 
@@ -41,6 +41,10 @@ std::string_view* slot(members& f, std::string_view key) {
     return &f.since;
   if (key == "limit")
     return &f.limit;
+  if (key == "token")
+    return &f.token;
+  if (key == "cursor")
+    return &f.cursor;
   return nullptr;
 }
 
@@ -125,8 +129,22 @@ std::optional<std::uint64_t> parse_count(std::string_view raw) {
   return v;
 }
 
-// The optional members of v1.1: key (pub), since (sub, history), limit (history).
+// The optional members of v1.1: key (pub), since (sub, history), limit
+// (history, presence), token (sub, history, presence, refresh), cursor
+// (presence).
 std::optional<command_error> check_extras(const members& f, command& cmd) {
+  if (!f.token.empty() && cmd.kind != op::pub && cmd.kind != op::unsub) {
+    auto t = json::decode_string(f.token);
+    if (!t || t->empty() || t->size() > max_token_length)
+      return fail(error_code::bad_request, "token must be a string of 1-4096 bytes", f.id);
+    cmd.token = std::move(*t);
+  }
+  if (!f.cursor.empty() && cmd.kind == op::presence) {
+    auto c = json::decode_string(f.cursor);
+    if (!c || c->size() > max_cursor_length)
+      return fail(error_code::bad_request, "cursor must be a string from a presence reply", f.id);
+    cmd.cursor = std::move(*c);
+  }
   if (!f.key.empty() && cmd.kind == op::pub) {
     auto k = json::decode_string(f.key);
     if (!k || k->empty() || k->size() > max_key_length)
@@ -156,7 +174,7 @@ std::optional<command_error> check_extras(const members& f, command& cmd) {
                   f.id);
     cmd.since = std::move(p);
   }
-  if (!f.limit.empty() && cmd.kind == op::history) {
+  if (!f.limit.empty() && (cmd.kind == op::history || cmd.kind == op::presence)) {
     auto n = parse_count(f.limit);
     if (!n)
       return fail(error_code::bad_request, "limit must be an integer >= 0", f.id);
@@ -252,7 +270,8 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
   switch (cmd.kind) {
   case op::sub:
   case op::unsub:
-  case op::history: {
+  case op::history:
+  case op::presence: {
     auto r = check_channel(f.ch, f.id, cmd);
     if (std::holds_alternative<command_error>(r))
       return r;
@@ -274,6 +293,12 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
       return r;
     return check_data(f.data, f.id, limits, cmd);
   }
+  case op::refresh:
+    if (auto err = check_extras(f, cmd))
+      return *err;
+    if (cmd.token.empty())
+      return fail(error_code::bad_request, "refresh needs a token", f.id);
+    return cmd;
   case op::ping:
     return cmd;
   }
@@ -294,12 +319,12 @@ parse_result parse_api_body(std::string_view body, op kind, const parse_limits& 
   return check_data(f.data, {}, limits, cmd);
 }
 
-parse_result parse_history_body(std::string_view body) {
+parse_result parse_history_body(std::string_view body, op kind) {
   members f;
   if (auto err = prepare(body, f, false))
     return *err;
   command cmd;
-  cmd.kind = op::history;
+  cmd.kind = kind;
   auto r = check_channel(f.ch, {}, cmd);
   if (std::holds_alternative<command_error>(r))
     return r;
@@ -312,8 +337,16 @@ std::string encode_command(const command& c) {
   std::string out = "{\"op\":\"";
   out += to_string(c.kind);
   out += '"';
-  if (c.kind != op::ping && c.kind != op::send)
+  if (c.kind != op::ping && c.kind != op::send && c.kind != op::refresh)
     append_name(out, "ch", c.ch);
+  if (!c.token.empty()) {
+    out += ",\"token\":";
+    json::append_string(out, c.token);
+  }
+  if (!c.cursor.empty()) {
+    out += ",\"cursor\":";
+    json::append_string(out, c.cursor);
+  }
   if (!c.key.empty())
     append_name(out, "key", c.key);
   if (c.since) {

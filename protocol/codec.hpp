@@ -20,7 +20,7 @@ namespace wsnode::protocol {
 using frame_view = std::string_view;
 
 /// Client -> server operations.
-enum class op : std::uint8_t { sub, unsub, pub, send, ping, history };
+enum class op : std::uint8_t { sub, unsub, pub, send, ping, history, refresh, presence };
 
 /// Error codes of `{"op":"err"}` frames.
 enum class error_code : std::uint8_t {
@@ -47,6 +47,10 @@ inline constexpr std::size_t max_id_length = 64;
 inline constexpr std::size_t max_key_length = 64;
 /// Longest epoch accepted in a `since`.
 inline constexpr std::size_t max_epoch_length = 32;
+/// Longest token accepted in a command (`sub`, `refresh`).
+inline constexpr std::size_t max_token_length = 4096;
+/// Longest presence `cursor`.
+inline constexpr std::size_t max_cursor_length = 128;
 
 /// A stream position (protocol v1.1): epoch and offset.
 struct position {
@@ -64,7 +68,9 @@ struct command {
   std::string_view data;
   std::string key;                  ///< pub: idempotency key ("" = none)
   std::optional<position> since;    ///< sub, history: recover from here
-  std::optional<std::size_t> limit; ///< history: most messages wanted
+  std::optional<std::size_t> limit; ///< history: most messages; presence: most users
+  std::string token;                ///< sub: subscription token; refresh: connection token
+  std::string cursor;               ///< presence: where the next page starts
 };
 
 /// Why a frame was refused; `id` is the command's id when it was readable.
@@ -89,8 +95,9 @@ parse_result parse_command(std::string_view text, const parse_limits& limits);
 /// or POST /api/send (`kind == op::send`, {"to","data"}).
 parse_result parse_api_body(std::string_view body, op kind, const parse_limits& limits);
 
-/// Parses the body of POST /api/history ({"ch","limit","since"}).
-parse_result parse_history_body(std::string_view body);
+/// Parses the body of POST /api/history ({"ch","limit","since"}), or with
+/// `kind == op::presence` of POST /api/presence ({"ch","limit","cursor"}).
+parse_result parse_history_body(std::string_view body, op kind = op::history);
 
 /// Encodes a client command (for clients, tools and tests).
 std::string encode_command(const command& c);
@@ -128,6 +135,17 @@ std::string encode_history(std::string_view id, std::string_view ch, std::string
 std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
                            std::uint64_t off,
                            const std::vector<std::shared_ptr<const std::string>>& frames, bool api);
+/// `{"op":"ack","id":ID,"exp":EXP}`: a `refresh` taken (`exp` omitted when
+/// the new token has none).
+std::string encode_refresh_ack(std::string_view id, std::optional<std::int64_t> exp);
+/// The presence reply: `{"op":"presence","id":ID,"ch":..,"count":N,"users":[..]}`
+/// with `"cursor"` when more users follow; without op/id for the API.
+std::string encode_presence(std::string_view id, std::string_view ch, std::size_t count,
+                            const std::vector<std::string_view>& users, std::string_view cursor,
+                            bool api);
+/// `{"op":"join","ch":..,"user":..}` / `{"op":"leave",...}`.
+std::string encode_join(std::string_view ch, std::string_view user);
+std::string encode_leave(std::string_view ch, std::string_view user);
 /// `{"op":"dm","from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_dm(std::string_view from, std::string_view data);
 

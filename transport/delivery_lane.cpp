@@ -18,7 +18,7 @@ void delivery_lane::hand_over() {
       wake = lane->in_.empty();
       for (auto i = first; i < held.size(); ++i)
         if (held[i].lane == lane) {
-          lane->append(held[i].s, std::move(held[i].f));
+          lane->append(held[i].s, std::move(held[i].f), held[i].lossy);
           held[i].lane = nullptr;
         }
     }
@@ -36,7 +36,7 @@ void delivery_lane::drain() {
   }
   draining_ = true;
   for (auto& [s, f] : work_)
-    s->deliver(work_frames_[f]);
+    s->deliver(work_frames_[f & ~lossy_bit], (f & lossy_bit) != 0);
   draining_ = false;
   work_.clear();
   work_frames_.clear();

@@ -33,8 +33,10 @@ class delivery_lane;
 /// What a lane drives: one connection, on the lane's io thread.
 class lane_session {
 public:
-  /// One frame from the lane (inside a batch: flush() follows).
-  virtual void deliver(frame_ptr f) = 0;
+  /// One frame from the lane (inside a batch: flush() follows). `lossy`:
+  /// a frame of a lossy namespace, skipped rather than closing the session
+  /// when its write queue is full.
+  virtual void deliver(frame_ptr f, bool lossy) = 0;
   /// Writes what is queued.
   virtual void flush() = 0;
   /// Once per lane tick (keep-alive).
@@ -77,8 +79,8 @@ public:
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
   /// their io thread, after tasks posted before). Inside a send_batch the
   /// pair is held by the calling thread and handed over with the batch.
-  void push(lane_session* s, frame_ptr f) {
-    staged().push_back({this, s, std::move(f)});
+  void push(lane_session* s, frame_ptr f, bool lossy = false) {
+    staged().push_back({this, s, std::move(f), lossy});
     if (!send_batch::active())
       hand_over(); // a single send: its own batch
   }
@@ -125,21 +127,24 @@ private:
     delivery_lane* lane;
     lane_session* s;
     frame_ptr f;
+    bool lossy;
   };
+  /// The top bit of a delivery's frame index marks a lossy frame.
+  static constexpr std::uint32_t lossy_bit = 1u << 31;
   static std::vector<held_send>& staged() {
     thread_local std::vector<held_send> v;
     return v;
   }
 
   // With mu_ held.
-  void append(lane_session* s, frame_ptr&& f) {
+  void append(lane_session* s, frame_ptr&& f, bool lossy) {
     if (in_.size() >= max_pending) {
       m_.drop(drop_reason::slow_consumer); // the io thread is far behind
       return;
     }
     if (frames_.empty() || frames_.back().get() != f.get())
       frames_.push_back(std::move(f));
-    in_.emplace_back(s, static_cast<std::uint32_t>(frames_.size() - 1));
+    in_.emplace_back(s, static_cast<std::uint32_t>(frames_.size() - 1) | (lossy ? lossy_bit : 0));
   }
 
   void drain();

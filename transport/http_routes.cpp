@@ -63,7 +63,8 @@ bool authorized(const server_options& o, const request& req) {
 void handle_api(server_context& ctx, request&& req, std::string_view path, reply_fn reply) {
   bool publish = path == "/api/publish";
   bool history = path == "/api/history";
-  if (!publish && !history && path != "/api/send")
+  bool presence = path == "/api/presence";
+  if (!publish && !history && !presence && path != "/api/send")
     return reply(simple_response(req, 404, json_error("not_found", "no such API"), json_type));
   if (req.method() != http::verb::post)
     return reply(method_not_allowed(req, "POST"));
@@ -77,10 +78,12 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
     res.prepare_payload();
     return reply(std::move(res));
   }
-  auto parsed = history ? protocol::parse_history_body(req.body())
-                        : protocol::parse_api_body(req.body(),
-                                                   publish ? protocol::op::pub : protocol::op::send,
-                                                   ctx.opts.limits);
+  auto parsed =
+      history ? protocol::parse_history_body(req.body())
+      : presence
+          ? protocol::parse_history_body(req.body(), protocol::op::presence)
+          : protocol::parse_api_body(req.body(), publish ? protocol::op::pub : protocol::op::send,
+                                     ctx.opts.limits);
   if (auto* err = std::get_if<protocol::command_error>(&parsed))
     return reply(
         simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg), json_type));
@@ -97,7 +100,10 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
                             json_type));
   };
   bump(ctx.m.api_calls, 1);
-  if (history) {
+  if (presence) {
+    ctx.node.api_presence(std::move(cmd.ch), cmd.limit ? static_cast<long long>(*cmd.limit) : -1,
+                          std::move(cmd.cursor), with_body);
+  } else if (history) {
     bool since = cmd.since.has_value();
     ctx.node.api_history(std::move(cmd.ch), since, since ? cmd.since->ep : std::string{},
                          since ? cmd.since->off : 0,

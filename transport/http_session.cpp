@@ -124,7 +124,8 @@ private:
     req = {}; // nothing of the request stays with the connection
     timer_.cancel();
     start_ws_session(ctx_ptr_, std::move(socket_), std::move(hs),
-                     session_identity{std::move(d.user), remote_, d.exp, std::move(d.channels)}, lane_);
+                     session_identity{std::move(d.user), remote_, d.exp, std::move(d.channels)},
+                     lane_);
   }
 
   // After `d`, the socket is closed: whatever is pending fails.

@@ -99,6 +99,15 @@ public:
     return send_result::queued;
   }
 
+  send_result send_lossy(frame_ptr f) override {
+    if (phase_.load(std::memory_order_acquire) != phase::open) {
+      ctx_->m.drop(drop_reason::closed);
+      return send_result::closed;
+    }
+    lane_.push(this, std::move(f), true);
+    return send_result::queued;
+  }
+
   send_result send_replay(frame_ptr f) override {
     replay_allowance_.fetch_add(f->size(), std::memory_order_relaxed);
     return send(std::move(f));
@@ -135,7 +144,7 @@ public:
   // ------------------------------------------------------------ io thread: output
 
   /// One frame from the lane.
-  void deliver(frame_ptr f) override {
+  void deliver(frame_ptr f, bool lossy) override {
     if (phase_ != phase::open) {
       ctx_->m.drop(drop_reason::closed);
       return;
@@ -143,6 +152,10 @@ public:
     auto n = f->size();
     auto bound = ctx_->opts.max_queue_bytes + replay_allowance_.load(std::memory_order_relaxed);
     if (out_.bytes() + n > bound && out_.bytes() > 0) {
+      if (lossy) { // a comment this viewer cannot take now: skip it, keep the viewer
+        ctx_->m.drop(drop_reason::lossy);
+        return;
+      }
       ctx_->m.drop(drop_reason::slow_consumer);
       on_slow();
       return;

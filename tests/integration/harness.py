@@ -313,7 +313,9 @@ def b64url(b):
 def make_token(sub, secret, exp_in=3600, alg="HS256", extra=None):
     """An HS256 JWT made with Python's hmac (independent of the server's library)."""
     header = {"alg": alg, "typ": "JWT"}
-    payload = {"sub": sub, "exp": int(time.time()) + exp_in}
+    payload = {"sub": sub}
+    if exp_in is not None:  # None: a token without exp
+        payload["exp"] = int(time.time()) + exp_in
     payload.update(extra or {})
     signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())
     if alg == "none":

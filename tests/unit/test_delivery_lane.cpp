@@ -18,7 +18,7 @@ namespace {
 struct fake_session final : lane_session {
   explicit fake_session(delivery_lane& l) : lane(l) {}
   ~fake_session() { lane.remove(this); }
-  void deliver(frame_ptr) override {
+  void deliver(frame_ptr, bool) override {
     ++delivered;
     lane.mark_dirty(this);
   }
