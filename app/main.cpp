@@ -1,13 +1,18 @@
 // wsnode: a distributed real-time messaging server for WebSocket clients.
 #include "app/config.hpp"
 #include "app/node.hpp"
+#include "protocol/auth_token.hpp"
+#include "protocol/names.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -22,6 +27,33 @@ void setup_logging(const std::string& level) {
   spdlog::set_default_logger(logger);
 }
 
+// `wsnode token`: prints an HS256 token signed with the config's [auth]
+// secret (for trying things out; production tokens come from the
+// application's auth service).
+int print_token(const wsnode::config& cfg, const std::string& user, const std::string& channel,
+                const std::vector<std::string>& channels, long long ttl) {
+  if (cfg.auth_secret.empty()) {
+    fmt::print(stderr, "wsnode token: the config has no [auth] secret to sign with\n");
+    return exit_config;
+  }
+  if (!wsnode::protocol::valid_user(user)) {
+    fmt::print(stderr, "wsnode token: --user must be 1-64 chars of [A-Za-z0-9_.@-]\n");
+    return exit_config;
+  }
+  for (const auto& ch : channels)
+    if (!wsnode::protocol::valid_channel(ch)) {
+      fmt::print(stderr, "wsnode token: '{}' is not a valid channel name\n", ch);
+      return exit_config;
+    }
+  if (!channel.empty() && !wsnode::protocol::valid_channel(channel)) {
+    fmt::print(stderr, "wsnode token: '{}' is not a valid channel name\n", channel);
+    return exit_config;
+  }
+  fmt::print("{}\n", wsnode::protocol::sign_token(user, cfg.auth_secret, std::chrono::seconds{ttl},
+                                                  {channels, channel}));
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -32,6 +64,20 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "configuration file (TOML)");
   app.add_flag("--check-config", check_only, "validate the configuration and exit");
   app.add_flag("-V,--version", version, "print the version and exit");
+  std::string token_user;
+  std::string token_channel;
+  std::vector<std::string> token_channels;
+  long long token_ttl = 3600;
+  auto* token = app.add_subcommand(
+      "token", "print an HS256 token signed with the config's [auth] secret");
+  token->add_option("-c,--config", config_path, "configuration file (TOML)");
+  token->add_option("--user", token_user, "the token's sub (user id)")->required();
+  token->add_option("--channel", token_channel,
+                    "make a subscription token for this private channel (claim ch)");
+  token->add_option("--channels", token_channels,
+                    "private channels a connection token grants (claim channels)");
+  token->add_option("--ttl", token_ttl, "seconds until exp (default 3600)")
+      ->check(CLI::Range(1LL, 366LL * 24 * 3600));
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
@@ -45,6 +91,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "wsnode: config error in {}: {}\n", config_path, e.what());
     return exit_config;
   }
+  if (token->parsed())
+    return print_token(cfg, token_user, token_channel, token_channels, token_ttl);
   if (check_only) {
     fmt::print("{}: ok (node {}, listen {}, auth {})\n", config_path, cfg.node_id, cfg.listen,
                cfg.dev_mode() ? "dev" : "jwt");

@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
   common(idle);
   idle->add_option("-n,--connections", o.connections)->capture_default_str();
   idle->add_option("--hold", o.hold_s, "seconds to hold them")->capture_default_str();
+  idle->add_option("--user-prefix", o.user_prefix,
+                   "user ids PREFIX0, PREFIX1, ... (distinct prefixes for several processes)")
+      ->capture_default_str();
   idle->add_option("--expect", o.expect,
                    "stop holding once this many messages arrived (a broadcast test)");
   idle->add_option("--channel", o.channel,

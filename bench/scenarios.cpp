@@ -159,7 +159,7 @@ result run_idle(const scenario_options& o) {
     std::size_t upto = o.connections * s / steps;
     std::vector<client_spec> specs;
     for (; done < upto; ++done)
-      specs.push_back({fmt::format("idle{}", done),
+      specs.push_back({fmt::format("{}{}", o.user_prefix, done),
                        {o.channel.empty() ? fmt::format("idle.{}", done % 100) : o.channel},
                        {}});
     open_all(e, specs, o, r, "idle");

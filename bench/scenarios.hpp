@@ -24,6 +24,7 @@ struct scenario_options {
   double duration_s = 10;         ///< danmaku/chat publishing time
   double hold_s = 0;              ///< idle: seconds to hold the connections
   std::string channel;            ///< idle: one channel for all (default: 100 channels)
+  std::string user_prefix = "idle"; ///< idle: user ids are PREFIX0, PREFIX1, ...
   std::uint64_t expect = 0;       ///< idle: stop holding once this many messages arrived
   double drain_s = 5;           ///< give up waiting for deliveries after this long without progress
   bool http_publish = false;    ///< wsnode: publish over /api/publish

@@ -1,7 +1,8 @@
 // The demo page: chat rooms and direct messages, a danmaku (bullet comment)
 // stage, and a diagnostics panel. Everything goes through wsnode.js.
-// URL parameters: ?user=NAME (connects at once), &room=room:lobby,
-// &danmaku=danmaku:lobby, &reconnect_ms=N (first reconnect delay, no jitter).
+// URL parameters: ?user=NAME (connects at once; dev mode) or ?token=JWT
+// (a node with token auth), &room=room:lobby, &danmaku=danmaku:lobby,
+// &reconnect_ms=N (first reconnect delay, no jitter).
 import { WsnodeClient } from "./wsnode.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,8 +11,10 @@ const danmakuChannel = params.get("danmaku") || "danmaku:lobby";
 const firstRoom = params.get("room") || "room:lobby";
 const MAX_MESSAGES = 500; // DOM stays bounded
 const MAX_BULLETS = 150;
+const MAX_MEMBER_PAGES = 10; // the page lists at most 10 pages of 1,000 members
 
 let client = null;
+let me = null; // the user the server says we are (hello)
 let received = 0;
 let sent = 0;
 const bulletTimes = []; // arrival times of the last second's bullets
@@ -81,10 +84,58 @@ function onRoomMessage(msg) {
   addMessage({ kind: "msg", where: msg.ch, from: msg.from, text: textOf(msg.data) });
 }
 
-async function joinRoom(ch) {
+// ------------------------------------------------------------------ presence
+
+const members = new Map(); // room -> Set(user), for rooms with presence
+
+function showMembers() {
+  const ch = $("chat-room").value;
+  const set = members.get(ch);
+  $("members-room").textContent = set ? ch : "-";
+  $("members-count").textContent = set ? String(set.size) : "0";
+  const list = $("members");
+  list.replaceChildren();
+  for (const user of set ? [...set].sort() : []) {
+    const li = document.createElement("li");
+    li.textContent = user;
+    list.append(li);
+  }
+}
+
+// Who is in `ch` now (every page); rooms without presence show nothing.
+async function loadMembers(ch) {
+  const set = new Set();
+  let cursor;
+  try {
+    for (let page = 0; page < MAX_MEMBER_PAGES; page++) {
+      const r = await client.presence(ch, { limit: 1000, cursor });
+      for (const u of r.users) set.add(u);
+      if (!r.cursor) break;
+      cursor = r.cursor;
+    }
+  } catch (e) {
+    if (e.code !== "forbidden") showError(e);
+    return; // forbidden: this namespace has no presence
+  }
+  members.set(ch, set);
+  showMembers();
+}
+
+function onPresenceEvent(e) {
+  const { op, ch, user } = e.detail;
+  const set = members.get(ch);
+  if (set) {
+    if (op === "join") set.add(user);
+    else set.delete(user);
+    showMembers();
+  }
+  addMessage({ kind: "system", text: `${user} ${op === "join" ? "joined" : "left"} ${ch}` });
+}
+
+async function joinRoom(ch, token) {
   if (!client || client.channels.includes(ch)) return;
   try {
-    await client.subscribe(ch, onRoomMessage);
+    await client.subscribe(ch, onRoomMessage, token ? { token } : {});
   } catch (e) {
     showError(e);
     return;
@@ -98,6 +149,7 @@ async function joinRoom(ch) {
   $("chat-room").append(opt);
   $("chat-room").value = ch;
   addMessage({ kind: "system", text: `joined ${ch}` });
+  loadMembers(ch);
 }
 
 // ------------------------------------------------------------------ danmaku
@@ -129,8 +181,10 @@ setInterval(() => {
 
 // ------------------------------------------------------------------ connection
 
-function connect(user) {
+function connect({ user, token }) {
   if (client) client.close();
+  members.clear();
+  showMembers();
   received = 0;
   sent = 0;
   $("received-count").textContent = "0";
@@ -139,7 +193,9 @@ function connect(user) {
   $("chat-room").replaceChildren();
   const reconnectMs = Number(params.get("reconnect_ms"));
   const backoff = reconnectMs > 0 ? { initialMs: reconnectMs, jitter: 0 } : {};
-  client = new WsnodeClient({ user, backoff });
+  client = new WsnodeClient(token ? { token, backoff } : { user, backoff });
+  client.addEventListener("join", onPresenceEvent);
+  client.addEventListener("leave", onPresenceEvent);
   client.addEventListener("recovery", (e) => {
     const { ch, recovered, count } = e.detail;
     const line = recovered
@@ -150,8 +206,11 @@ function connect(user) {
   });
   client.addEventListener("state", showState);
   client.addEventListener("open", (e) => {
+    me = e.detail.user;
     showState();
     addMessage({ kind: "system", text: `connected to ${e.detail.node} as ${e.detail.user}` });
+    // who came and went while this page was away
+    for (const ch of members.keys()) loadMembers(ch);
   });
   client.addEventListener("close", (e) => {
     if (client.state !== "closed")
@@ -168,13 +227,15 @@ function connect(user) {
 
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();
-  connect($("name").value.trim());
+  connect({ user: $("name").value.trim() });
 });
 
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  joinRoom($("room-input").value.trim());
+  joinRoom($("room-input").value.trim(), $("room-token").value.trim());
 });
+
+$("chat-room").addEventListener("change", showMembers);
 
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -193,7 +254,7 @@ $("dm-form").addEventListener("submit", (e) => {
   const text = $("dm-text").value;
   if (!client || !to || !text) return;
   client.send(to, { text }).then(() => {
-    addMessage({ kind: "dm", where: `to ${to}`, from: client.user, text });
+    addMessage({ kind: "dm", where: `to ${to}`, from: me, text });
   }, showError);
   $("dm-text").value = "";
 });
@@ -211,7 +272,7 @@ $("diag-open").addEventListener("click", () => {
   const user = $("name").value.trim() || client?.user;
   if (!user) return showError("enter a name first");
   if (client && client.user === user && client.state !== "closed") return;
-  connect(user);
+  connect({ user });
 });
 
 $("diag-close").addEventListener("click", () => {
@@ -233,7 +294,10 @@ $("diag-send100").addEventListener("click", async () => {
 
 $("danmaku-room").textContent = danmakuChannel;
 const initialUser = params.get("user");
-if (initialUser) {
+const initialToken = params.get("token");
+if (initialToken) {
+  connect({ token: initialToken });
+} else if (initialUser) {
   $("name").value = initialUser;
-  connect(initialUser);
+  connect({ user: initialUser });
 }

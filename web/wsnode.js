@@ -11,6 +11,10 @@
 //   await c.publish("room:1", { text: "hi" });
 //   await c.send("bob", "psst");
 //   c.addEventListener("recovery", (e) => console.log(e.detail)); // {ch, recovered, count}
+//   await c.subscribe("private:42", onMsg, { token: subscriptionToken }); // private channel
+//   const { count, users, cursor } = await c.presence("room:1", { limit: 100 });
+//   c.addEventListener("join", (e) => console.log(e.detail.ch, e.detail.user)); // and "leave"
+//   new WsnodeClient({ token, refreshToken: async () => fetchNewToken() }); // before exp
 //
 // In a namespace with history the client remembers each channel's stream
 // position (ep, off) and, after every reconnect and on `resync`,
@@ -18,6 +22,8 @@
 // order, once. The "recovery" event says whether that worked
 // (`recovered: false`: the gap was too old or the epoch changed; reload
 // the channel's state, e.g. with history()).
+
+import { refreshDelay, tokenExp } from "./tokens.js";
 
 /** An `err` reply (or a local failure) as an exception with a `code`. */
 export class WsnodeError extends Error {
@@ -52,7 +58,13 @@ function defaultUrl() {
  * Events (EventTarget): "state" (detail: state), "open" (detail: hello),
  * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame),
  * "recovery" (detail: {ch, recovered, count}) after a resubscription with
- * `since`.
+ * `since`, "join" and "leave" (detail: {ch, user}) in namespaces with
+ * join_leave, "refresh" (detail: {exp}) after the token was renewed.
+ *
+ * `opts.refreshToken`: an async function of the application that returns a
+ * new connection token (same user); the client calls it before the
+ * current token's `exp` (30 s before, or half the time left) and sends
+ * `refresh`, and after a close with 4001 before it reconnects.
  * States: "idle", "connecting", "open", "reconnecting", "closed".
  */
 export class WsnodeClient extends EventTarget {
@@ -68,6 +80,8 @@ export class WsnodeClient extends EventTarget {
     this.setTimeout = opts.setTimeout || globalThis.setTimeout.bind(globalThis);
     this.clearTimeout = opts.clearTimeout || globalThis.clearTimeout.bind(globalThis);
     this.random = opts.random || Math.random;
+    this.refreshToken = opts.refreshToken || null;
+    this.now = opts.now || Date.now;
 
     this.state = "idle";
     this.node = null; // from hello
@@ -81,6 +95,8 @@ export class WsnodeClient extends EventTarget {
     this._queue = []; // commands waiting for the connection
     this._subs = new Map(); // channel -> Set(handler)
     this._pos = new Map(); // channel -> {ep, off}: its stream position (history channels)
+    this._subTokens = new Map(); // channel -> subscription token (private channels)
+    this._refreshTimer = null;
     this._everOpen = false;
   }
 
@@ -98,6 +114,8 @@ export class WsnodeClient extends EventTarget {
     this._setState("closed");
     if (this._retryTimer !== null) this.clearTimeout(this._retryTimer);
     this._retryTimer = null;
+    if (this._refreshTimer !== null) this.clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     if (this._ws) {
       const ws = this._ws;
       this._ws = null;
@@ -106,8 +124,12 @@ export class WsnodeClient extends EventTarget {
     this._failAll(new WsnodeError("closed", "client closed"));
   }
 
-  /** Subscribes `handler(msg)` to `ch`; resolves on the server's ack. */
-  subscribe(ch, handler) {
+  /**
+   * Subscribes `handler(msg)` to `ch`; resolves on the server's ack.
+   * `opts.token`: a subscription token for a private channel (kept for
+   * resubscribing after reconnects).
+   */
+  subscribe(ch, handler, opts = {}) {
     let set = this._subs.get(ch);
     const first = !set;
     if (first) {
@@ -116,13 +138,17 @@ export class WsnodeClient extends EventTarget {
     }
     if (handler) set.add(handler);
     if (!first) return Promise.resolve();
-    return this._request({ op: "sub", ch }).then(
+    if (opts.token) this._subTokens.set(ch, opts.token);
+    const cmd = { op: "sub", ch };
+    if (opts.token) cmd.token = opts.token;
+    return this._request(cmd).then(
       (ack) => {
         this._onSubAck(ch, ack, null);
         return ack;
       },
       (e) => {
         this._subs.delete(ch);
+        this._subTokens.delete(ch);
         throw e;
       },
     );
@@ -137,6 +163,7 @@ export class WsnodeClient extends EventTarget {
     if (set.size > 0) return Promise.resolve();
     this._subs.delete(ch);
     this._pos.delete(ch);
+    this._subTokens.delete(ch);
     return this._request({ op: "unsub", ch });
   }
 
@@ -157,6 +184,29 @@ export class WsnodeClient extends EventTarget {
     if (opts.limit !== undefined) cmd.limit = opts.limit;
     if (opts.since) cmd.since = opts.since;
     return this._request(cmd);
+  }
+
+  /**
+   * Who is in `ch` (a namespace with presence): resolves with {count,
+   * users, cursor}; pass `cursor` back for the next page; `limit: 0` gives
+   * the count alone.
+   */
+  presence(ch, opts = {}) {
+    const cmd = { op: "presence", ch };
+    if (opts.limit !== undefined) cmd.limit = opts.limit;
+    if (opts.cursor) cmd.cursor = opts.cursor;
+    if (opts.token) cmd.token = opts.token;
+    return this._request(cmd);
+  }
+
+  /** Replaces the connection token now (`refresh`); resolves with the ack ({exp}). */
+  refresh(token) {
+    return this._request({ op: "refresh", token }).then((ack) => {
+      this.token = token;
+      this._scheduleRefresh(ack.exp ?? tokenExp(token));
+      this.dispatchEvent(new CustomEvent("refresh", { detail: { exp: ack.exp ?? null } }));
+      return ack;
+    });
   }
 
   /** The stream position {ep, off} of a history channel (null: none yet). */
@@ -217,7 +267,17 @@ export class WsnodeClient extends EventTarget {
         p.reject(new WsnodeError("disconnected", `connection closed (${ev.code})`));
       }
       this._pending.clear();
-      if (this.state !== "closed") this._scheduleReconnect();
+      if (this.state === "closed") return;
+      if (ev.code === 4001 && this.refreshToken) {
+        // the token expired: get a new one before reconnecting with it
+        this._setState("reconnecting");
+        Promise.resolve()
+          .then(() => this.refreshToken())
+          .then((t) => { if (t) this.token = t; }, () => {})
+          .then(() => this._scheduleReconnect());
+        return;
+      }
+      this._scheduleReconnect();
     };
     ws.onerror = () => { /* onclose follows */ };
   }
@@ -245,6 +305,7 @@ export class WsnodeClient extends EventTarget {
       case "ack":
       case "pong":
       case "history":
+      case "presence":
       case "err": {
         const p = f.id !== undefined ? this._pending.get(f.id) : undefined;
         if (!p) return;
@@ -268,6 +329,10 @@ export class WsnodeClient extends EventTarget {
       case "dm":
         this.dispatchEvent(new CustomEvent("dm", { detail: f }));
         return;
+      case "join":
+      case "leave":
+        this.dispatchEvent(new CustomEvent(f.op, { detail: f }));
+        return;
       case "resync": // the server could not keep this stream whole: recover it
         if (this._subs.has(f.ch)) this._resubscribe(f.ch);
         return;
@@ -283,6 +348,8 @@ export class WsnodeClient extends EventTarget {
     this._everOpen = true;
     this._attempt = 0;
     this._setState("open");
+    if (this.token && this.refreshToken && this._refreshTimer === null)
+      this._scheduleRefresh(tokenExp(this.token));
     // resubscribe every channel (those whose first sub is still queued go
     // with the queue), then flush what waited for the connection
     const queuedSubs = new Set(this._queue.filter((q) => q.cmd.op === "sub").map((q) => q.cmd.ch));
@@ -301,11 +368,35 @@ export class WsnodeClient extends EventTarget {
     const since = pos ? { ep: pos.ep, off: pos.off } : null;
     const cmd = { op: "sub", ch, id: this._nextId++ };
     if (since) cmd.since = since;
+    const token = this._subTokens.get(ch);
+    if (token) cmd.token = token;
     this._sendNow(cmd, {
       resolve: (ack) => this._onSubAck(ch, ack, since),
       reject: () => {}, // the next reconnect tries again
       timer: null,
     });
+  }
+
+  // Asks the application for a new token before `exp` (seconds) and sends
+  // it with `refresh`; a failure is retried a few seconds later (the server
+  // closes with 4001 once the grace is over, and the client reconnects).
+  _scheduleRefresh(exp) {
+    if (this._refreshTimer !== null) this.clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!this.refreshToken || exp === null || exp === undefined || this.state === "closed") return;
+    this._refreshTimer = this.setTimeout(() => {
+      this._refreshTimer = null;
+      Promise.resolve()
+        .then(() => this.refreshToken())
+        .then((t) => (this.state === "open" ? this.refresh(t) : (this.token = t)))
+        .catch(() => {
+          if (this._refreshTimer === null && this.state !== "closed")
+            this._refreshTimer = this.setTimeout(() => {
+              this._refreshTimer = null;
+              this._scheduleRefresh(exp);
+            }, 5000);
+        });
+    }, refreshDelay(exp, this.now()));
   }
 
   _onSubAck(ch, ack, since) {

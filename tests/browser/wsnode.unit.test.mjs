@@ -15,7 +15,13 @@ globalThis.CustomEvent ??= class CustomEvent extends Event {
 // web/wsnode.js is an ES module for browsers, in a folder with no
 // package.json: Node 18 would load it as CommonJS (Node 20.19+ detects the
 // syntax). Imported from its source text, it is an ES module everywhere.
-const source = readFileSync(new URL("../../web/wsnode.js", import.meta.url), "utf8");
+const asModule = (text) => "data:text/javascript;charset=utf-8," + encodeURIComponent(text);
+const tokens = readFileSync(new URL("../../web/tokens.js", import.meta.url), "utf8");
+// a data: module cannot resolve "./tokens.js": hand it tokens.js the same way
+const source = readFileSync(new URL("../../web/wsnode.js", import.meta.url), "utf8").replace(
+  '"./tokens.js"',
+  JSON.stringify(asModule(tokens)),
+);
 const { WsnodeClient, WsnodeError, backoffDelay } = await import(
   "data:text/javascript;charset=utf-8," + encodeURIComponent(source)
 );
@@ -298,4 +304,73 @@ test("history channels: resubscribes with since, reports recovery, drops repeats
   sock().frame({ op: "history", id: hc.id, ch: "room:1", ep: "e2", off: 4, pubs: [] });
   assert.equal((await h).off, 4);
   await flush();
+});
+
+// A JWT-shaped token with these claims (the client never verifies one).
+function jwt(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${b64({ alg: "HS256" })}.${b64(claims)}.sig`;
+}
+
+test("presence pages, join/leave events and private channels' subscription tokens", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 } });
+  const events = [];
+  c.addEventListener("join", (e) => events.push(["join", e.detail.user]));
+  c.addEventListener("leave", (e) => events.push(["leave", e.detail.user]));
+  c.connect();
+  sock().hello();
+  const p = c.presence("room:1", { limit: 2, cursor: "bob" });
+  const cmd = sock().sent.at(-1);
+  assert.deepEqual({ ...cmd, id: 0 }, { op: "presence", ch: "room:1", limit: 2, cursor: "bob", id: 0 });
+  sock().frame({ op: "presence", id: cmd.id, ch: "room:1", count: 3, users: ["carol"] });
+  assert.deepEqual((await p).users, ["carol"]);
+  sock().frame({ op: "join", ch: "room:1", user: "dave" });
+  sock().frame({ op: "leave", ch: "room:1", user: "dave" });
+  assert.deepEqual(events, [["join", "dave"], ["leave", "dave"]]);
+
+  const s = c.subscribe("private:9", () => {}, { token: "SUBTOKEN" });
+  const sub = sock().sent.at(-1);
+  assert.equal(sub.token, "SUBTOKEN");
+  sock().ack(sub);
+  await s;
+  sock().drop(1006);
+  timers.fire();
+  sock().hello();
+  assert.equal(sock().sent.find((f) => f.op === "sub" && f.ch === "private:9").token, "SUBTOKEN");
+  await flush();
+});
+
+test("refreshes the token before exp, and after a 4001 close reconnects with a new one", async () => {
+  const now = 1_000_000_000_000;
+  let made = 0;
+  const { c, timers, sock } = client({
+    user: null,
+    token: jwt({ sub: "alice", exp: now / 1000 + 120 }),
+    now: () => now,
+    backoff: { initialMs: 100 },
+    refreshToken: async () => jwt({ sub: "alice", exp: now / 1000 + 3600 + ++made }),
+  });
+  const refreshed = [];
+  c.addEventListener("refresh", (e) => refreshed.push(e.detail.exp));
+  c.connect();
+  sock().hello();
+  // 30 s before exp
+  const timer = timers.pending().find((t) => t.ms === 90000);
+  assert.ok(timer, JSON.stringify(timers.pending()));
+  timers.fire((t) => t === timer);
+  await flush();
+  const cmd = sock().sent.at(-1);
+  assert.equal(cmd.op, "refresh");
+  sock().frame({ op: "ack", id: cmd.id, exp: now / 1000 + 3601 });
+  await flush();
+  assert.deepEqual(refreshed, [now / 1000 + 3601]);
+  assert.equal(c.token, cmd.token);
+  // the server closes with 4001: the next connection uses a fresh token
+  sock().drop(4001);
+  await flush();
+  await flush();
+  timers.fire((t) => t.ms === 100);
+  assert.ok(sock().url.includes(encodeURIComponent(c.token)));
+  assert.equal(made, 2);
+  c.close();
 });

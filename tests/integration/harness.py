@@ -256,17 +256,33 @@ async def connect(node, user, **kwargs):
     return await connect_url(node.ws_url(user), **kwargs)
 
 
-async def recv(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+PRESENCE_EVENTS = ("join", "leave")
 
 
-async def silent(ws, seconds=0.3):
-    """Asserts that nothing arrives for `seconds`."""
-    try:
-        msg = await asyncio.wait_for(ws.recv(), seconds)
-    except asyncio.TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {msg}")
+async def recv(ws, timeout=5, events=False):
+    """The next frame; presence events (join/leave: the deploy/ templates
+    give rooms join_leave) are skipped unless `events`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.001, deadline - time.monotonic())))
+        if events or frame.get("op") not in PRESENCE_EVENTS:
+            return frame
+
+
+async def silent(ws, seconds=0.3, events=False):
+    """Asserts that nothing arrives for `seconds` (presence events aside
+    unless `events`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            msg = await asyncio.wait_for(ws.recv(), left)
+        except asyncio.TimeoutError:
+            return
+        if events or json.loads(msg).get("op") not in PRESENCE_EVENTS:
+            raise AssertionError(f"unexpected frame: {msg}")
 
 
 async def call(ws, cmd, timeout=5):

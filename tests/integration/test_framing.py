@@ -43,12 +43,12 @@ def test_one_byte_at_a_time(node):
 def test_client_close_is_echoed_and_counted(node):
     c = opened(node, "bye")
     try:
-        c.send_frame(0x8, struct.pack("!H", 4001) + b"done")
-        assert c.recv_until_close() == 4001
+        c.send_frame(0x8, struct.pack("!H", 4321) + b"done")
+        assert c.recv_until_close() == 4321
         assert c.sock.recv(10) == b""  # then the server closes TCP
     finally:
         c.close()
-    assert node.metrics()['wsnode_closed_total{code="other"}'] == 1  # 4001: not a named label
+    assert node.metrics()['wsnode_closed_total{code="other"}'] == 1  # 4321: not a named label
 
 
 def test_protocol_violations_close_with_1002(node):

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from cluster import Cluster
-from harness import _open_clients, run, wait_until
+from harness import _open_clients, recv, run, wait_until
 
 SETS = ["history.timeout_ms=3000", "limits.messages_per_second=0"]
 
@@ -51,10 +51,6 @@ async def open_ws(url):
     hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert hello["op"] == "hello"
     return ws, hello
-
-
-async def recv(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 def test_positions_and_recovery_across_nodes(cluster):

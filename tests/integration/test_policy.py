@@ -144,6 +144,29 @@ def test_refresh_keeps_a_connection_past_its_exp(secure):
     assert secure.metrics()['wsnode_closed_total{code="4001"}'] == 3
 
 
+def test_wsnode_token_makes_connection_and_subscription_tokens(secure):
+    from harness import WSNODE
+
+    def made(*args):
+        r = subprocess.run([WSNODE, "token", "--config", secure.config_path, *args],
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    async def go():
+        ws, hello = await connect_url(secure.ws_url(token=made("--user", "erin", "--ttl", "60")))
+        assert hello["user"] == "erin"
+        sub_tok = made("--user", "erin", "--channel", "private:9")
+        reply, _ = await call(ws, {"op": "sub", "ch": "private:9", "token": sub_tok, "id": 1})
+        assert reply == {"op": "ack", "id": 1}
+        granted = made("--user", "fay", "--channels", "private:1", "private:2")
+        fay, _ = await connect_url(secure.ws_url(token=granted))
+        for i, ch in enumerate(("private:1", "private:2"), start=1):
+            reply, _ = await call(fay, {"op": "sub", "ch": ch, "id": i})
+            assert reply["op"] == "ack", reply
+
+    run(go())
+
+
 def test_refresh_in_dev_mode_is_a_bad_request(node):
     async def go():
         ws, _ = await connect_url(node.ws_url("alice"))
