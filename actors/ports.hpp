@@ -59,7 +59,7 @@ public:
   send_batch() noexcept { ++depth(); }
   ~send_batch() {
     if (--depth() == 0 && end_hook() != nullptr)
-      end_hook()();
+      end_hook().load()();
   }
   send_batch(const send_batch&) = delete;
   send_batch& operator=(const send_batch&) = delete;

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <optional>
 
 namespace wsnode {
 
@@ -41,6 +42,19 @@ std::string payload(std::string_view ch, const boost::json::object& o) {
 std::string member_str(const boost::json::object& o, std::string_view key) {
   auto* v = o.if_contains(key);
   return v && v->is_string() ? std::string{v->as_string()} : std::string{};
+}
+
+// An unsigned integer member; nullopt for anything else (never throws: a
+// peer's message is input, found by tests/fuzz).
+std::optional<std::uint64_t> uint_member(const boost::json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr)
+    return std::nullopt;
+  if (auto* u = v->if_uint64())
+    return *u;
+  if (auto* i = v->if_int64(); i && *i >= 0)
+    return static_cast<std::uint64_t>(*i);
+  return std::nullopt;
 }
 
 } // namespace
@@ -301,12 +315,12 @@ struct presence_table::impl {
       return snapshot_to(from, ch, it == chans.end() ? none : it->second);
     }
     if (t == "d") {
-      auto* n = o.if_contains("n");
-      auto* h = o.if_contains("h");
-      if (!n || !h || !n->is_number() || !h->is_number())
+      auto n = uint_member(o, "n");
+      auto h = uint_member(o, "h");
+      if (!n || !h)
         return bump(m.presence_bad_messages, 1);
-      auto count = n->to_number<std::uint64_t>();
-      auto hash = h->to_number<std::uint64_t>();
+      auto count = *n;
+      auto hash = *h;
       auto it = chans.find(ch);
       const member_set* ms = nullptr;
       if (it != chans.end())

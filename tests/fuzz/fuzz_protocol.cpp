@@ -5,6 +5,7 @@
 // The first byte picks the parser; the rest is the input. Besides "no crash,
 // no leak, no UB" it checks that what parses re-encodes to something that
 // parses to the same command.
+#include "actors/presence.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/json_scan.hpp"
@@ -98,13 +99,44 @@ void round_trip(const command& c) {
 
 } // namespace
 
+// Presence service messages from a peer (the mesh is another node's
+// input): never a crash, and the table stays consistent with its count.
+void presence_messages(std::string_view in) {
+  static wsnode::metrics m;
+  static auto ns = [] {
+    wsnode::namespace_options o;
+    o.name = "room";
+    o.presence = true;
+    o.join_leave = true;
+    return std::make_shared<const wsnode::namespace_table>(std::vector<wsnode::namespace_options>{o});
+  }();
+  wsnode::presence_table t{"me", ns, m, {}};
+  t.on_view({"peer"});
+  t.add("room:1", 1, "local");
+  // several messages per input, split at NUL bytes
+  std::size_t start = 0;
+  while (start <= in.size()) {
+    auto end = in.find('\0', start);
+    if (end == std::string_view::npos)
+      end = in.size();
+    t.on_message("peer", in.substr(start, end - start));
+    start = end + 1;
+  }
+  check(t.count("room:1") >= 1);
+  auto page = t.page("1", "room:1", 1000, {}, false, 65536);
+  check(json::validate(page));
+  t.leave(1);
+  t.on_view({});
+  check(t.count("room:1") == 0);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0)
     return 0;
   std::string_view in{reinterpret_cast<const char*>(data) + 1, size - 1};
   parse_limits limits;
   limits.max_data_bytes = 256;
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
   case 0: {
     auto r = parse_command(in, limits);
     if (auto* c = std::get_if<command>(&r)) {
@@ -121,6 +153,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   case 1:
     (void)parse_api_body(in, (size & 1) ? op::pub : op::send, limits);
     (void)parse_history_body(in);
+    (void)parse_history_body(in, op::presence);
     break;
   case 2: {
     auto f = parse_server_frame(in);
@@ -136,6 +169,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     break;
   case 5:
     websocket_deflate(in);
+    break;
+  case 6:
+    presence_messages(in);
     break;
   }
   return 0;
