@@ -59,6 +59,10 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          load(m.messages_in));
   single(out, "wsnode_messages_out_total", "counter", "Frames written to clients.",
          load(m.messages_out));
+  single(out, "wsnode_socket_writes_total", "counter",
+         "Write system calls to client sockets (one gather write each).", load(m.socket_writes));
+  single(out, "wsnode_bytes_out_total", "counter", "Bytes written to client sockets.",
+         load(m.bytes_out));
   single(out, "wsnode_deliveries_total", "counter",
          "msg/dm frames handed to local sessions (fan-out).", load(m.deliveries));
   single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.", load(m.publishes));

@@ -54,6 +54,8 @@ struct metrics {
   gauge session_actors{0};      ///< live session actors (one per open session)
   counter messages_in{0};       ///< client frames received
   counter messages_out{0};      ///< frames written to clients
+  counter socket_writes{0};     ///< write system calls to client sockets (frames per write = messages_out / this)
+  counter bytes_out{0};         ///< bytes those writes handed to the kernel
   counter deliveries{0};        ///< msg/dm frames handed to local sessions
   counter publishes{0};         ///< channel publishes handled by the broker
   counter direct_messages{0};   ///< DMs handled by the broker

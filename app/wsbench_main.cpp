@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   std::string http;
   std::string proto = "wsnode";
   std::string json_out;
+  std::string bound = "ack";
   bool quiet = false;
   o.eng.threads = std::max(1u, std::thread::hardware_concurrency());
 
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
     sc->add_option("--size", o.size, "payload bytes")->capture_default_str();
     sc->add_option("--rate", o.rate, "publishes/s in total (0: window-limited)")
         ->capture_default_str();
-    sc->add_option("--window", o.window, "publishes in flight")->capture_default_str();
+    sc->add_option("--window", o.window, "publishes in flight (fanout: see --bound)")
+        ->capture_default_str();
     sc->add_flag("--http-publish", o.http_publish, "wsnode: publish via /api/publish");
     sc->add_option("--json", json_out, "append the JSON result to FILE");
     sc->add_flag("--quiet", quiet, "no table, no progress");
@@ -155,6 +157,11 @@ int main(int argc, char** argv) {
   common(fanout);
   fanout->add_option("-n,--subscribers", o.connections)->capture_default_str();
   fanout->add_option("-m,--messages", o.messages)->capture_default_str();
+  fanout->add_option("--bound", bound,
+                     "what --window counts: ack (publishes not yet acknowledged) or delivery "
+                     "(messages not yet delivered to every subscriber)")
+      ->check(CLI::IsMember({"ack", "delivery"}))
+      ->capture_default_str();
   auto* danmaku = app.add_subcommand("danmaku", "K rooms, Zipf audiences, many publishers");
   common(danmaku);
   danmaku->add_option("-n,--viewers", o.connections)->capture_default_str();
@@ -201,8 +208,10 @@ int main(int argc, char** argv) {
   result r;
   if (idle->parsed())
     r = run_idle(o);
-  else if (fanout->parsed())
+  else if (fanout->parsed()) {
+    o.delivery_bound = bound == "delivery";
     r = run_fanout(o);
+  }
   else if (danmaku->parsed())
     r = run_danmaku(o);
   else

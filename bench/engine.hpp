@@ -35,6 +35,8 @@ struct thread_stats {
   std::uint64_t delivered = 0;
   std::uint64_t duplicates = 0;
   std::uint64_t errors = 0;
+  std::uint64_t reads = 0;      ///< read system calls that returned bytes
+  std::uint64_t read_bytes = 0; ///< bytes those reads returned
 };
 
 /// One client to open: its user, the channels it subscribes to, and
@@ -71,6 +73,17 @@ public:
   void direct(std::size_t from, const std::string& user, std::string payload);
   std::int64_t in_flight() const noexcept { return in_flight_.load(); }
 
+  /// Delivery-bounded pacing: from now on the messages of sender 1 count
+  /// as complete once `subscribers` clients received them. Call before
+  /// publishing; then announce each message with expect_message(seq).
+  void track_deliveries(std::uint32_t subscribers);
+  /// Sender 1's message `seq` is about to be published (delivery tracking).
+  void expect_message(std::uint64_t seq);
+  /// Tracked messages announced and not yet delivered to every subscriber.
+  std::int64_t undelivered() const noexcept {
+    return static_cast<std::int64_t>(expected_.load() - complete_.load());
+  }
+
   /// Deliveries so far (all threads; approximate while running).
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
 
@@ -87,6 +100,8 @@ private:
   std::atomic<std::size_t> failed_{0};
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<std::uint64_t> delivered_{0};
+  std::atomic<std::uint64_t> expected_{0}; // tracked messages announced
+  std::atomic<std::uint64_t> complete_{0}; // ... and delivered to every subscriber
 };
 
 } // namespace wsnode::bench

@@ -67,13 +67,17 @@ std::string to_json(const result& r) {
       R"("lost":{},"duplicates":{},"errors":{},"seconds":{:.3f},"offered_rate":{},"payload":{},)"
       R"("delivered_per_s":{:.1f},"latency_us":{{"p50":{},"p90":{},"p99":{},"p999":{},"max":{},)"
       R"("mean":{:.1f}}},"server_cpu_s":{:.3f},"bench_cpu_s":{:.3f},"delivered_per_server_cpu_s":{:.1f},)"
-      R"("server_rss_before":{},"server_rss_after":{},"rss_per_connection":{:.1f},"rss_curve":{}}})",
+      R"("server_rss_before":{},"server_rss_after":{},"rss_per_connection":{:.1f},"rss_curve":{},)"
+      R"("bound":"{}","client_reads":{},"client_read_bytes":{},"bytes_per_client_read":{:.1f},)"
+      R"("deliveries_per_client_read":{:.3f},"client_us_per_delivery":{:.3f}}})",
       r.scenario, r.protocol, r.target, r.connections, r.connect_failures, r.connect_seconds,
       r.connect_seconds > 0 ? double(r.connections) / r.connect_seconds : 0.0, r.published,
       r.expected, r.delivered, r.lost, r.duplicates, r.errors, r.seconds, r.offered_rate, r.payload,
       r.delivered_per_s(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.quantile(0.999),
       h.max(), h.mean(), r.server_cpu_s, r.bench_cpu_s, r.per_server_core(), r.server_rss_before,
-      r.server_rss_after, r.rss_per_connection(), curve);
+      r.server_rss_after, r.rss_per_connection(), curve, r.bound, r.client_reads,
+      r.client_read_bytes, r.bytes_per_client_read(), r.deliveries_per_client_read(),
+      r.client_us_per_delivery());
 }
 
 std::string to_table(const result& r) {
@@ -88,7 +92,7 @@ std::string to_table(const result& r) {
   if (r.published > 0 || r.expected > 0) {
     row("published", fmt::format("{} x {} B{}", r.published, r.payload,
                                  r.offered_rate > 0 ? fmt::format(" at {}/s", r.offered_rate)
-                                                    : std::string{" (window-limited)"}));
+                                                    : fmt::format(" ({}-bounded window)", r.bound)));
     row("delivered", fmt::format("{} of {} in {:.2f} s = {:.0f} msgs/s", r.delivered, r.expected,
                                  r.seconds, r.delivered_per_s()));
     row("lost / duplicates / errors", fmt::format("{} / {} / {}", r.lost, r.duplicates, r.errors));
@@ -98,7 +102,11 @@ std::string to_table(const result& r) {
   }
   row("server CPU", fmt::format("{:.2f} s ({:.0f} deliveries per server CPU second)",
                                 r.server_cpu_s, r.per_server_core()));
-  row("wsbench CPU", fmt::format("{:.2f} s", r.bench_cpu_s));
+  row("wsbench CPU", fmt::format("{:.2f} s ({:.2f} us per delivery)", r.bench_cpu_s,
+                                 r.client_us_per_delivery()));
+  if (r.client_reads > 0)
+    row("client reads", fmt::format("{} ({:.0f} bytes, {:.2f} deliveries per read)", r.client_reads,
+                                    r.bytes_per_client_read(), r.deliveries_per_client_read()));
   if (r.server_rss_after > 0)
     row("server RSS", fmt::format("{:.1f} MiB -> {:.1f} MiB ({:.2f} KiB per connection)",
                                   r.server_rss_before / 1048576.0, r.server_rss_after / 1048576.0,

@@ -62,28 +62,32 @@ clock::time_point pump(engine& e, const scenario_options& o, std::size_t count, 
   std::size_t k = 0;
   bool http = o.http_publish || o.eng.proto == protocol::nchan;
   auto last_move = t0;
-  auto last_in_flight = e.in_flight();
+  // in flight: publishes not acknowledged, or (delivery-bounded) messages
+  // not yet delivered to every subscriber
+  auto busy = [&] { return o.delivery_bound ? e.undelivered() : e.in_flight(); };
+  auto last_in_flight = busy();
   while (k < count && (seconds <= 0 || since(t0) < seconds)) {
     double elapsed = since(t0);
-    if (e.in_flight() != last_in_flight || e.in_flight() < static_cast<std::int64_t>(o.window)) {
-      last_in_flight = e.in_flight();
+    if (busy() != last_in_flight || busy() < static_cast<std::int64_t>(o.window)) {
+      last_in_flight = busy();
       last_move = clock::now();
     } else if (since(last_move) > o.drain_s) {
-      r.errors += static_cast<std::uint64_t>(e.in_flight());
-      progress_line(o, "publishes are not acknowledged any more; stopping\n");
+      r.errors += static_cast<std::uint64_t>(busy());
+      progress_line(o, o.delivery_bound ? "messages are not delivered any more; stopping\n"
+                                        : "publishes are not acknowledged any more; stopping\n");
       break; // the server (or the publisher's connection) stopped answering
     }
     auto due = o.rate > 0
                    ? std::min<std::size_t>(count, static_cast<std::size_t>(o.rate * elapsed) + 1)
                    : count;
-    while (k < due && e.in_flight() < static_cast<std::int64_t>(o.window)) {
+    while (k < due && busy() < static_cast<std::int64_t>(o.window)) {
       next(k, http);
       ++k;
     }
     if (clock::now() - last_progress > std::chrono::seconds(1)) {
       last_progress = clock::now();
       progress_line(o, fmt::format("[{}] published {} delivered {} in flight {}", r.scenario, k,
-                                   e.delivered(), e.in_flight()));
+                                   e.delivered(), busy()));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
@@ -130,6 +134,8 @@ void finish(engine& e, result& r, std::uint64_t expected, clock::time_point firs
   r.errors = stats.errors;
   r.lost = expected > stats.delivered ? expected - stats.delivered : 0;
   r.latency = stats.latency;
+  r.client_reads = stats.reads;
+  r.client_read_bytes = stats.read_bytes;
   progress_done(o);
 }
 
@@ -197,9 +203,13 @@ result run_fanout(const scenario_options& o) {
   std::size_t subscribers = e.ready();
   auto pub = open_all(e, {{"publisher", {}, {}}}, o, r, "fanout");
   r.connections = subscribers;
+  r.bound = o.delivery_bound ? "delivery" : "ack";
+  if (o.delivery_bound)
+    e.track_deliveries(static_cast<std::uint32_t>(subscribers));
   measure(
       e, o, r, o.messages, 0,
       [&](std::size_t k, bool http) {
+        e.expect_message(k + 1);
         e.publish(pub, ch, make_payload(k + 1, now_ns(), 1, o.size), http);
       },
       [&] { return static_cast<std::uint64_t>(r.published) * subscribers; });

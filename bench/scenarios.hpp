@@ -16,7 +16,8 @@ struct scenario_options {
   std::size_t messages = 1000;    ///< fanout: messages to publish
   std::size_t size = 100;         ///< payload bytes
   double rate = 0;                ///< publishes/s in total (0: as fast as the window allows)
-  std::size_t window = 64;        ///< publishes in flight (not yet acknowledged)
+  std::size_t window = 64;        ///< publishes in flight (see delivery_bound)
+  bool delivery_bound = false;    ///< fanout: in flight = not yet delivered to every subscriber (else: not yet acknowledged)
   std::size_t rooms = 100;        ///< danmaku
   double zipf_s = 1.0;            ///< danmaku audience skew
   std::size_t publishers = 10;    ///< danmaku

@@ -50,6 +50,10 @@ write_queue::outcome write_queue::write(stream_socket& s, std::vector<net::const
     }
     if (ec)
       return outcome::failed;
+    if (n > 0) {
+      bump(m_.socket_writes, 1);
+      bump(m_.bytes_out, n);
+    }
     retire(n, end);
     if (head_ < end)
       return outcome::blocked; // the kernel took only part of it
