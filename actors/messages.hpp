@@ -76,8 +76,6 @@ using prem = caf::atom_constant<caf::atom("prem")>;
 using presence = caf::atom_constant<caf::atom("presence")>;
 /// shard -> session: (slot, frame)
 using pres_done = caf::atom_constant<caf::atom("pres_done")>;
-/// session actor -> itself: (generation) the token's grace may be over
-using expire = caf::atom_constant<caf::atom("expire")>;
 /// backbone -> shard: (from node, payload) a history or presence service message
 using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 /// backbone -> shards: (live peer ids)
@@ -87,8 +85,10 @@ using restarted = caf::atom_constant<caf::atom("restarted")>;
 
 // transport -> session actor (see session.cpp)
 using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read
-using event = caf::atom_constant<caf::atom("event")>; ///< (session_event, arg) from the broker
-using input_end = caf::atom_constant<caf::atom("input_end")>; ///< (code) close frame or violation
+/// (code, arg): a session_event from the broker; the end of the client's
+/// input (close frame or violation; arg: the close code) from transport;
+/// the session's own token-expiry check (arg: its generation)
+using event = caf::atom_constant<caf::atom("event")>;
 using closed = caf::atom_constant<caf::atom("closed")>;       ///< () the connection is gone
 
 // backbone -> broker

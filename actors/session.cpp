@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -47,8 +49,7 @@ public:
     sink_ = std::move(sink);
     sid_ = sid;
     user_ = std::move(who.user);
-    exp_ = who.exp;
-    grants_.channels = std::move(who.channels);
+    set_token(who.exp, std::move(who.channels));
     arm_expiry();
     rate_ = token_bucket{env_->rate};
     errors_ = token_bucket{env_->errors};
@@ -103,7 +104,7 @@ public:
 
   // The token's exp plus the grace has passed, unless a refresh moved it.
   void on_expire(std::uint64_t generation) {
-    if (generation != expiry_gen_ || !exp_ || closing_)
+    if (generation != expiry_gen_ || exp_ == no_exp || closing_)
       return;
     if (std::chrono::system_clock::now() < expiry_deadline())
       return arm_expiry(); // woke early
@@ -153,8 +154,17 @@ public:
     input(text, binary);
   }
 
-  void on_event(session_event e, std::uint64_t arg) {
-    switch (e) {
+  // What arrives as `event`: the broker's session_events, and two of the
+  // session's own (folded into that one handler: every handler of a
+  // behavior costs each of the node's idle sessions some 45 bytes).
+  static constexpr std::uint8_t input_end_event = 128;   // arg: the close code
+  static constexpr std::uint8_t expiry_check_event = 129; // arg: the generation
+  void on_event(std::uint8_t code, std::uint64_t arg) {
+    if (code == input_end_event)
+      return on_input_end(static_cast<std::uint16_t>(arg));
+    if (code == expiry_check_event)
+      return on_expire(arg);
+    switch (static_cast<session_event>(code)) {
     case session_event::joined: {
       if (joined_)
         return;
@@ -235,21 +245,36 @@ private:
   caf::actor handle() const { return caf::actor_cast<caf::actor>(self_); }
 
   std::chrono::system_clock::time_point expiry_deadline() const {
-    return std::chrono::system_clock::time_point{std::chrono::seconds{*exp_}} +
+    return std::chrono::system_clock::time_point{std::chrono::seconds{exp_}} +
            env_->cfg.expiry_grace;
   }
 
+  // The connection token's (or the latest refresh's) exp and channels claim.
+  void set_token(std::optional<std::int64_t> exp, std::vector<std::string> channels) {
+    exp_ = exp.value_or(no_exp);
+    if (channels.empty())
+      grants_.reset();
+    else
+      grants_ = std::make_unique<session_grants>(session_grants{std::move(channels)});
+  }
+  const session_grants& grants() const {
+    static const session_grants none;
+    return grants_ ? *grants_ : none;
+  }
+
   // Schedules the check of the token's expiry (a refresh schedules anew;
-  // the older timer then finds another generation and does nothing).
+  // the older timer then finds another generation and does nothing; should
+  // the 16-bit generation wrap onto a live one, on_expire still checks the
+  // deadline, so a stale wake-up only re-arms).
   void arm_expiry() {
     ++expiry_gen_;
-    if (!exp_)
+    if (exp_ == no_exp)
       return;
     auto left = expiry_deadline() - std::chrono::system_clock::now();
     auto delay =
         std::chrono::duration_cast<std::chrono::milliseconds>(left) + std::chrono::milliseconds(1);
-    self_->delayed_send(self_, std::max(delay, std::chrono::milliseconds(1)), atoms::expire::value,
-                        expiry_gen_);
+    self_->delayed_send(self_, std::max(delay, std::chrono::milliseconds(1)), atoms::event::value,
+                        expiry_check_event, std::uint64_t{expiry_gen_});
   }
 
   // An err for a command refused by policy, counted by reason.
@@ -266,17 +291,16 @@ private:
   std::optional<refusal> may_read(const namespace_options& ns, const protocol::command& cmd) const {
     if (subscribed(cmd.ch))
       return std::nullopt;
-    return may_join(ns, cmd.ch, cmd.token, user_, grants_, env_->cfg.verifier.get());
+    return may_join(ns, cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get());
   }
 
   void refresh(const protocol::command& cmd) {
     auto v = check_refresh(cmd.token, user_, env_->cfg.verifier.get());
     switch (v.what) {
     case refresh_verdict::kind::ok:
-      exp_ = v.exp;
-      grants_.channels = std::move(v.channels);
+      set_token(v.exp, std::move(v.channels));
       arm_expiry();
-      return reply(make_frame(protocol::encode_refresh_ack(cmd.id, exp_)));
+      return reply(make_frame(protocol::encode_refresh_ack(cmd.id, v.exp)));
     case refresh_verdict::kind::other_user:
       return refuse(cmd.id, {refusal_reason::refresh_other_user, v.msg});
     case refresh_verdict::kind::no_auth:
@@ -365,7 +389,7 @@ private:
     switch (cmd.kind) {
     case protocol::op::sub:
       if (!subscribed(cmd.ch)) {
-        if (auto no = may_join(ns, cmd.ch, cmd.token, user_, grants_, env_->cfg.verifier.get()))
+        if (auto no = may_join(ns, cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get()))
           return refuse(cmd.id, *no);
         if (subs_.size() >= env_->cfg.max_subscriptions)
           return refuse(cmd.id, {refusal_reason::subscription_limit,
@@ -468,9 +492,10 @@ private:
   sink_ptr sink_; // the connection: released when the actor exits
   std::uint64_t sid_ = 0;
   std::string user_;
-  std::optional<std::int64_t> exp_; // the connection token's (latest refresh's) exp
-  std::uint64_t expiry_gen_ = 0;    // see arm_expiry
-  session_grants grants_;
+  // Kept small: an idle node holds one of these per connection.
+  static constexpr std::int64_t no_exp = std::numeric_limits<std::int64_t>::min();
+  std::int64_t exp_ = no_exp;              // see set_token
+  std::unique_ptr<session_grants> grants_; // null: the token lists no channels
   std::vector<std::string> subs_; // a few per session: a vector beats a hash set
   token_bucket rate_;             // set by init()
   token_bucket errors_;           // set by init()
@@ -487,6 +512,7 @@ private:
   std::vector<std::string> releases_; // see release_subscriptions
   // The client's input ended (on_input_end) and this close is due.
   std::uint16_t end_code_ = 0;
+  std::uint16_t expiry_gen_ = 0; // see arm_expiry
   bool joined_ = false;
   bool closing_ = false;
   bool left_ = false;
@@ -499,10 +525,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
   self->state.init(std::move(env), std::move(who), std::move(sink), sid);
   return {
       [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
-      [=](atoms::event, std::uint8_t e, std::uint64_t arg) {
-        self->state.on_event(static_cast<session_event>(e), arg);
-      },
-      [=](atoms::input_end, std::uint16_t code) { self->state.on_input_end(code); },
+      [=](atoms::event, std::uint8_t e, std::uint64_t arg) { self->state.on_event(e, arg); },
       [=](atoms::sub_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
           std::int8_t recovered, frame_list& frames, const std::string& error) {
         self->state.on_sub_done(slot, ok, ep, off, recovered, frames, error);
@@ -515,7 +538,6 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::pres_done, std::uint64_t slot, std::string& frame) {
         self->state.on_presence_done(slot, frame);
       },
-      [=](atoms::expire, std::uint64_t generation) { self->state.on_expire(generation); },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();
@@ -544,7 +566,8 @@ public:
   }
   void on_input_end(std::uint16_t code) override {
     flush();
-    caf::anon_send(actor_, atoms::input_end::value, code);
+    caf::anon_send(actor_, atoms::event::value, session_state::input_end_event,
+                   std::uint64_t{code});
   }
   void on_closed() override { end(); }
 
