@@ -89,7 +89,7 @@ using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one
 /// input (close frame or violation; arg: the close code) from transport;
 /// the session's own token-expiry check (arg: its generation)
 using event = caf::atom_constant<caf::atom("event")>;
-using closed = caf::atom_constant<caf::atom("closed")>;       ///< () the connection is gone
+using closed = caf::atom_constant<caf::atom("closed")>; ///< () the connection is gone
 
 // backbone -> broker
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)

@@ -157,7 +157,7 @@ public:
   // What arrives as `event`: the broker's session_events, and two of the
   // session's own (folded into that one handler: every handler of a
   // behavior costs each of the node's idle sessions some 45 bytes).
-  static constexpr std::uint8_t input_end_event = 128;   // arg: the close code
+  static constexpr std::uint8_t input_end_event = 128;    // arg: the close code
   static constexpr std::uint8_t expiry_check_event = 129; // arg: the generation
   void on_event(std::uint8_t code, std::uint64_t arg) {
     if (code == input_end_event)
@@ -496,9 +496,9 @@ private:
   static constexpr std::int64_t no_exp = std::numeric_limits<std::int64_t>::min();
   std::int64_t exp_ = no_exp;              // see set_token
   std::unique_ptr<session_grants> grants_; // null: the token lists no channels
-  std::vector<std::string> subs_; // a few per session: a vector beats a hash set
-  token_bucket rate_;             // set by init()
-  token_bucket errors_;           // set by init()
+  std::vector<std::string> subs_;          // a few per session: a vector beats a hash set
+  token_bucket rate_;                      // set by init()
+  token_bucket errors_;                    // set by init()
   // Replies waiting behind a `sub` that is not live yet, in command order;
   // base is the slot number of replies.front().
   struct held_replies {
