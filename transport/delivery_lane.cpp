@@ -45,9 +45,12 @@ void delivery_lane::drain() {
   auto now = std::chrono::steady_clock::now();
   // Coalescing: under load, frames wait up to [ws] coalesce_us for more
   // frames to the same sockets, so that the kernel gets fewer, fuller writes.
-  // A lane that has been quiet (no write for 4 x coalesce_us) writes at
-  // once, so light traffic pays no latency for it.
-  if (coalesce_.count() == 0 || now - last_flush_ >= 4 * coalesce_)
+  // Under load means the third write of a row that came less than
+  // 4 x coalesce_us after each other: a publish over WebSocket makes two in
+  // a row (its ack, then its fan-out a few microseconds later), and light
+  // traffic of that kind must not pay the wait.
+  short_gaps_ = now - last_flush_ >= 4 * coalesce_ ? 0 : std::min(short_gaps_ + 1, 2);
+  if (coalesce_.count() == 0 || short_gaps_ < 2)
     return flush_dirty();
   if (!timer_armed_) {
     timer_armed_ = true;

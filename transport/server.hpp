@@ -38,7 +38,7 @@ struct server_options {
   std::size_t max_queue_bytes = 1 << 20;
   std::size_t max_connections = 10000;
   std::size_t max_pending_input = 64;      ///< unhandled received messages before reading pauses
-  std::chrono::microseconds coalesce{250}; ///< how long writes wait for more frames
+  std::chrono::microseconds coalesce{2000}; ///< how long writes wait for more frames
   protocol::parse_limits limits;
 };
 
