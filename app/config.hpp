@@ -45,7 +45,7 @@ struct config {
   std::chrono::milliseconds close_timeout{5000};
   std::size_t max_queue_bytes = 1 << 20;
   std::size_t max_connections = 0; ///< 0 = from the open-file limit
-  std::chrono::microseconds coalesce{250};
+  std::chrono::microseconds coalesce{2000};
   // [limits]
   std::size_t max_data_bytes = 32768;
   double messages_per_second = 100;
