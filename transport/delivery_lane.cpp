@@ -43,14 +43,16 @@ void delivery_lane::drain() {
   if (dirty_.empty())
     return;
   auto now = std::chrono::steady_clock::now();
-  // Coalescing: under load, frames wait up to [ws] coalesce_us for more
-  // frames to the same sockets, so that the kernel gets fewer, fuller writes.
-  // Under load means the third write of a row that came less than
-  // 4 x coalesce_us after each other: a publish over WebSocket makes two in
-  // a row (its ack, then its fan-out a few microseconds later), and light
-  // traffic of that kind must not pay the wait.
-  short_gaps_ = now - last_flush_ >= 4 * coalesce_ ? 0 : std::min(short_gaps_ + 1, 2);
-  if (coalesce_.count() == 0 || short_gaps_ < 2)
+  // Coalescing: while the lane is busy, frames wait up to [ws] coalesce_us
+  // for more frames to the same sockets, so that the kernel gets fewer,
+  // fuller writes. Busy: the last flush took at least coalesce_us / 8 (a
+  // few dozen sockets: there is something to save) and longer than the
+  // lane has been idle since (which was less than 4 x coalesce_us). A
+  // publish's ack and its fan-out, DMs, a fan-out every 50 ms: those lanes
+  // are idle most of the time or write little, and write at once.
+  auto idle = now - last_flush_;
+  if (coalesce_.count() == 0 || idle >= 4 * coalesce_ || idle >= last_flush_cost_ ||
+      last_flush_cost_ < coalesce_ / 8)
     return flush_dirty();
   if (!timer_armed_) {
     timer_armed_ = true;
@@ -65,6 +67,7 @@ void delivery_lane::drain() {
 void delivery_lane::flush_dirty() {
   // flush() may end a session (remove() clears its flag): sessions are
   // freed only by a task posted later, so the pointers stay valid here
+  auto start = std::chrono::steady_clock::now();
   flushing_.swap(dirty_);
   for (auto* s : flushing_)
     if (s->dirty_) {
@@ -73,6 +76,7 @@ void delivery_lane::flush_dirty() {
     }
   flushing_.clear();
   last_flush_ = std::chrono::steady_clock::now();
+  last_flush_cost_ = last_flush_ - start;
 }
 
 void delivery_lane::add(lane_session* s) {

@@ -165,7 +165,7 @@ private:
   std::vector<lane_session*> dirty_;
   std::vector<lane_session*> flushing_; // dirty_ while flush_dirty runs
   std::chrono::steady_clock::time_point last_flush_{};
-  int short_gaps_ = 0; // writes in a row that came soon after the one before (at most 2)
+  std::chrono::steady_clock::duration last_flush_cost_{}; // how long that flush took
   bool draining_ = false;
   bool timer_armed_ = false;
   boost::asio::steady_timer timer_{ioc_};

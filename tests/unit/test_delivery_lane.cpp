@@ -1,5 +1,5 @@
-// The delivery lane without sockets: batches, coalesced flushes, and a
-// session that ends while a coalesced flush is pending for it.
+// The delivery lane without sockets: batches, when flushes are coalesced,
+// and a session that ends while a coalesced flush is pending for it.
 #include "transport/delivery_lane.hpp"
 
 #include <doctest/doctest.h>
@@ -22,11 +22,16 @@ struct fake_session final : lane_session {
     ++delivered;
     lane.mark_dirty(this);
   }
-  void flush() override { ++flushed; }
+  void flush() override {
+    ++flushed;
+    if (cost.count() > 0)
+      std::this_thread::sleep_for(cost); // a flush that keeps the lane busy
+  }
   void check_alive(std::uint32_t) override {}
   delivery_lane& lane;
   int delivered = 0;
   int flushed = 0;
+  std::chrono::microseconds cost{0};
 };
 
 // Runs the io_context until `pred` or 2 s.
@@ -45,43 +50,55 @@ bool run_until(boost::asio::io_context& ioc, Pred pred) {
 TEST_CASE("delivery_lane: a session that ends with a coalesced flush pending is not flushed") {
   boost::asio::io_context ioc;
   metrics m;
-  auto lane = make_lane(ioc, m, std::chrono::milliseconds(50), std::chrono::seconds(30));
+  auto lane = make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30));
   auto frame = make_frame("x");
   fake_session a{*lane};
   auto b = std::make_unique<fake_session>(*lane);
 
-  // a quiet lane writes at once, and so does the write right after (a
-  // publish's ack, then its fan-out)
+  a.cost = std::chrono::milliseconds(5);
+  // a quiet lane writes at once
   lane->push(&a, frame);
   CHECK(run_until(ioc, [&] { return a.flushed == 1; }));
-  lane->push(&a, frame);
-  CHECK(run_until(ioc, [&] { return a.flushed == 2; }));
-  // the third in a row waits up to coalesce_us for more
+  // right after a flush that took longer than the lane has been idle since
+  // (and more than coalesce_us / 8), the next batch waits up to
+  // coalesce_us for more
   lane->push(&a, frame);
   lane->push(b.get(), frame);
   CHECK(run_until(ioc, [&] { return b->delivered == 1; }));
-  CHECK(a.flushed == 2);
+  CHECK(a.flushed == 1);
   CHECK(b->flushed == 0);
   b.reset(); // ends before the coalesced flush (its memory is gone)
-  CHECK(run_until(ioc, [&] { return a.flushed == 3; }));
-  CHECK(a.delivered == 3);
+  CHECK(run_until(ioc, [&] { return a.flushed == 2; }));
+  CHECK(a.delivered == 2);
 }
 
-TEST_CASE("delivery_lane: light traffic never waits") {
+TEST_CASE("delivery_lane: a lane that is idle most of the time never waits") {
   boost::asio::io_context ioc;
   metrics m;
   auto lane = make_lane(ioc, m, std::chrono::microseconds(2000), std::chrono::seconds(30));
   auto frame = make_frame("x");
   fake_session a{*lane};
-  // pairs of writes (an ack and its fan-out) 20 ms apart: each is written
-  // in the drain that brought it, before the lane's coalescing timer could fire
-  for (int i = 1; i <= 5; ++i) {
-    for (int k = 0; k < 2; ++k) {
-      lane->push(&a, frame);
-      ioc.restart();
-      ioc.poll();
-      CHECK(a.flushed == 2 * (i - 1) + k + 1);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  fake_session b{*lane};
+  b.cost = std::chrono::milliseconds(1); // a fan-out's flush
+  // an ack, 100 us later its fan-out, 20 ms later the next publish; a
+  // stream of single writes 1 ms apart (DMs), and one without pauses: each
+  // is written in the drain that brought it, before the lane's coalescing
+  // timer could fire
+  auto step = [&](fake_session& s, std::chrono::microseconds pause) {
+    int before = s.flushed;
+    lane->push(&s, frame);
+    ioc.restart();
+    ioc.poll();
+    CHECK(s.flushed == before + 1);
+    std::this_thread::sleep_for(pause);
+  };
+  for (int i = 0; i < 5; ++i) {
+    step(a, std::chrono::microseconds(100));
+    step(b, std::chrono::milliseconds(20));
   }
+  for (int i = 0; i < 20; ++i)
+    step(a, std::chrono::milliseconds(1));
+  // back to back, each flush too short to be worth a wait
+  for (int i = 0; i < 20; ++i)
+    step(a, std::chrono::microseconds(0));
 }
