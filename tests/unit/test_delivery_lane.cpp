@@ -45,13 +45,20 @@ bool run_until(boost::asio::io_context& ioc, Pred pred) {
   return pred();
 }
 
-} // namespace
-
-TEST_CASE("delivery_lane: a session that ends with a coalesced flush pending is not flushed") {
+// A lane (coalesce_us 20,000) on an io_context that only the test runs.
+struct lane_fixture {
   boost::asio::io_context ioc;
   metrics m;
-  auto lane = make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30));
-  auto frame = make_frame("x");
+  std::shared_ptr<delivery_lane> lane =
+      make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30));
+  frame_ptr frame = make_frame("x");
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(
+    lane_fixture,
+    "delivery_lane: a session that ends with a coalesced flush pending is not flushed") {
   fake_session a{*lane};
   auto b = std::make_unique<fake_session>(*lane);
 
@@ -72,15 +79,11 @@ TEST_CASE("delivery_lane: a session that ends with a coalesced flush pending is 
   CHECK(a.delivered == 2);
 }
 
-TEST_CASE("delivery_lane: a lane that is idle most of the time never waits") {
-  boost::asio::io_context ioc;
-  metrics m;
-  auto lane = make_lane(ioc, m, std::chrono::microseconds(2000), std::chrono::seconds(30));
-  auto frame = make_frame("x");
+TEST_CASE_FIXTURE(lane_fixture, "delivery_lane: a lane that is idle most of the time never waits") {
   fake_session a{*lane};
   fake_session b{*lane};
-  b.cost = std::chrono::milliseconds(1); // a fan-out's flush
-  // an ack, 100 us later its fan-out, 20 ms later the next publish; a
+  b.cost = std::chrono::milliseconds(3); // a fan-out's flush, > coalesce_us / 8
+  // an ack, 100 us later its fan-out, 30 ms later the next publish; a
   // stream of single writes 1 ms apart (DMs), and one without pauses: each
   // is written in the drain that brought it, before the lane's coalescing
   // timer could fire
@@ -94,7 +97,7 @@ TEST_CASE("delivery_lane: a lane that is idle most of the time never waits") {
   };
   for (int i = 0; i < 5; ++i) {
     step(a, std::chrono::microseconds(100));
-    step(b, std::chrono::milliseconds(20));
+    step(b, std::chrono::milliseconds(30));
   }
   for (int i = 0; i < 20; ++i)
     step(a, std::chrono::milliseconds(1));
