@@ -38,6 +38,28 @@ def test_fanout_smoke_loses_nothing(make_node, tmp_path):
     assert r["delivered"] == 5000 and r["lost"] == 0
 
 
+def test_delivery_bound_and_write_counters(make_node, tmp_path):
+    """--bound delivery keeps at most --window messages not yet delivered to
+    every subscriber, so no socket can get more than that per read or per
+    write; the client-side counters and the node's write counters agree."""
+    node = make_node(limits={"messages_per_second": 0})
+    before = node.metrics()
+    r = bench(node, tmp_path, "fanout", "-n", "200", "-m", "1000", "--size", "100",
+              "--window", "16", "--bound", "delivery")
+    after = node.metrics()
+    assert r["bound"] == "delivery"
+    assert r["delivered"] == r["expected"] == 200000
+    assert r["lost"] == 0 and r["duplicates"] == 0 and r["errors"] == 0
+    assert r["client_reads"] > 0 and r["client_read_bytes"] >= 100 * r["delivered"]
+    assert 1 <= r["deliveries_per_client_read"] <= 16
+    assert r["client_us_per_delivery"] > 0
+    frames = after["wsnode_messages_out_total"] - before["wsnode_messages_out_total"]
+    writes = after["wsnode_socket_writes_total"] - before["wsnode_socket_writes_total"]
+    sent = after["wsnode_bytes_out_total"] - before["wsnode_bytes_out_total"]
+    assert frames >= 200000 and sent >= 100 * frames
+    assert 0 < writes <= frames and frames / writes <= 16
+
+
 def test_idle_danmaku_and_chat_smoke(make_node, tmp_path):
     node = make_node(limits={"messages_per_second": 0})
     r = bench(node, tmp_path, "idle", "-n", "400")
