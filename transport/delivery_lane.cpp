@@ -2,9 +2,103 @@
 
 #include <boost/asio/post.hpp>
 
+#include <condition_variable>
+#include <thread>
+
 namespace wsnode::transport {
 
 namespace net = boost::asio;
+
+/// A second thread for the write system calls of a big flush of a quiet
+/// lane: the fan-out of one publish to thousands of sockets is kernel time
+/// (TCP send and the loopback receive, ~10 us a socket), so two threads
+/// bring its last delivery forward. The lane thread writes one half and
+/// waits for the helper's half; no session is touched by both. A lane
+/// under a stream of publishes flushes alone (docs/capacity-notes.md).
+class delivery_lane::helper {
+public:
+  helper() : thread_([this] { run(); }) {}
+  ~helper() {
+    {
+      std::lock_guard<std::mutex> g{mu_};
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  /// Starts writing `n` sessions from `first`.
+  void start(lane_session* const* first, std::size_t n) {
+    {
+      std::lock_guard<std::mutex> g{mu_};
+      first_ = first;
+      n_ = n;
+      busy_ = true;
+      back_.clear();
+    }
+    cv_.notify_all();
+  }
+  /// Waits for the half started last; returns the sessions that flush()
+  /// must finish on the lane thread.
+  const std::vector<lane_session*>& join() {
+    std::unique_lock<std::mutex> g{mu_};
+    cv_.wait(g, [this] { return !busy_; });
+    return back_;
+  }
+
+private:
+  void run() {
+    std::unique_lock<std::mutex> g{mu_};
+    for (;;) {
+      cv_.wait(g, [this] { return stopping_ || busy_; });
+      if (stopping_)
+        return;
+      auto* first = first_;
+      auto n = n_;
+      g.unlock();
+      for (std::size_t i = 0; i < n; ++i) {
+        auto* s = first[i];
+        if (!s->dirty_)
+          continue;
+        s->dirty_ = false;
+        if (!s->write_only(iov_))
+          mine_.push_back(s);
+      }
+      g.lock();
+      back_.swap(mine_);
+      mine_.clear();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  lane_session* const* first_ = nullptr;
+  std::size_t n_ = 0;
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::vector<lane_session*> back_;
+  std::vector<lane_session*> mine_; // helper thread only
+  std::vector<net::const_buffer> iov_;
+  std::thread thread_; // last: starts after the rest is built
+};
+
+delivery_lane::delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
+                             std::chrono::milliseconds ping_interval)
+  : ioc_(ioc), m_(m), coalesce_(coalesce),
+    tick_period_(std::clamp<std::chrono::milliseconds>(
+        ping_interval / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000))),
+    ping_ticks_(static_cast<std::uint32_t>(std::max<std::int64_t>(
+        1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
+
+delivery_lane::~delivery_lane() = default;
+
+namespace {
+/// Sessions a flush must have for the helper to take half of them.
+constexpr std::size_t split_min = 256;
+const bool many_cores = std::thread::hardware_concurrency() > 1;
+} // namespace
 
 void delivery_lane::hand_over() {
   auto& held = staged();
@@ -51,8 +145,12 @@ void delivery_lane::drain() {
   // publish's ack and its fan-out, DMs, a fan-out every 50 ms: those lanes
   // are idle most of the time or write little, and write at once.
   auto idle = now - last_flush_;
-  if (coalesce_.count() == 0 || idle >= 4 * coalesce_ || idle >= last_flush_cost_ ||
-      last_flush_cost_ < coalesce_ / 8)
+  // A lane quiet for 4 x coalesce_us (a fan-out now and then, not a stream
+  // of them) may split a big flush with its helper thread; under a stream
+  // one thread writes more frames per write and costs the clients less.
+  if (coalesce_.count() > 0 && idle >= 4 * coalesce_)
+    return flush_dirty(true);
+  if (coalesce_.count() == 0 || idle >= last_flush_cost_ || last_flush_cost_ < coalesce_ / 8)
     return flush_dirty();
   if (!timer_armed_) {
     timer_armed_ = true;
@@ -64,16 +162,26 @@ void delivery_lane::drain() {
   }
 }
 
-void delivery_lane::flush_dirty() {
+void delivery_lane::flush_dirty(bool split) {
   // flush() may end a session (remove() clears its flag): sessions are
   // freed only by a task posted later, so the pointers stay valid here
   auto start = std::chrono::steady_clock::now();
   flushing_.swap(dirty_);
-  for (auto* s : flushing_)
-    if (s->dirty_) {
+  auto mine = flushing_.size();
+  if (split && many_cores && mine >= split_min) {
+    if (!helper_)
+      helper_ = std::make_unique<helper>();
+    mine /= 2;
+    helper_->start(flushing_.data() + mine, flushing_.size() - mine);
+  }
+  for (std::size_t i = 0; i < mine; ++i)
+    if (auto* s = flushing_[i]; s->dirty_) {
       s->dirty_ = false;
       s->flush();
     }
+  if (mine < flushing_.size())
+    for (auto* s : helper_->join())
+      s->flush();
   flushing_.clear();
   last_flush_ = std::chrono::steady_clock::now();
   last_flush_cost_ = last_flush_ - start;

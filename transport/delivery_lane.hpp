@@ -39,6 +39,13 @@ public:
   virtual void deliver(frame_ptr f, bool lossy) = 0;
   /// Writes what is queued.
   virtual void flush() = 0;
+  /// The write of flush() alone, on the lane's helper thread while the
+  /// lane thread waits for it: touches only this session's queue and
+  /// socket, with `iov` as gather scratch. True when nothing is left for
+  /// flush() to do; false hands the session back to flush() on the lane
+  /// thread (a full kernel buffer, an error, a close waiting for the
+  /// drain). The default does nothing and hands it back.
+  virtual bool write_only(std::vector<boost::asio::const_buffer>& /*iov*/) { return false; }
   /// Once per lane tick (keep-alive).
   virtual void check_alive(std::uint32_t tick) = 0;
 
@@ -69,12 +76,8 @@ private:
 class delivery_lane {
 public:
   delivery_lane(boost::asio::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
-                std::chrono::milliseconds ping_interval)
-    : ioc_(ioc), m_(m), coalesce_(coalesce),
-      tick_period_(std::clamp<std::chrono::milliseconds>(
-          ping_interval / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000))),
-      ping_ticks_(static_cast<std::uint32_t>(std::max<std::int64_t>(
-          1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
+                std::chrono::milliseconds ping_interval);
+  ~delivery_lane();
 
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
   /// their io thread, after tasks posted before). Inside a send_batch the
@@ -148,7 +151,9 @@ private:
   }
 
   void drain();
-  void flush_dirty();
+  /// `split`: a flush of a quiet lane, which hands half of its sessions to
+  /// the helper thread when they are many.
+  void flush_dirty(bool split = false);
   void on_tick();
 
   boost::asio::io_context& ioc_;
@@ -164,6 +169,8 @@ private:
   std::vector<frame_ptr> work_frames_;
   std::vector<lane_session*> dirty_;
   std::vector<lane_session*> flushing_; // dirty_ while flush_dirty runs
+  class helper;
+  std::unique_ptr<helper> helper_; // made on the first split flush
   std::chrono::steady_clock::time_point last_flush_{};
   std::chrono::steady_clock::duration last_flush_cost_{}; // how long that flush took
   bool draining_ = false;

@@ -189,6 +189,19 @@ public:
     }
   }
 
+  /// flush()'s write alone, on the lane's helper thread (the lane thread
+  /// waits): a drained queue with no close waiting for it is done; all
+  /// else goes back to flush() on the io thread.
+  bool write_only(std::vector<net::const_buffer>& iov) override {
+    if (writing_ || write_failed_ || out_.empty())
+      return true; // flush() would do nothing either
+    error_code ec;
+    if (out_.write(socket_, iov, ec) != write_queue::outcome::drained)
+      return false;
+    replay_allowance_.store(0, std::memory_order_relaxed);
+    return !teardown_after_flush_ && !shutdown_after_flush_;
+  }
+
   /// Once per lane tick: frees an empty queue's memory; keep-alive: a ping
   /// after ping_interval of silence, the connection dropped after twice that.
   void check_alive(std::uint32_t tick) override {

@@ -1,12 +1,15 @@
 // The delivery lane without sockets: batches, when flushes are coalesced,
-// and a session that ends while a coalesced flush is pending for it.
+// a session that ends while a coalesced flush is pending for it, and the
+// helper thread that writes half of a big flush.
 #include "transport/delivery_lane.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <thread>
 
 using namespace wsnode;
@@ -32,6 +35,29 @@ struct fake_session final : lane_session {
   int delivered = 0;
   int flushed = 0;
   std::chrono::microseconds cost{0};
+};
+
+// Writes on whichever thread the lane picks; `refuse`: its write_only()
+// hands it back to flush() (a full kernel buffer, a close to finish).
+struct writing_session final : lane_session {
+  explicit writing_session(delivery_lane& l) : lane(l) {}
+  ~writing_session() { lane.remove(this); }
+  void deliver(frame_ptr, bool) override { lane.mark_dirty(this); }
+  void flush() override {
+    ++flushed;
+    flusher = std::this_thread::get_id();
+  }
+  bool write_only(std::vector<boost::asio::const_buffer>&) override {
+    ++written;
+    writer = std::this_thread::get_id();
+    return !refuse;
+  }
+  void check_alive(std::uint32_t) override {}
+  delivery_lane& lane;
+  bool refuse = false;
+  int flushed = 0;
+  int written = 0;
+  std::thread::id flusher, writer;
 };
 
 // Runs the io_context until `pred` or 2 s.
@@ -104,4 +130,64 @@ TEST_CASE_FIXTURE(lane_fixture, "delivery_lane: a lane that is idle most of the 
   // back to back, each flush too short to be worth a wait
   for (int i = 0; i < 20; ++i)
     step(a, std::chrono::microseconds(0));
+}
+
+TEST_CASE_FIXTURE(lane_fixture,
+                  "delivery_lane: a quiet lane's big flush is written by two threads, once each") {
+  auto fan_out = [&](std::deque<writing_session>& subs) {
+    {
+      send_batch batch; // one publish: one drain
+      for (auto& s : subs)
+        lane->push(&s, frame);
+    }
+    CHECK(run_until(ioc, [&] {
+      return std::all_of(subs.begin(), subs.end(),
+                         [](auto& s) { return s.flushed + s.written > 0; });
+    }));
+  };
+  auto me = std::this_thread::get_id();
+  SUBCASE("a fan-out to 400: the helper writes half, hands refused ones back") {
+    std::deque<writing_session> subs;
+    for (int i = 0; i < 400; ++i)
+      subs.emplace_back(*lane).refuse = i % 10 == 9;
+    fan_out(subs);
+    int by_helper = 0;
+    for (auto& s : subs) {
+      if (s.written == 0) { // the lane thread's half
+        CHECK(s.flushed == 1);
+        CHECK(s.flusher == me);
+        continue;
+      }
+      ++by_helper;
+      CHECK(s.written == 1);
+      CHECK(s.writer != me);
+      CHECK(s.flushed == (s.refuse ? 1 : 0)); // finished on the lane thread
+      if (s.refuse)
+        CHECK(s.flusher == me);
+    }
+    CHECK(by_helper == 200);
+  }
+  SUBCASE("a fan-out right after another: the lane is not quiet, it writes alone") {
+    std::deque<writing_session> subs;
+    for (int i = 0; i < 400; ++i)
+      subs.emplace_back(*lane);
+    fan_out(subs); // split
+    for (auto& s : subs)
+      s.flushed = s.written = 0;
+    fan_out(subs); // well within 4 x coalesce_us of the first
+    for (auto& s : subs) {
+      CHECK(s.written == 0);
+      CHECK(s.flushed == 1);
+    }
+  }
+  SUBCASE("a fan-out to 100: too small to split") {
+    std::deque<writing_session> subs;
+    for (int i = 0; i < 100; ++i)
+      subs.emplace_back(*lane);
+    fan_out(subs);
+    for (auto& s : subs) {
+      CHECK(s.written == 0);
+      CHECK(s.flushed == 1);
+    }
+  }
 }
