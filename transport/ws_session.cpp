@@ -175,7 +175,7 @@ public:
   /// Writes what is queued (see write_queue); only when the kernel's buffer
   /// is full does the session wait for the socket to become writable.
   void flush() override {
-    if (writing_ || write_failed_ || out_.empty())
+    if (nothing_to_write())
       return;
     error_code ec;
     switch (out_.write(socket_, lane_.iov_scratch(), ec)) {
@@ -190,17 +190,22 @@ public:
   }
 
   /// flush()'s write alone, on the lane's helper thread (the lane thread
-  /// waits): a drained queue with no close waiting for it is done; all
-  /// else goes back to flush() on the io thread.
+  /// waits): a drained queue is done; all else goes back to flush() on the
+  /// io thread, which finds what is left still queued.
   bool write_only(std::vector<net::const_buffer>& iov) override {
-    if (writing_ || write_failed_ || out_.empty())
+    if (nothing_to_write())
       return true; // flush() would do nothing either
+    if (teardown_after_flush_ || shutdown_after_flush_)
+      return false; // a close waits for the drain: flush() does both
     error_code ec;
     if (out_.write(socket_, iov, ec) != write_queue::outcome::drained)
-      return false;
-    replay_allowance_.store(0, std::memory_order_relaxed);
-    return !teardown_after_flush_ && !shutdown_after_flush_;
+      return false; // a full kernel buffer or an error: flush() writes again
+    replay_allowance_.store(0, std::memory_order_relaxed); // a replay is out
+    return true;
   }
+
+  // A write waits for the socket, one failed, or nothing is queued.
+  bool nothing_to_write() const noexcept { return writing_ || write_failed_ || out_.empty(); }
 
   /// Once per lane tick: frees an empty queue's memory; keep-alive: a ping
   /// after ping_interval of silence, the connection dropped after twice that.
