@@ -63,6 +63,11 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          "Write system calls to client sockets (one gather write each).", load(m.socket_writes));
   single(out, "wsnode_bytes_out_total", "counter", "Bytes written to client sockets.",
          load(m.bytes_out));
+  single(out, "wsnode_split_flushes_total", "counter",
+         "Flushes of a quiet io thread to 256+ sockets whose writes a helper thread shared.",
+         load(m.split_flushes));
+  single(out, "wsnode_split_sessions_total", "counter",
+         "Sockets written by the helper thread in those flushes.", load(m.split_sessions));
   single(out, "wsnode_deliveries_total", "counter",
          "msg/dm frames handed to local sessions (fan-out).", load(m.deliveries));
   single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.", load(m.publishes));

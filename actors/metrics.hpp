@@ -54,16 +54,19 @@ struct metrics {
   gauge session_actors{0};      ///< live session actors (one per open session)
   counter messages_in{0};       ///< client frames received
   counter messages_out{0};      ///< frames written to clients
-  counter socket_writes{0};     ///< write system calls to client sockets (frames per write = messages_out / this)
-  counter bytes_out{0};         ///< bytes those writes handed to the kernel
-  counter deliveries{0};        ///< msg/dm frames handed to local sessions
-  counter publishes{0};         ///< channel publishes handled by the broker
-  counter direct_messages{0};   ///< DMs handled by the broker
-  gauge queued_bytes{0};        ///< bytes waiting in session write queues
-  gauge channels{0};            ///< channels with local subscribers
-  gauge users{0};               ///< users with local sessions
-  counter http_requests{0};     ///< HTTP requests (not upgrades)
-  counter api_calls{0};         ///< accepted /api/publish and /api/send
+  /// write system calls to client sockets (frames per write = messages_out / this)
+  counter socket_writes{0};
+  counter bytes_out{0};       ///< bytes those writes handed to the kernel
+  counter split_flushes{0};   ///< flushes of a quiet lane shared with its helper thread
+  counter split_sessions{0};  ///< sessions whose write the helper thread did in those
+  counter deliveries{0};      ///< msg/dm frames handed to local sessions
+  counter publishes{0};       ///< channel publishes handled by the broker
+  counter direct_messages{0}; ///< DMs handled by the broker
+  gauge queued_bytes{0};      ///< bytes waiting in session write queues
+  gauge channels{0};          ///< channels with local subscribers
+  gauge users{0};             ///< users with local sessions
+  counter http_requests{0};   ///< HTTP requests (not upgrades)
+  counter api_calls{0};       ///< accepted /api/publish and /api/send
   std::array<counter, drop_reason_count> dropped{};
   std::array<counter, reject_reason_count> upgrades_rejected{};
   std::array<counter, protocol::error_code_count> errors{};

@@ -179,9 +179,13 @@ void delivery_lane::flush_dirty(bool split) {
       s->dirty_ = false;
       s->flush();
     }
-  if (mine < flushing_.size())
-    for (auto* s : helper_->join())
+  if (mine < flushing_.size()) {
+    auto& back = helper_->join();
+    bump(m_.split_flushes, 1);
+    bump(m_.split_sessions, flushing_.size() - mine - back.size());
+    for (auto* s : back)
       s->flush();
+  }
   flushing_.clear();
   last_flush_ = std::chrono::steady_clock::now();
   last_flush_cost_ = last_flush_ - start;

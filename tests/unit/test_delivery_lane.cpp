@@ -166,6 +166,8 @@ TEST_CASE_FIXTURE(lane_fixture,
         CHECK(s.flusher == me);
     }
     CHECK(by_helper == 200);
+    CHECK(m.split_flushes == 1);
+    CHECK(m.split_sessions == 180); // the helper's half less its 20 refused
   }
   SUBCASE("a fan-out right after another: the lane is not quiet, it writes alone") {
     std::deque<writing_session> subs;
@@ -179,6 +181,7 @@ TEST_CASE_FIXTURE(lane_fixture,
       CHECK(s.written == 0);
       CHECK(s.flushed == 1);
     }
+    CHECK(m.split_flushes == 1); // the first fan-out's only
   }
   SUBCASE("a fan-out to 100: too small to split") {
     std::deque<writing_session> subs;
@@ -189,5 +192,6 @@ TEST_CASE_FIXTURE(lane_fixture,
       CHECK(s.written == 0);
       CHECK(s.flushed == 1);
     }
+    CHECK(m.split_flushes == 0);
   }
 }
