@@ -349,6 +349,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   std::int64_t coalesce_us = c.coalesce.count();
   r.get("ws", "coalesce_us", coalesce_us);
   c.coalesce = std::chrono::microseconds{coalesce_us};
+  r.get("ws", "flush_helper_min", c.flush_helper_min);
   r.get("limits", "max_data_bytes", c.max_data_bytes);
   r.get("limits", "messages_per_second", c.messages_per_second);
   r.get("limits", "burst", c.burst);
@@ -385,6 +386,8 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   require(c.close_timeout.count() >= 100, "ws.close_timeout_ms", "must be at least 100");
   require(c.max_queue_bytes >= 1024, "ws.max_queue_bytes", "must be at least 1024");
   require(c.coalesce.count() <= 100000, "ws.coalesce_us", "must be 0-100000");
+  require(c.flush_helper_min == 0 || c.flush_helper_min >= 2, "ws.flush_helper_min",
+          "must be 0 (no helper) or at least 2");
   require(c.max_data_bytes >= 1, "limits.max_data_bytes", "must be positive");
   require(c.messages_per_second >= 0, "limits.messages_per_second",
           "must be >= 0 (0 disables the limit)");

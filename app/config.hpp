@@ -46,6 +46,7 @@ struct config {
   std::size_t max_queue_bytes = 1 << 20;
   std::size_t max_connections = 0; ///< 0 = from the open-file limit
   std::chrono::microseconds coalesce{2000};
+  std::size_t flush_helper_min = 256; ///< 0 = no flush helper thread
   // [limits]
   std::size_t max_data_bytes = 32768;
   double messages_per_second = 100;

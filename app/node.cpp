@@ -198,6 +198,7 @@ server_options make_server_options(const config& cfg, rlim_t fd_limit,
   o.max_queue_bytes = cfg.max_queue_bytes;
   o.max_connections = max_connections_for(cfg.max_connections, fd_limit);
   o.coalesce = cfg.coalesce;
+  o.flush_helper_min = cfg.flush_helper_min;
   o.limits.max_data_bytes = cfg.max_data_bytes;
   return o;
 }

@@ -85,20 +85,15 @@ private:
 };
 
 delivery_lane::delivery_lane(net::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
-                             std::chrono::milliseconds ping_interval)
+                             std::chrono::milliseconds ping_interval, std::size_t helper_min)
   : ioc_(ioc), m_(m), coalesce_(coalesce),
+    helper_min_(coalesce.count() > 0 && std::thread::hardware_concurrency() > 1 ? helper_min : 0),
     tick_period_(std::clamp<std::chrono::milliseconds>(
         ping_interval / 4, std::chrono::milliseconds(25), std::chrono::milliseconds(1000))),
     ping_ticks_(static_cast<std::uint32_t>(std::max<std::int64_t>(
         1, (ping_interval + tick_period_ - std::chrono::milliseconds(1)) / tick_period_))) {}
 
 delivery_lane::~delivery_lane() = default;
-
-namespace {
-/// Sessions a flush must have for the helper to take half of them.
-constexpr std::size_t split_min = 256;
-const bool many_cores = std::thread::hardware_concurrency() > 1;
-} // namespace
 
 void delivery_lane::hand_over() {
   auto& held = staged();
@@ -145,10 +140,12 @@ void delivery_lane::drain() {
   // publish's ack and its fan-out, DMs, a fan-out every 50 ms: those lanes
   // are idle most of the time or write little, and write at once.
   auto idle = now - last_flush_;
-  // A lane quiet for 4 x coalesce_us (a fan-out now and then, not a stream
-  // of them) may split a big flush with its helper thread; under a stream
-  // one thread writes more frames per write and costs the clients less.
-  if (coalesce_.count() > 0 && idle >= 4 * coalesce_)
+  // A big flush on a lane without another big one for 4 x coalesce_us (a
+  // fan-out now and then, not a stream of them) is split with the helper
+  // thread; under a stream one thread writes more frames per write and
+  // costs the clients less. Small flushes in between (DMs, acks) do not
+  // count: they neither split nor make the lane a stream of fan-outs.
+  if (helper_min_ > 0 && dirty_.size() >= helper_min_ && now - last_big_flush_ >= 4 * coalesce_)
     return flush_dirty(true);
   if (coalesce_.count() == 0 || idle >= last_flush_cost_ || last_flush_cost_ < coalesce_ / 8)
     return flush_dirty();
@@ -167,8 +164,9 @@ void delivery_lane::flush_dirty(bool split) {
   // freed only by a task posted later, so the pointers stay valid here
   auto start = std::chrono::steady_clock::now();
   flushing_.swap(dirty_);
-  auto mine = flushing_.size();
-  if (split && many_cores && mine >= split_min) {
+  auto n = flushing_.size();
+  auto mine = n;
+  if (split) {
     if (!helper_)
       helper_ = std::make_unique<helper>();
     mine /= 2;
@@ -189,6 +187,8 @@ void delivery_lane::flush_dirty(bool split) {
   flushing_.clear();
   last_flush_ = std::chrono::steady_clock::now();
   last_flush_cost_ = last_flush_ - start;
+  if (helper_min_ > 0 && n >= helper_min_)
+    last_big_flush_ = last_flush_;
 }
 
 void delivery_lane::add(lane_session* s) {
@@ -247,9 +247,10 @@ void delivery_lane::on_tick() {
 
 std::shared_ptr<delivery_lane> make_lane(net::io_context& ioc, metrics& m,
                                          std::chrono::microseconds coalesce,
-                                         std::chrono::milliseconds ping_interval) {
+                                         std::chrono::milliseconds ping_interval,
+                                         std::size_t helper_min) {
   send_batch::set_end_hook(&delivery_lane::hand_over);
-  return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval);
+  return std::make_shared<delivery_lane>(ioc, m, coalesce, ping_interval, helper_min);
 }
 
 } // namespace wsnode::transport

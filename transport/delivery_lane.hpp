@@ -76,7 +76,7 @@ private:
 class delivery_lane {
 public:
   delivery_lane(boost::asio::io_context& ioc, metrics& m, std::chrono::microseconds coalesce,
-                std::chrono::milliseconds ping_interval);
+                std::chrono::milliseconds ping_interval, std::size_t helper_min);
   ~delivery_lane();
 
   /// Any thread. `s` stays valid until the drain (sessions are destroyed on
@@ -159,6 +159,7 @@ private:
   boost::asio::io_context& ioc_;
   metrics& m_;
   std::chrono::microseconds coalesce_;
+  std::size_t helper_min_; // 0 = never split (also on one core)
   std::chrono::milliseconds tick_period_;
   std::uint32_t ping_ticks_;
   std::mutex mu_;
@@ -173,6 +174,7 @@ private:
   std::unique_ptr<helper> helper_; // made on the first split flush
   std::chrono::steady_clock::time_point last_flush_{};
   std::chrono::steady_clock::duration last_flush_cost_{}; // how long that flush took
+  std::chrono::steady_clock::time_point last_big_flush_{}; // of split_min+ sessions
   bool draining_ = false;
   bool timer_armed_ = false;
   boost::asio::steady_timer timer_{ioc_};
@@ -186,10 +188,13 @@ private:
 };
 
 /// Makes the delivery lane of one io_context; writes wait up to `coalesce`
-/// for more frames to the same sockets, and sessions are pinged after
-/// `ping_interval` of silence and dropped after twice that.
+/// for more frames to the same sockets, sessions are pinged after
+/// `ping_interval` of silence and dropped after twice that, and a quiet
+/// lane's flush to `helper_min` or more sockets (0: none) is split with a
+/// helper thread.
 std::shared_ptr<delivery_lane> make_lane(boost::asio::io_context& ioc, metrics& m,
                                          std::chrono::microseconds coalesce,
-                                         std::chrono::milliseconds ping_interval);
+                                         std::chrono::milliseconds ping_interval,
+                                         std::size_t helper_min = 256);
 
 } // namespace wsnode::transport

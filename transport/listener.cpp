@@ -26,7 +26,8 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       acceptor(p.context(0)), retry(p.context(0)) {
     for (std::size_t i = 0; i < p.size(); ++i)
       ctx->lanes.push_back(
-          transport::make_lane(p.context(i), m, ctx->opts.coalesce, ctx->opts.ping_interval));
+          transport::make_lane(p.context(i), m, ctx->opts.coalesce, ctx->opts.ping_interval,
+                              ctx->opts.flush_helper_min));
   }
 
   void start() {

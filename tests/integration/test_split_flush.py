@@ -83,3 +83,38 @@ def test_split_fanouts_lose_nothing_and_closes_during_them_complete(make_node):
     assert "did not close" not in node.log_text()
     for c in readers:
         c.close()
+
+
+def quiet_fanouts_over_websocket(node, rounds):
+    """`rounds` quiet fan-outs to 300 sockets, each published by a client over
+    WebSocket (its ack is a small flush just before or after the fan-out);
+    returns the split flushes they made. Every reader gets every message."""
+    pub = opened(node, "publisher")
+    readers = [opened(node, f"r{i}") for i in range(SUBSCRIBERS)]
+    for i, c in enumerate(readers):
+        c.send_text(json.dumps({"op": "sub", "ch": "news", "id": i}))
+    for i, c in enumerate(readers):
+        assert json.loads(c.recv_frame()[1]) == {"op": "ack", "id": i}
+    before = node.metrics()["wsnode_split_flushes_total"]
+    for r in range(rounds):
+        time.sleep(0.03)
+        pub.send_text(json.dumps({"op": "pub", "ch": "news", "data": {"r": r}, "id": r}))
+        assert json.loads(pub.recv_frame()[1]) == {"op": "ack", "id": r}
+        for i, c in enumerate(readers):
+            frame = json.loads(c.recv_frame()[1])
+            assert frame["op"] == "msg" and frame["data"] == {"r": r}, (r, i, frame)
+    splits = node.metrics()["wsnode_split_flushes_total"] - before
+    for c in [pub, *readers]:
+        c.close()
+    return splits
+
+
+def test_websocket_publishes_split_too_and_flush_helper_min_0_turns_it_off(make_node):
+    rounds = 6
+    default = make_node(limits={"messages_per_second": 0})
+    splits = quiet_fanouts_over_websocket(default, rounds)
+    print(f"default: {splits} of {rounds} WebSocket-published fan-outs split")
+    # the publisher's ack, written just before a fan-out, leaves the lane quiet
+    assert rounds - 1 <= splits <= rounds
+    off = make_node(limits={"messages_per_second": 0}, ws={"flush_helper_min": 0})
+    assert quiet_fanouts_over_websocket(off, rounds) == 0

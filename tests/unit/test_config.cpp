@@ -95,6 +95,9 @@ TEST_CASE("bad configs name the key") {
   CHECK(key_of("[ws]\ncompression = 1\n") == "ws.compression");
   CHECK(key_of("[ws]\nallowed_origins = \"x\"\n") == "ws.allowed_origins");
   CHECK(key_of("[ws]\nallowed_origins = [1]\n") == "ws.allowed_origins");
+  CHECK(key_of("[ws]\nflush_helper_min = 1\n") == "ws.flush_helper_min");
+  CHECK(key_of("[ws]\nflush_helper_min = -5\n") == "ws.flush_helper_min");
+  CHECK(key_of("[ws]\nflush_helper_min = 0\n").empty());
   CHECK(key_of("[limits]\nburst = 0\n") == "limits.burst");
   CHECK(key_of("[mesh]\nbind = \"127.0.0.1:7000\"\n") == "mesh.bind");
   CHECK(key_of("[mesh]\nbind = \"tcp://127.0.0.1:7000\"\npeers = [\"tcp://x\"]\n") == "mesh.peers");

@@ -183,6 +183,29 @@ TEST_CASE_FIXTURE(lane_fixture,
     }
     CHECK(m.split_flushes == 1); // the first fan-out's only
   }
+  SUBCASE("a DM written just before a fan-out: small flushes leave the lane quiet") {
+    std::deque<writing_session> dm, subs;
+    dm.emplace_back(*lane);
+    for (int i = 0; i < 400; ++i)
+      subs.emplace_back(*lane);
+    fan_out(dm);
+    CHECK(dm[0].flushed == 1);
+    fan_out(subs);
+    CHECK(m.split_flushes == 1);
+    CHECK(m.split_sessions == 200);
+  }
+  SUBCASE("flush_helper_min: a lane made with 500 keeps a fan-out to 400, with 0 any") {
+    for (std::size_t min : {500, 0}) {
+      lane = make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30), min);
+      std::deque<writing_session> subs;
+      for (int i = 0; i < 400; ++i)
+        subs.emplace_back(*lane);
+      fan_out(subs);
+      for (auto& s : subs)
+        CHECK(s.written == 0);
+    }
+    CHECK(m.split_flushes == 0);
+  }
   SUBCASE("a fan-out to 100: too small to split") {
     std::deque<writing_session> subs;
     for (int i = 0; i < 100; ++i)
