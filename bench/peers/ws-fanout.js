@@ -12,7 +12,8 @@
 // that many messages/s). wsnode and Nchan publish over HTTP (wsnode's
 // /api/publish, Nchan's /pub/CH), Socket.IO over a WebSocket with acks.
 // Prints one JSON line: deliveries, loss, latency p50/p99, server CPU
-// (from /proc), this process's CPU per delivery, and per socket read
+// (from /proc), this process's CPU per delivery, the whole machine's busy
+// CPU over the run, and per socket read
 // (each 'data' event of a subscriber's socket) the bytes and deliveries.
 "use strict";
 const fs = require("fs");
@@ -54,6 +55,15 @@ function serverCpu() {
     } catch (e) { /* gone: counts 0 */ }
   }
   return s;
+}
+
+// Every core's busy time (/proc/stat): on loopback the receiving side's TCP
+// work is paid by whoever makes the kernel send, so this is the measure that
+// does not depend on when the kernel sends (docs/capacity-notes.md).
+function machineBusy() {
+  const f = fs.readFileSync("/proc/stat", "utf8");
+  const v = f.slice(0, f.indexOf("\n")).trim().split(/\s+/).slice(1, 9).map(Number);
+  return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK; // all but idle and iowait
 }
 
 function payload(seq) {
@@ -197,7 +207,7 @@ async function main() {
   if (args.protocol === "socketio" || (args.protocol === "wsnode" && !args.httpPublish))
     pubWs = await publisherWs();
   reads = 0; readBytes = 0;
-  const cpu0 = process.cpuUsage(), srv0 = serverCpu();
+  const cpu0 = process.cpuUsage(), srv0 = serverCpu(), busy0 = machineBusy();
   t0 = process.hrtime.bigint();
   const finished = new Promise((resolve) => { done = resolve; });
   const guard = setTimeout(() => done && done(), args.timeout * 1000); // bounded in time
@@ -205,7 +215,7 @@ async function main() {
   await finished;
   clearTimeout(guard);
   lastDelivery = process.hrtime.bigint();
-  const cpu = process.cpuUsage(cpu0), srv = serverCpu() - srv0;
+  const cpu = process.cpuUsage(cpu0), srv = serverCpu() - srv0, busy = machineBusy() - busy0;
   const seconds = Number(lastDelivery - t0) / 1e9;
   const clientCpu = (cpu.user + cpu.system) / 1e6;
   latencies.sort((a, b) => a - b);
@@ -218,7 +228,9 @@ async function main() {
     http_publish: !pubWs, published, expected, delivered, lost: expected - delivered, duplicates,
     errors, seconds, delivered_per_s: delivered / seconds, server_cpu_s: srv,
     delivered_per_server_cpu_s: srv > 0 ? delivered / srv : 0, client_cpu_s: clientCpu,
-    client_us_per_delivery: delivered ? clientCpu * 1e6 / delivered : 0, client_reads: reads,
+    client_us_per_delivery: delivered ? clientCpu * 1e6 / delivered : 0,
+    machine_cpu_s: busy, delivered_per_machine_cpu_s: busy > 0 ? delivered / busy : 0,
+    client_reads: reads,
     bytes_per_client_read: reads ? readBytes / reads : 0,
     deliveries_per_client_read: reads ? delivered / reads : 0,
     latency_us: { p50: Math.round(q(0.5)), p99: Math.round(q(0.99)) },
