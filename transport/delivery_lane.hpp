@@ -173,8 +173,8 @@ private:
   class helper;
   std::unique_ptr<helper> helper_; // made on the first split flush
   std::chrono::steady_clock::time_point last_flush_{};
-  std::chrono::steady_clock::duration last_flush_cost_{}; // how long that flush took
-  std::chrono::steady_clock::time_point last_big_flush_{}; // of split_min+ sessions
+  std::chrono::steady_clock::duration last_flush_cost_{};  // how long that flush took
+  std::chrono::steady_clock::time_point last_big_flush_{}; // of helper_min_+ sessions
   bool draining_ = false;
   bool timer_armed_ = false;
   boost::asio::steady_timer timer_{ioc_};

@@ -25,9 +25,9 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     : pool(p), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
       acceptor(p.context(0)), retry(p.context(0)) {
     for (std::size_t i = 0; i < p.size(); ++i)
-      ctx->lanes.push_back(
-          transport::make_lane(p.context(i), m, ctx->opts.coalesce, ctx->opts.ping_interval,
-                              ctx->opts.flush_helper_min));
+      ctx->lanes.push_back(transport::make_lane(p.context(i), m, ctx->opts.coalesce,
+                                                ctx->opts.ping_interval,
+                                                ctx->opts.flush_helper_min));
   }
 
   void start() {

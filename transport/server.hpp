@@ -37,7 +37,7 @@ struct server_options {
   std::chrono::milliseconds close_timeout{5000};
   std::size_t max_queue_bytes = 1 << 20;
   std::size_t max_connections = 10000;
-  std::size_t max_pending_input = 64;      ///< unhandled received messages before reading pauses
+  std::size_t max_pending_input = 64;       ///< unhandled received messages before reading pauses
   std::chrono::microseconds coalesce{2000}; ///< how long writes wait for more frames
   std::size_t flush_helper_min = 256;       ///< sockets a quiet flush needs to be split; 0 = never
   protocol::parse_limits limits;
