@@ -15,6 +15,16 @@ ROUNDS = 12
 PAYLOAD = "x" * 2000
 
 
+def subscribed(node, users):
+    """Raw clients of `users`, each subscribed to news (its ack read)."""
+    clients = [opened(node, u) for u in users]
+    for i, c in enumerate(clients):
+        c.send_text(json.dumps({"op": "sub", "ch": "news", "id": i}))
+    for i, c in enumerate(clients):
+        assert json.loads(c.recv_frame()[1]) == {"op": "ack", "id": i}
+    return clients
+
+
 def eof_within(c, seconds):
     """Reads (and drops) whatever is left; True when the server ends the
     connection within `seconds`."""
@@ -35,11 +45,7 @@ def test_split_fanouts_lose_nothing_and_closes_during_them_complete(make_node):
     # a close_timeout far beyond the checks below: a close whose teardown was
     # skipped would be ended by it, and too late
     node = make_node(limits={"messages_per_second": 0}, ws={"close_timeout_ms": 20000})
-    clients = [opened(node, f"u{i}") for i in range(SUBSCRIBERS)]
-    for i, c in enumerate(clients):
-        c.send_text(json.dumps({"op": "sub", "ch": "news", "id": i}))
-    for i, c in enumerate(clients):
-        assert json.loads(c.recv_frame()[1]) == {"op": "ack", "id": i}
+    clients = subscribed(node, [f"u{i}" for i in range(SUBSCRIBERS)])
 
     # each round, two clients send their close and one drops its TCP
     # connection just before the publish, so the fan-out meets sessions in
@@ -90,11 +96,7 @@ def quiet_fanouts_over_websocket(node, rounds):
     WebSocket (its ack is a small flush just before or after the fan-out);
     returns the split flushes they made. Every reader gets every message."""
     pub = opened(node, "publisher")
-    readers = [opened(node, f"r{i}") for i in range(SUBSCRIBERS)]
-    for i, c in enumerate(readers):
-        c.send_text(json.dumps({"op": "sub", "ch": "news", "id": i}))
-    for i, c in enumerate(readers):
-        assert json.loads(c.recv_frame()[1]) == {"op": "ack", "id": i}
+    readers = subscribed(node, [f"r{i}" for i in range(SUBSCRIBERS)])
     before = node.metrics()["wsnode_split_flushes_total"]
     for r in range(rounds):
         time.sleep(0.03)
