@@ -308,6 +308,23 @@ TEST_CASE_FIXTURE(actor_fixture, "sessions: hello, acks, delivery, errors, clean
   sink_b->attach(nullptr);
 }
 
+// The broker may tell the sink `joined` before the test attaches the
+// handler; the sink keeps it until then, as transport does (its events run
+// on the connection's thread after open_session() returned). Before that,
+// such a session waited for `joined` forever: CI failed the rate-limit case.
+TEST_CASE_FIXTURE(actor_fixture, "a session joined before its handler is attached still answers") {
+  auto sink = std::make_shared<recording_sink>();
+  auto s = make_session(*sys, env(), {"late", "t", {}, {}}, sink);
+  REQUIRE(sink->wait_frames(1).size() == 1); // hello: `joined` is on its way or there
+  std::this_thread::sleep_for(50ms);
+  sink->attach(s.handler.get());
+  sink->feed(R"({"op":"ping","id":1})");
+  auto frames = sink->wait_frames(2);
+  REQUIRE(frames.size() == 2);
+  CHECK(frames.at(1) == R"({"op":"pong","id":1})");
+  sink->attach(nullptr);
+}
+
 TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sustained abuse") {
   auto cfg = std::make_shared<session_config>();
   cfg->messages_per_second = 1;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace wsnode::test {
@@ -34,11 +35,18 @@ public:
   }
   void input_done() override { ++inputs_; }
   // Events go to the attached handler at once, serialized with feed(), as
-  // transport serializes them on the connection's thread.
+  // transport serializes them on the connection's thread. Those that come
+  // before the first attach() wait for it: transport posts them to the
+  // connection's thread, where they run after open_session() has returned
+  // the handler. (The broker may send `joined` before the test attaches.)
   void notify(session_event e, std::uint64_t arg) override {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
-    if (handler_ != nullptr && !ignore_events_)
+    if (ignore_events_)
+      return;
+    if (handler_ != nullptr)
       handler_->on_event(e, arg);
+    else if (!attached_once_)
+      early_events_.emplace_back(e, arg);
   }
 
   /// Drops the broker's events from now on (a session that never joins).
@@ -50,6 +58,13 @@ public:
   void attach(session_handler* h) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
     handler_ = h;
+    if (h == nullptr || attached_once_)
+      return;
+    attached_once_ = true;
+    for (auto [e, arg] : early_events_)
+      if (!ignore_events_)
+        h->on_event(e, arg);
+    early_events_.clear();
   }
   /// Hands a client message to the attached handler, as transport would.
   void feed(const std::string& text, bool binary = false) {
@@ -114,6 +129,8 @@ private:
   std::atomic<int> inputs_{0};
   std::recursive_mutex session_mu_;
   session_handler* handler_ = nullptr;
+  std::vector<std::pair<session_event, std::uint64_t>> early_events_; // before attach()
+  bool attached_once_ = false;
   bool ignore_events_ = false;
   bool refuse_ = false;
 };
