@@ -131,7 +131,7 @@ void delivery_lane::drain() {
   work_frames_.clear();
   if (dirty_.empty())
     return;
-  auto now = std::chrono::steady_clock::now();
+  auto now = now_();
   // Coalescing: while the lane is busy, frames wait up to [ws] coalesce_us
   // for more frames to the same sockets, so that the kernel gets fewer,
   // fuller writes. Busy: the last flush took at least coalesce_us / 8 (a
@@ -147,7 +147,8 @@ void delivery_lane::drain() {
   // count: they neither split nor make the lane a stream of fan-outs.
   if (helper_min_ > 0 && dirty_.size() >= helper_min_ && now - last_big_flush_ >= 4 * coalesce_)
     return flush_dirty(true);
-  if (coalesce_.count() == 0 || idle >= last_flush_cost_ || last_flush_cost_ < coalesce_ / 8)
+  if (coalesce_.count() == 0 || idle >= 4 * coalesce_ || idle >= last_flush_cost_ ||
+      last_flush_cost_ < coalesce_ / 8)
     return flush_dirty();
   if (!timer_armed_) {
     timer_armed_ = true;
@@ -162,7 +163,7 @@ void delivery_lane::drain() {
 void delivery_lane::flush_dirty(bool split) {
   // flush() may end a session (remove() clears its flag): sessions are
   // freed only by a task posted later, so the pointers stay valid here
-  auto start = std::chrono::steady_clock::now();
+  auto start = now_();
   flushing_.swap(dirty_);
   auto n = flushing_.size();
   auto mine = n;
@@ -185,7 +186,7 @@ void delivery_lane::flush_dirty(bool split) {
       s->flush();
   }
   flushing_.clear();
-  last_flush_ = std::chrono::steady_clock::now();
+  last_flush_ = now_();
   last_flush_cost_ = last_flush_ - start;
   if (helper_min_ > 0 && n >= helper_min_)
     last_big_flush_ = last_flush_;

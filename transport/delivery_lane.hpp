@@ -123,6 +123,12 @@ public:
   std::uint32_t tick() const noexcept { return tick_; }
   std::uint32_t ping_ticks() const noexcept { return ping_ticks_; }
 
+  using clock_fn = std::chrono::steady_clock::time_point (*)() noexcept;
+  /// io thread: the clock that times flushes and idle spells for the
+  /// coalescing and helper rules (tests: one they move by hand, so that a
+  /// loaded machine's stretched sleeps do not change the lane's decisions).
+  void use_clock(clock_fn now) noexcept { now_ = now; }
+
 private:
   static constexpr std::size_t max_pending = 1 << 22;
 
@@ -172,6 +178,7 @@ private:
   std::vector<lane_session*> flushing_; // dirty_ while flush_dirty runs
   class helper;
   std::unique_ptr<helper> helper_; // made on the first split flush
+  clock_fn now_ = &std::chrono::steady_clock::now;
   std::chrono::steady_clock::time_point last_flush_{};
   std::chrono::steady_clock::duration last_flush_cost_{};  // how long that flush took
   std::chrono::steady_clock::time_point last_big_flush_{}; // of helper_min_+ sessions

@@ -17,6 +17,19 @@ using namespace wsnode::transport;
 
 namespace {
 
+// The lanes' clock in these tests: time moves only when a test moves it
+// (a flush's cost, a pause), so the coalescing rules see exactly the times
+// the test means, also on a loaded machine. Before, they were sleeps: 2 of
+// 60 runs beside 3 busy loops found a write held back (a preempted flush
+// looked long), and with ten times the timings 8 of 60.
+std::chrono::steady_clock::time_point fake_time{std::chrono::hours(1)};
+std::chrono::steady_clock::time_point fake_now() noexcept {
+  return fake_time;
+}
+void advance(std::chrono::microseconds d) {
+  fake_time += d;
+}
+
 // Queues like ws_session: inside a drain it asks for a flush at the end.
 struct fake_session final : lane_session {
   explicit fake_session(delivery_lane& l) : lane(l) {}
@@ -27,8 +40,7 @@ struct fake_session final : lane_session {
   }
   void flush() override {
     ++flushed;
-    if (cost.count() > 0)
-      std::this_thread::sleep_for(cost); // a flush that keeps the lane busy
+    advance(cost); // a flush that keeps the lane busy
   }
   void check_alive(std::uint32_t) override {}
   delivery_lane& lane;
@@ -71,12 +83,21 @@ bool run_until(boost::asio::io_context& ioc, Pred pred) {
   return pred();
 }
 
+constexpr auto coalesce = std::chrono::milliseconds(20);
+
+std::shared_ptr<delivery_lane> fake_clock_lane(boost::asio::io_context& ioc, metrics& m,
+                                               std::chrono::microseconds coalesce_us = coalesce,
+                                               std::size_t helper_min = 256) {
+  auto lane = make_lane(ioc, m, coalesce_us, std::chrono::seconds(30), helper_min);
+  lane->use_clock(&fake_now);
+  return lane;
+}
+
 // A lane (coalesce_us 20,000) on an io_context that only the test runs.
 struct lane_fixture {
   boost::asio::io_context ioc;
   metrics m;
-  std::shared_ptr<delivery_lane> lane =
-      make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30));
+  std::shared_ptr<delivery_lane> lane = fake_clock_lane(ioc, m);
   frame_ptr frame = make_frame("x");
 };
 
@@ -113,13 +134,13 @@ TEST_CASE_FIXTURE(lane_fixture, "delivery_lane: a lane that is idle most of the 
   // stream of single writes 1 ms apart (DMs), and one without pauses: each
   // is written in the drain that brought it, before the lane's coalescing
   // timer could fire
-  auto step = [&](fake_session& s, std::chrono::microseconds pause) {
+  auto step = [&](fake_session& s, std::chrono::microseconds gap) {
     int before = s.flushed;
     lane->push(&s, frame);
     ioc.restart();
     ioc.poll();
     CHECK(s.flushed == before + 1);
-    std::this_thread::sleep_for(pause);
+    advance(gap);
   };
   for (int i = 0; i < 5; ++i) {
     step(a, std::chrono::microseconds(100));
@@ -130,6 +151,26 @@ TEST_CASE_FIXTURE(lane_fixture, "delivery_lane: a lane that is idle most of the 
   // back to back, each flush too short to be worth a wait
   for (int i = 0; i < 20; ++i)
     step(a, std::chrono::microseconds(0));
+}
+
+TEST_CASE("delivery_lane: idle for 4 x coalesce_us, a lane writes at once after any flush") {
+  // A flush longer than 4 x coalesce_us (a fan-out to thousands of sockets)
+  // leaves a lane busy only until it has been idle for 4 x coalesce_us.
+  // (8a0ded4 dropped this bound, and a DM 9 ms after a 12 ms fan-out waited.)
+  boost::asio::io_context ioc;
+  metrics m;
+  auto lane = fake_clock_lane(ioc, m, std::chrono::milliseconds(2));
+  auto frame = make_frame("x");
+  fake_session a{*lane};
+  a.cost = std::chrono::milliseconds(12);
+  lane->push(&a, frame);
+  CHECK(run_until(ioc, [&] { return a.flushed == 1; }));
+  a.cost = {};
+  advance(std::chrono::milliseconds(9)); // idle >= 8 ms, < 12 ms
+  lane->push(&a, frame);
+  ioc.restart();
+  ioc.poll();
+  CHECK(a.flushed == 2);
 }
 
 TEST_CASE_FIXTURE(lane_fixture,
@@ -196,7 +237,7 @@ TEST_CASE_FIXTURE(lane_fixture,
   }
   SUBCASE("flush_helper_min: a lane made with 500 keeps a fan-out to 400, with 0 any") {
     for (std::size_t min : {500, 0}) {
-      lane = make_lane(ioc, m, std::chrono::milliseconds(20), std::chrono::seconds(30), min);
+      lane = fake_clock_lane(ioc, m, coalesce, min);
       std::deque<writing_session> subs;
       for (int i = 0; i < 400; ++i)
         subs.emplace_back(*lane);
