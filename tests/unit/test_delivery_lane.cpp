@@ -153,14 +153,13 @@ TEST_CASE_FIXTURE(lane_fixture, "delivery_lane: a lane that is idle most of the 
     step(a, std::chrono::microseconds(0));
 }
 
-TEST_CASE("delivery_lane: idle for 4 x coalesce_us, a lane writes at once after any flush") {
+TEST_CASE_FIXTURE(
+    lane_fixture,
+    "delivery_lane: idle for 4 x coalesce_us, a lane writes at once after any flush") {
   // A flush longer than 4 x coalesce_us (a fan-out to thousands of sockets)
   // leaves a lane busy only until it has been idle for 4 x coalesce_us.
   // (8a0ded4 dropped this bound, and a DM 9 ms after a 12 ms fan-out waited.)
-  boost::asio::io_context ioc;
-  metrics m;
-  auto lane = fake_clock_lane(ioc, m, std::chrono::milliseconds(2));
-  auto frame = make_frame("x");
+  lane = fake_clock_lane(ioc, m, std::chrono::milliseconds(2)); // the default coalesce_us
   fake_session a{*lane};
   a.cost = std::chrono::milliseconds(12);
   lane->push(&a, frame);

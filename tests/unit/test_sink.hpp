@@ -62,7 +62,7 @@ public:
       return;
     attached_once_ = true;
     for (auto [e, arg] : early_events_)
-      if (!ignore_events_)
+      if (!ignore_events_) // called after they came, before attach(): dropped too
         h->on_event(e, arg);
     early_events_.clear();
   }
