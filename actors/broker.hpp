@@ -8,11 +8,11 @@
 // never re-published.
 #pragma once
 
-#include "actors/backbone.hpp"
+#include "core/backbone.hpp"
 #include "actors/history_service.hpp"
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 #include "actors/topic_registry.hpp"
 
 #include <caf/actor.hpp>

@@ -8,7 +8,7 @@
 // idempotency window, independent of the ring.
 #pragma once
 
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -26,9 +26,9 @@
 #pragma once
 
 #include "actors/history_log.hpp"
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // Atoms and message types exchanged between wsnode's actors (CAF 0.17).
 #pragma once
 
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <caf/all.hpp>
 

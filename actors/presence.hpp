@@ -20,9 +20,9 @@
 //   for 3 intervals, asks that node for a snapshot (a lost delta heals).
 #pragma once
 
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <chrono>
 #include <cstdint>

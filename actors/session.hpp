@@ -19,9 +19,9 @@
 //   Phoenix's channels "fastlane" broadcasts past the channel processes.
 #pragma once
 
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 #include "actors/rate_limiter.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"

@@ -3,7 +3,7 @@
 // the session actor calls (docs/protocol.md "Private channels and tokens").
 #pragma once
 
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
 #include "protocol/auth_token.hpp"
 

@@ -4,6 +4,8 @@
 // example, unsubscribe on the mesh). Not thread-safe: one owner (the broker).
 #pragma once
 
+#include "core/string_hash.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -13,13 +15,6 @@
 #include <vector>
 
 namespace wsnode {
-
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
 
 /// Subscribers are identified by a 64-bit id and carry a `Value` (for the
 /// broker, the session's sink) that publish hands to the caller.

@@ -1,8 +1,8 @@
 // State shared by the listener and every HTTP/WebSocket session of a server.
 #pragma once
 
-#include "actors/metrics.hpp"
-#include "actors/ports.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 #include "transport/server.hpp"
 
 #include <boost/asio/io_context.hpp>

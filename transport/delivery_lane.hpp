@@ -6,8 +6,8 @@
 // keep-alive tick.
 #pragma once
 
-#include "actors/metrics.hpp"
-#include "actors/ports.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 #include "protocol/websocket.hpp"
 
 #include <boost/asio/buffer.hpp>

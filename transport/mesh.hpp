@@ -8,8 +8,8 @@
 // Wire format: transport/mesh_codec.hpp.
 #pragma once
 
-#include "actors/backbone.hpp"
-#include "actors/metrics.hpp"
+#include "core/backbone.hpp"
+#include "core/metrics.hpp"
 
 #include <chrono>
 #include <functional>

@@ -13,8 +13,8 @@
 //             "!ok|" the topic whose subscription is confirmed.
 #pragma once
 
-#include "actors/backbone.hpp"
-#include "actors/topic_registry.hpp"
+#include "core/backbone.hpp"
+#include "core/string_hash.hpp"
 
 #include <cstdint>
 #include <optional>

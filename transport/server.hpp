@@ -2,8 +2,8 @@
 // non-template facade so that app code does not compile Beast.
 #pragma once
 
-#include "actors/metrics.hpp"
-#include "actors/ports.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 

@@ -2,7 +2,7 @@
 // HTTP upgrade request, before any WebSocket state exists.
 #pragma once
 
-#include "actors/metrics.hpp"
+#include "core/metrics.hpp"
 #include "transport/server.hpp"
 
 #include <string>

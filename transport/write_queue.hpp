@@ -4,8 +4,8 @@
 // reference with its header built here, never copied.
 #pragma once
 
-#include "actors/metrics.hpp"
-#include "actors/ports.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 #include "protocol/websocket.hpp"
 #include "transport/context.hpp"
 

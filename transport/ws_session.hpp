@@ -6,7 +6,7 @@
 // delivery lane) sends pings and drops silent peers.
 #pragma once
 
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 #include "transport/context.hpp"
 
 #include <boost/asio/io_context.hpp>

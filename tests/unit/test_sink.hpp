@@ -1,7 +1,7 @@
 // A frame_sink that records what it is given (for broker and session tests).
 #pragma once
 
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <atomic>
 #include <chrono>

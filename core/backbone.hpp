@@ -14,7 +14,7 @@
 //     the set of live peers (`atoms::view`), for channel history.
 #pragma once
 
-#include "actors/ports.hpp"
+#include "core/ports.hpp"
 
 #include <cstdint>
 #include <string>
