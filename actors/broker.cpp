@@ -26,7 +26,8 @@ std::string interest_key(topic_kind kind, std::string_view name) {
 
 broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::duration linger,
                          std::shared_ptr<const namespace_table> ns)
-  : metrics_(m), backbone_(std::move(bb)), linger_(linger), namespaces_(std::move(ns)) {}
+  : metrics_(m), backbone_(bb ? std::move(bb) : std::make_shared<local_backbone>()),
+    linger_(linger), namespaces_(std::move(ns)) {}
 
 bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
   if (sessions_.count(sid) != 0)
@@ -90,7 +91,7 @@ bool broker_core::unsubscribe(sid_type sid, std::string_view ch, clock::time_poi
 }
 
 void broker_core::want(topic_kind kind, std::string_view name, ready_fn ready) {
-  if (!backbone_) {
+  if (!backbone_->clustered()) {
     if (ready)
       ready();
     return;
@@ -117,7 +118,7 @@ void broker_core::unwant(topic_kind kind, std::string_view name, clock::time_poi
   if (kind == topic_kind::channel) // no local subscriber: the order starts afresh
     if (auto s = streams_.find(name); s != streams_.end())
       streams_.erase(s);
-  if (!backbone_)
+  if (!backbone_->clustered())
     return;
   auto key = interest_key(kind, name);
   auto it = interest_.find(key);
@@ -184,21 +185,19 @@ std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame
 std::size_t broker_core::publish(std::string_view ch, const frame_ptr& frame) {
   bump(metrics_.publishes, 1);
   auto n = fan_out(channels_.find(ch), frame, lossy(ch));
-  if (backbone_)
-    backbone_->publish(topic_kind::channel, ch, frame);
+  backbone_->publish(topic_kind::channel, ch, frame);
   return n;
 }
 
 std::size_t broker_core::send_to_user(std::string_view user, const frame_ptr& frame) {
   bump(metrics_.direct_messages, 1);
   auto n = fan_out(devices_of(user), frame);
-  if (backbone_)
-    backbone_->publish(topic_kind::user, user, frame);
+  backbone_->publish(topic_kind::user, user, frame);
   return n;
 }
 
-std::size_t broker_core::deliver_remote(topic_kind kind, std::string_view name,
-                                        const frame_ptr& frame) {
+std::size_t broker_core::deliver_local(topic_kind kind, std::string_view name,
+                                       const frame_ptr& frame) {
   return kind == topic_kind::channel ? fan_out(channels_.find(name), frame, lossy(name))
                                      : fan_out(devices_of(name), frame);
 }

@@ -1,19 +1,19 @@
 // The node broker: who on this node listens to what, and delivery to them.
 //
 // `broker_core` is the plain logic (tables, fan-out, backbone interest),
-// testable without actors; `spawn_broker` wraps it in the node's single
-// broker actor, which owns it. Deliver locally, then propagate: a frame
+// testable without actors; `spawn_broker` wraps it in a broker actor (one
+// per shard, see broker_set), which owns it. Deliver locally, then propagate: a frame
 // published on this node goes to local sessions first, then once to the
 // backbone; a frame received from the backbone is delivered locally and
 // never re-published.
 #pragma once
 
-#include "core/backbone.hpp"
 #include "actors/history_service.hpp"
-#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "core/ports.hpp"
 #include "actors/topic_registry.hpp"
+#include "core/backbone.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -38,7 +38,7 @@ public:
   /// single node): sends the `ack` of a `sub`, or the `hello` of a session.
   using ready_fn = std::function<void()>;
 
-  /// `bb` may be null (single node); `m` must outlive the core. A topic
+  /// `bb` null means a single node (a `local_backbone`); `m` must outlive the core. A topic
   /// without local interest stays subscribed on the backbone for `linger`,
   /// so that leave-and-rejoin does not churn the mesh.
   broker_core(metrics& m, std::shared_ptr<backbone> bb,
@@ -66,8 +66,10 @@ public:
   /// Delivers a `dm` frame to every local session of `user`, then to the
   /// backbone. Returns the number of local sessions that queued it.
   std::size_t send_to_user(std::string_view user, const frame_ptr& frame);
-  /// Delivers a frame received from the backbone to local sessions only.
-  std::size_t deliver_remote(topic_kind kind, std::string_view name, const frame_ptr& frame);
+  /// Delivers a frame to local sessions only, never to the backbone: one
+  /// received from another node, or an event this node made for its own
+  /// subscribers (presence join/leave).
+  std::size_t deliver_local(topic_kind kind, std::string_view name, const frame_ptr& frame);
   /// The backbone reports a subscription live: runs the waiting `ready`s.
   void confirmed(topic_kind kind, std::string_view name);
   /// Unsubscribes from the backbone the topics without local interest for

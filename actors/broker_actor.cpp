@@ -17,11 +17,19 @@ constexpr auto tick_interval = std::chrono::milliseconds(250);
 
 struct broker_state {
   std::unique_ptr<broker_core> core;
-  std::unique_ptr<history_service> history;
+  std::unique_ptr<history_store> history;
   std::unique_ptr<presence_table> presence;
+  std::vector<cluster_service*> services; // the two above, when present
   std::shared_ptr<backbone> bb;
   bool draining = false;
   static inline const char* name = "wsnode.broker";
+
+  cluster_service* service(service_tag tag) const noexcept {
+    for (auto* s : services)
+      if (s->tag() == tag)
+        return s;
+    return nullptr;
+  }
 };
 
 std::int8_t tri(std::optional<bool> b) {
@@ -30,29 +38,29 @@ std::int8_t tri(std::optional<bool> b) {
 
 // The HTTP API's answer when a history channel's owner or copies are out
 // of reach (docs/protocol.md "When history is out of reach"); counted.
-api_result history_unavailable(metrics& m) {
+api_outcome history_unavailable(metrics& m) {
   bump(m.history_unavailable, 1);
-  return {503, "{\"error\":\"unavailable\",\"msg\":\"channel history unavailable; retry\"}\n"};
+  return api_failed(api_status::unavailable, "channel history unavailable; retry");
 }
 
 // The HTTP API's answer to a history read (docs/protocol.md "History").
-api_result history_body(const std::string& ch, const read_outcome& o, metrics& m) {
+api_outcome history_answer(const std::string& ch, const read_outcome& o, metrics& m) {
   if (!o.ok)
     return history_unavailable(m);
-  return {200, protocol::encode_history({}, ch, o.ep, o.off, o.frames, true) + "\n"};
+  api_outcome out;
+  out.object = protocol::encode_history({}, ch, o.ep, o.off, o.frames, true);
+  return out;
 }
 
 caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                            std::shared_ptr<backbone> bb, broker_options opts) {
   auto& st = self->state;
-  st.bb = bb;
-  st.core =
-      std::make_unique<broker_core>(*m, std::move(bb), opts.unsubscribe_linger, opts.namespaces);
+  st.bb = bb ? std::move(bb) : std::make_shared<local_backbone>();
+  st.core = std::make_unique<broker_core>(*m, st.bb, opts.unsubscribe_linger, opts.namespaces);
   if (opts.namespaces && opts.namespaces->any_history()) {
     history_hooks hooks;
     hooks.send = [self](const std::string& node, std::string payload) {
-      if (self->state.bb)
-        self->state.bb->send_to_node(node, std::move(payload));
+      self->state.bb->send_to_node(node, service_tag::history, std::move(payload));
     };
     hooks.committed = [self, m](const std::string& ch, const std::string& ep, std::uint64_t off,
                                 const frame_ptr& frame) {
@@ -65,21 +73,20 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
   if (opts.namespaces && opts.namespaces->any_presence()) {
     presence_hooks hooks;
     hooks.send = [self](const std::string& node, std::string payload) {
-      if (self->state.bb)
-        self->state.bb->send_to_node(node, std::move(payload));
+      self->state.bb->send_to_node(node, service_tag::presence, std::move(payload));
     };
     hooks.deliver = [self](const std::string& ch, const frame_ptr& frame) {
-      self->state.core->deliver_remote(topic_kind::channel, ch, frame);
+      self->state.core->deliver_local(topic_kind::channel, ch, frame);
     };
     st.presence = std::make_unique<presence_table>(opts.history.node_id, opts.namespaces, *m,
                                                    std::move(hooks));
   }
-  if (st.bb || st.history || st.presence)
+  if (st.history)
+    st.services.push_back(st.history.get());
+  if (st.presence)
+    st.services.push_back(st.presence.get());
+  if (st.bb->clustered() || !st.services.empty())
     self->delayed_send(self, tick_interval, atoms::tick::value);
-  auto done = [](const api_completion& c, bool ok) {
-    if (c.fn)
-      c.fn(ok);
-  };
   auto read_req = [](bool has_since, std::string ep, std::uint64_t off, bool has_limit,
                      std::uint64_t limit, read_request::purpose kind) {
     read_request r;
@@ -128,17 +135,18 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
         self->state.core->send_to_user(user, frame);
       },
-      [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& c) {
+      [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& done) {
         self->state.core->publish(ch, frame);
-        done(c, true);
+        done({});
       },
-      [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& c) {
+      [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& done) {
         self->state.core->send_to_user(user, frame);
-        done(c, true);
+        done({});
       },
       // ---- history channels
-      [=](atoms::hsub, std::uint64_t sid, const std::string& ch, std::uint64_t slot, sink_ptr& from,
-          const caf::actor& session, bool has_since, std::string& ep, std::uint64_t off) {
+      [=](atoms::history_subscribe, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
+          sink_ptr& from, const caf::actor& session, bool has_since, std::string& ep,
+          std::uint64_t off) {
         auto& core = *self->state.core;
         if (!core.sink_of(sid))
           core.attach(sid, from);
@@ -158,7 +166,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::live, std::uint64_t sid, const std::string& ch) {
         self->state.core->release(sid, ch);
       },
-      [=](atoms::hpub, const std::string& ch, std::string& from, std::string& data,
+      [=](atoms::history_publish, const std::string& ch, std::string& from, std::string& data,
           std::string& key, std::uint64_t slot, const caf::actor& session) {
         self->state.history->publish(ch, std::move(from), std::move(data), std::move(key),
                                      [session, slot](publish_outcome o) {
@@ -166,18 +174,20 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                                                       o.off, o.error);
                                      });
       },
-      [=](atoms::hpub, const std::string& ch, std::string& data, std::string& key,
-          const api_reply_completion& c) {
-        auto fn = c.fn;
-        self->state.history->publish(
-            ch, {}, std::move(data), std::move(key), [fn, m](publish_outcome o) {
-              if (!o.ok)
-                return fn(history_unavailable(*m));
-              fn({200, "{\"ok\":true,\"off\":" + std::to_string(o.off) + "}\n"});
-            });
+      [=](atoms::history_publish, const std::string& ch, std::string& data, std::string& key,
+          const api_completion& done) {
+        self->state.history->publish(ch, {}, std::move(data), std::move(key),
+                                     [done, m](publish_outcome o) {
+                                       if (!o.ok)
+                                         return done(history_unavailable(*m));
+                                       api_outcome out;
+                                       out.off = o.off;
+                                       done(std::move(out));
+                                     });
       },
-      [=](atoms::hist, const std::string& ch, bool has_since, std::string& ep, std::uint64_t off,
-          bool has_limit, std::uint64_t limit, std::uint64_t slot, const caf::actor& session) {
+      [=](atoms::history_read, const std::string& ch, bool has_since, std::string& ep,
+          std::uint64_t off, bool has_limit, std::uint64_t limit, std::uint64_t slot,
+          const caf::actor& session) {
         auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
                             read_request::purpose::history);
         self->state.history->read(ch, req, [session, slot](read_outcome o) {
@@ -185,20 +195,19 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                          frame_list{std::move(o.frames)}, o.error);
         });
       },
-      [=](atoms::hist, const std::string& ch, bool has_since, std::string& ep, std::uint64_t off,
-          bool has_limit, std::uint64_t limit, const api_reply_completion& c) {
+      [=](atoms::history_read, const std::string& ch, bool has_since, std::string& ep,
+          std::uint64_t off, bool has_limit, std::uint64_t limit, const api_completion& done) {
         auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
                             read_request::purpose::history);
-        auto fn = c.fn;
-        self->state.history->read(ch, req,
-                                  [fn, ch, m](read_outcome o) { fn(history_body(ch, o, *m)); });
+        self->state.history->read(
+            ch, req, [done, ch, m](read_outcome o) { done(history_answer(ch, o, *m)); });
       },
       // ---- presence channels
-      [=](atoms::padd, std::uint64_t sid, const std::string& ch, const std::string& user) {
+      [=](atoms::presence_add, std::uint64_t sid, const std::string& ch, const std::string& user) {
         if (self->state.presence)
           self->state.presence->add(ch, sid, user);
       },
-      [=](atoms::prem, std::uint64_t sid, const std::string& ch) {
+      [=](atoms::presence_remove, std::uint64_t sid, const std::string& ch) {
         if (self->state.presence)
           self->state.presence->remove(ch, sid);
       },
@@ -206,35 +215,29 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           const std::string& id, std::uint64_t slot, const caf::actor& session) {
         auto frame = self->state.presence->page(id, ch, static_cast<std::size_t>(limit), cursor,
                                                 false, opts.max_frame_bytes);
-        caf::anon_send(session, atoms::pres_done::value, slot, std::move(frame));
+        caf::anon_send(session, atoms::presence_done::value, slot, std::move(frame));
       },
       [=](atoms::presence, const std::string& ch, std::uint64_t limit, const std::string& cursor,
-          const api_reply_completion& c) {
-        c.fn({200, self->state.presence->page({}, ch, static_cast<std::size_t>(limit), cursor, true,
-                                              opts.max_frame_bytes) +
-                       "\n"});
+          const api_completion& done) {
+        api_outcome out;
+        out.object = self->state.presence->page({}, ch, static_cast<std::size_t>(limit), cursor,
+                                                true, opts.max_frame_bytes);
+        done(std::move(out));
       },
-      [=](atoms::node_msg, const std::string& from, const std::string& payload) {
-        if (is_presence_payload(payload)) {
-          if (self->state.presence)
-            self->state.presence->on_message(from, payload);
-        } else if (self->state.history) {
-          self->state.history->on_message(from, payload);
-        }
-        if (self->state.bb)
-          self->state.bb->handled();
+      [=](atoms::node_msg, const std::string& from, std::uint8_t tag, const std::string& payload) {
+        if (auto* s = self->state.service(static_cast<service_tag>(tag)))
+          s->on_message(from, payload);
+        else // a service this node does not run (no namespace uses it)
+          bump(m->mesh_malformed, 1);
+        self->state.bb->handled();
       },
-      [=](atoms::view, std::vector<std::string>& live) {
-        if (self->state.presence)
-          self->state.presence->on_view(live);
-        if (self->state.history)
-          self->state.history->on_view(std::move(live));
+      [=](atoms::view, const std::vector<std::string>& live) {
+        for (auto* s : self->state.services)
+          s->on_view(live);
       },
       [=](atoms::restarted, const std::string& node) {
-        if (self->state.presence)
-          self->state.presence->on_restart(node);
-        if (self->state.history)
-          self->state.history->on_restart(node);
+        for (auto* s : self->state.services)
+          s->on_restart(node);
       },
       // ---- backbone
       [=](atoms::remote, std::uint8_t kind, const std::string& name, const frame_ptr& frame) {
@@ -247,21 +250,18 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
             self->state.core->deliver_ordered(name, ep, protocol::msg_offset(*inner, name.size()),
                                               inner, false);
         } else {
-          self->state.core->deliver_remote(k, name, frame);
+          self->state.core->deliver_local(k, name, frame);
         }
-        if (self->state.bb)
-          self->state.bb->handled();
+        self->state.bb->handled();
       },
       [=](atoms::mesh_ok, std::uint8_t kind, const std::string& name) {
         self->state.core->confirmed(static_cast<topic_kind>(kind), name);
       },
       [=](atoms::tick) {
-        if (self->state.bb)
-          self->state.core->expire();
-        if (self->state.history)
-          self->state.history->tick();
-        if (self->state.presence)
-          self->state.presence->tick();
+        self->state.core->expire();
+        auto now = cluster_service::clock::now();
+        for (auto* s : self->state.services)
+          s->tick(now);
         self->delayed_send(self, tick_interval, atoms::tick::value);
       },
       [=](atoms::drain) {
@@ -271,6 +271,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       },
       [=](atoms::shutdown) {
         self->state.core->close_all(close_code::going_away, "node shutting down");
+        self->state.services.clear();
         self->state.history.reset();
         self->state.presence.reset();
         self->quit(caf::exit_reason::user_shutdown);

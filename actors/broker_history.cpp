@@ -183,7 +183,7 @@ void broker_core::break_stream(std::string_view ch, clock::time_point now) {
 std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view ep,
                                          std::uint64_t off, const frame_ptr& frame,
                                          bool propagate) {
-  if (propagate && backbone_) {
+  if (propagate && backbone_->clustered()) {
     std::string wire;
     wire.reserve(ep.size() + 1 + frame->size());
     wire += ep;

@@ -25,9 +25,10 @@
 // A single node (no mesh) owns every channel, with no replica.
 #pragma once
 
+#include "actors/cluster_service.hpp"
 #include "actors/history_log.hpp"
-#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
+#include "core/metrics.hpp"
 #include "core/ports.hpp"
 
 #include <chrono>
@@ -88,32 +89,43 @@ struct read_outcome {
   std::vector<frame_ptr> frames;
 };
 
-class history_service {
+/// Channel history as the broker uses it: publish, read, and the cluster
+/// service that keeps it. `history_service` below replicates it over the
+/// backbone's service messages; another store (JetStream on NATS) stands in
+/// for it behind this interface.
+class history_store : public cluster_service {
 public:
-  using clock = std::chrono::steady_clock;
   using publish_done = std::function<void(publish_outcome)>;
   using read_done = std::function<void(read_outcome)>;
 
+  service_tag tag() const noexcept final { return service_tag::history; }
+  /// Publishes `data` (raw JSON) from `from` ("" for the API) into `ch`.
+  virtual void publish(const std::string& ch, std::string from, std::string data, std::string key,
+                       publish_done done) = 0;
+  /// Reads `ch`'s position (and messages) from its owner.
+  virtual void read(const std::string& ch, read_request req, read_done done) = 0;
+};
+
+class history_service final : public history_store {
+public:
   history_service(history_options opts, std::shared_ptr<const namespace_table> ns, metrics& m,
                   history_hooks hooks);
-  ~history_service();
+  ~history_service() override;
   history_service(const history_service&) = delete;
   history_service& operator=(const history_service&) = delete;
 
-  /// Publishes `data` (raw JSON) from `from` ("" for the API) into `ch`.
   void publish(const std::string& ch, std::string from, std::string data, std::string key,
-               publish_done done);
-  /// Reads `ch`'s position (and messages) from its owner.
-  void read(const std::string& ch, read_request req, read_done done);
+               publish_done done) override;
+  void read(const std::string& ch, read_request req, read_done done) override;
 
   /// A service message from node `from` (see history_service.cpp).
-  void on_message(const std::string& from, std::string_view payload);
+  void on_message(const std::string& from, std::string_view payload) override;
   /// The live peers changed (ids, this node excluded).
-  void on_view(std::vector<std::string> live_peers);
+  void on_view(std::vector<std::string> live_peers) override;
   /// Peer `node` restarted (it holds nothing any more).
-  void on_restart(const std::string& node);
+  void on_restart(const std::string& node) override;
   /// Housekeeping: retries, timeouts, history ttl. Call about every 250 ms.
-  void tick(clock::time_point now = clock::now());
+  void tick(clock::time_point now = clock::now()) override;
 
 private:
   struct impl;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace wsnode {
@@ -20,13 +21,33 @@ struct client_message {
 /// The messages of one read, in order.
 using client_messages = std::vector<client_message>;
 
-/// A completion callback carried through a mailbox (HTTP API replies).
-struct api_completion {
-  api_done fn;
-};
-/// The same for API calls that answer with a body (history channels).
-struct api_reply_completion {
-  api_reply fn;
+/// An HTTP API call's completion, carried through mailboxes. It answers
+/// once; when every copy of it is gone unanswered (its shard has quit and
+/// dropped the message, or a handler lost it), it answers `unavailable`
+/// there and then, so that no HTTP client waits for a reply that cannot come.
+class api_completion {
+public:
+  api_completion() = default;
+  explicit api_completion(api_done fn) : state_(std::make_shared<state>(std::move(fn))) {}
+  /// Answers `o`; later calls do nothing.
+  void operator()(api_outcome o) const {
+    if (state_)
+      state_->finish(std::move(o));
+  }
+
+private:
+  struct state {
+    explicit state(api_done f) : fn(std::move(f)) {}
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+    ~state() { finish(api_failed(api_status::unavailable, "node cannot take messages")); }
+    void finish(api_outcome o) {
+      if (auto f = std::exchange(fn, nullptr))
+        f(std::move(o));
+    }
+    api_done fn;
+  };
+  std::shared_ptr<state> state_;
 };
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
@@ -37,7 +58,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::client_messages)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_reply_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_list)
 
 namespace wsnode::atoms {
@@ -52,15 +72,15 @@ using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, comple
 
 // history channels (namespaces with history_size > 0; see history_service.hpp)
 /// session -> shard: (sid, ch, slot, sink, session, has_since, ep, off)
-using hsub = caf::atom_constant<caf::atom("hsub")>;
+using history_subscribe = caf::atom_constant<caf::atom("hsub")>;
 /// session -> shard: (sid, ch) the sub's ack and replay are out: go live
 using live = caf::atom_constant<caf::atom("live")>;
 /// session -> shard: (ch, from, data, key, slot, session); API: (ch, data, key,
-/// api_reply_completion)
-using hpub = caf::atom_constant<caf::atom("hpub")>;
+/// api_completion)
+using history_publish = caf::atom_constant<caf::atom("hpub")>;
 /// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (...,
-/// api_reply_completion)
-using hist = caf::atom_constant<caf::atom("hist")>;
+/// api_completion)
+using history_read = caf::atom_constant<caf::atom("hist")>;
 /// shard -> session: (slot, ok, ep, off, recovered (-1 none, 0, 1), frame_list, error)
 using sub_done = caf::atom_constant<caf::atom("sub_done")>;
 /// shard -> session: (slot, ok, off, error)
@@ -69,14 +89,14 @@ using pub_done = caf::atom_constant<caf::atom("pub_done")>;
 using hist_done = caf::atom_constant<caf::atom("hist_done")>;
 // presence (namespaces with presence = true; see presence.hpp)
 /// session -> shard: (sid, ch, user) subscribed; (sid, ch) unsubscribed
-using padd = caf::atom_constant<caf::atom("padd")>;
-using prem = caf::atom_constant<caf::atom("prem")>;
+using presence_add = caf::atom_constant<caf::atom("padd")>;
+using presence_remove = caf::atom_constant<caf::atom("prem")>;
 /// session -> shard: (ch, limit, cursor, id, slot, session); API: (ch, limit,
-/// cursor, api_reply_completion)
+/// cursor, api_completion)
 using presence = caf::atom_constant<caf::atom("presence")>;
 /// shard -> session: (slot, frame)
-using pres_done = caf::atom_constant<caf::atom("pres_done")>;
-/// backbone -> shard: (from node, payload) a history or presence service message
+using presence_done = caf::atom_constant<caf::atom("pres_done")>;
+/// backbone -> shard: (from node, service_tag, payload) a history or presence service message
 using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 /// backbone -> shards: (live peer ids)
 using view = caf::atom_constant<caf::atom("view")>;

@@ -34,7 +34,6 @@ std::uint64_t user_hash(std::string_view u) noexcept {
 std::string payload(std::string_view ch, const boost::json::object& o) {
   std::string out{ch};
   out += '\n';
-  out += presence_tag;
   out += boost::json::serialize(o);
   return out;
 }
@@ -58,11 +57,6 @@ std::optional<std::uint64_t> uint_member(const boost::json::object& o, std::stri
 }
 
 } // namespace
-
-bool is_presence_payload(std::string_view payload) noexcept {
-  auto nl = payload.find('\n');
-  return nl != std::string_view::npos && nl + 1 < payload.size() && payload[nl + 1] == presence_tag;
-}
 
 struct presence_table::impl {
   // What one peer holds of a channel, as its deltas and snapshots said.
@@ -273,11 +267,11 @@ struct presence_table::impl {
 
   void on_message(const std::string& from, std::string_view p) {
     auto nl = p.find('\n');
-    if (nl == std::string_view::npos || nl + 1 >= p.size() || p[nl + 1] != presence_tag)
+    if (nl == std::string_view::npos || nl + 1 >= p.size())
       return bump(m.presence_bad_messages, 1);
     std::string ch{p.substr(0, nl)};
     boost::system::error_code ec;
-    auto v = boost::json::parse(p.substr(nl + 2), ec);
+    auto v = boost::json::parse(p.substr(nl + 1), ec);
     if (ec || !v.is_object() || !protocol::valid_channel(ch) || !ns->of_channel(ch).presence)
       return bump(m.presence_bad_messages, 1);
     const auto& o = v.as_object();

@@ -20,8 +20,9 @@
 //   for 3 intervals, asks that node for a snapshot (a lost delta heals).
 #pragma once
 
-#include "core/metrics.hpp"
+#include "actors/cluster_service.hpp"
 #include "actors/namespaces.hpp"
+#include "core/metrics.hpp"
 #include "core/ports.hpp"
 
 #include <chrono>
@@ -51,14 +52,13 @@ struct presence_hooks {
   std::function<void(const std::string& ch, const frame_ptr& frame)> deliver;
 };
 
-class presence_table {
+class presence_table final : public cluster_service {
 public:
-  using clock = std::chrono::steady_clock;
   using sid_type = std::uint64_t;
 
   presence_table(std::string self, std::shared_ptr<const namespace_table> ns, metrics& m,
                  presence_hooks hooks, clock::duration digest_interval = std::chrono::seconds(2));
-  ~presence_table();
+  ~presence_table() override;
   presence_table(const presence_table&) = delete;
   presence_table& operator=(const presence_table&) = delete;
 
@@ -80,13 +80,14 @@ public:
                    std::string_view cursor, bool api, std::size_t max_bytes) const;
 
   // ---- cluster
-  void on_message(const std::string& from, std::string_view payload);
+  service_tag tag() const noexcept override { return service_tag::presence; }
+  void on_message(const std::string& from, std::string_view payload) override;
   /// The live peers (self excluded) changed.
-  void on_view(std::vector<std::string> live);
+  void on_view(std::vector<std::string> live) override;
   /// `node` restarted: what it held is gone.
-  void on_restart(const std::string& node);
+  void on_restart(const std::string& node) override;
   /// Digests and their checks; call every few hundred milliseconds.
-  void tick(clock::time_point now = clock::now());
+  void tick(clock::time_point now = clock::now()) override;
 
 private:
   struct impl;

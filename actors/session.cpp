@@ -89,7 +89,7 @@ public:
     } else {
       std::erase(subs_, r->ch);
       if (env_->cfg.namespaces->of_channel(r->ch).presence)
-        caf::anon_send(env_->brokers->owner(r->ch), atoms::prem::value, sid_, r->ch);
+        caf::anon_send(env_->brokers->owner(r->ch), atoms::presence_remove::value, sid_, r->ch);
       r->frame = unavailable(r->id, error);
     }
     complete(*r);
@@ -208,7 +208,7 @@ private:
   void complete(held_reply& r) {
     r.ready = true;
     {
-      send_batch replies;
+      send_batch replies; // not unused: while it lives, sends are handed over together
       send_in_order();
     }
     release_subscriptions();
@@ -397,7 +397,7 @@ private:
                                      std::to_string(env_->cfg.max_subscriptions) + ")"});
         subs_.emplace_back(cmd.ch);
         if (ns.presence)
-          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::padd::value, sid_,
+          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence_add::value, sid_,
                          std::string{cmd.ch}, user_);
       }
       // answered once the broker reports the subscription live on every
@@ -405,9 +405,9 @@ private:
       if (ns.has_history()) {
         auto slot = hold(cmd.id, cmd.ch);
         bool since = cmd.since.has_value();
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hsub::value, sid_, std::string{cmd.ch},
-                       slot, sink_, handle(), since, since ? cmd.since->ep : std::string{},
-                       since ? cmd.since->off : 0);
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_subscribe::value, sid_,
+                       std::string{cmd.ch}, slot, sink_, handle(), since,
+                       since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0);
         return;
       }
       {
@@ -423,7 +423,7 @@ private:
         caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_,
                        std::string{cmd.ch});
         if (ns.presence)
-          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::prem::value, sid_,
+          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence_remove::value, sid_,
                          std::string{cmd.ch});
       }
       return reply(make_frame(protocol::encode_ack(cmd.id)));
@@ -432,8 +432,9 @@ private:
         return refuse(cmd.id, *no);
       if (ns.has_history()) { // answered with its offset once it is held safely
         auto slot = hold(cmd.id, {});
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hpub::value, std::string{cmd.ch}, user_,
-                       std::string{cmd.data}, std::move(cmd.key), slot, handle());
+        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_publish::value,
+                       std::string{cmd.ch}, user_, std::string{cmd.data}, std::move(cmd.key), slot,
+                       handle());
         return;
       }
       caf::anon_send(env_->brokers->owner(cmd.ch), atoms::pub::value, std::string{cmd.ch},
@@ -448,8 +449,8 @@ private:
         return refuse(cmd.id, *no);
       auto slot = hold(cmd.id, cmd.ch);
       bool since = cmd.since.has_value();
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::hist::value, std::string{cmd.ch}, since,
-                     since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0,
+      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_read::value, std::string{cmd.ch},
+                     since, since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0,
                      cmd.limit.has_value(), std::uint64_t{cmd.limit.value_or(0)}, slot, handle());
       return;
     }
@@ -535,7 +536,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::hist_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
           const frame_list& frames,
           const std::string& error) { self->state.on_hist_done(slot, ok, ep, off, frames, error); },
-      [=](atoms::pres_done, std::uint64_t slot, std::string& frame) {
+      [=](atoms::presence_done, std::uint64_t slot, std::string& frame) {
         self->state.on_presence_done(slot, frame);
       },
       [=](atoms::closed) {

@@ -339,6 +339,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.get("auth", "audience", c.auth_audience);
   r.millis("auth", "expiry_grace_ms", c.expiry_grace);
   r.get("api", "key", c.api_key);
+  r.millis("api", "timeout_ms", c.api_timeout);
   r.get("ws", "max_message_bytes", c.max_message_bytes);
   r.strings("ws", "allowed_origins", c.allowed_origins);
   r.get("ws", "compression", c.compression);
@@ -414,6 +415,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   require(c.idempotency_window.count() >= 1000, "history.idempotency_window_ms",
           "must be at least 1000");
   require(c.history_timeout.count() >= 100, "history.timeout_ms", "must be at least 100");
+  require(c.api_timeout.count() >= 100, "api.timeout_ms", "must be at least 100");
   require(c.heartbeat_interval.count() >= 10, "mesh.heartbeat_ms", "must be at least 10");
   require(c.subscribe_timeout.count() >= 1, "mesh.subscribe_timeout_ms", "must be positive");
   require(c.mesh_hwm >= 100 && c.mesh_hwm <= 10000000, "mesh.hwm", "must be 100-10000000");

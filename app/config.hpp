@@ -37,6 +37,7 @@ struct config {
   std::chrono::milliseconds expiry_grace{30000}; ///< after `exp` before 4001
   // [api]
   std::string api_key;
+  std::chrono::milliseconds api_timeout{10000}; ///< an API call not answered by then: 503
   // [ws]
   std::size_t max_message_bytes = 65536;
   std::vector<std::string> allowed_origins;

@@ -1,11 +1,13 @@
 #include "app/node.hpp"
 
+#include "actors/api_calls.hpp"
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
+#include "actors/shard_router.hpp"
 #include "protocol/codec.hpp"
+#include "transport/backbone_factory.hpp"
 #include "transport/io_pool.hpp"
-#include "transport/mesh.hpp"
 #include "transport/server.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -29,11 +31,11 @@ namespace {
 class node_impl final : public node_port {
 public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
-            std::shared_ptr<const broker_set> brokers, std::shared_ptr<zmq_mesh> mesh,
+            std::shared_ptr<const broker_set> brokers, std::shared_ptr<backbone> bb,
             std::shared_ptr<const namespace_table> namespaces,
             std::shared_ptr<const protocol::token_verifier> verifier)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
-      mesh_(std::move(mesh)), namespaces_(std::move(namespaces)) {
+      bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m) {
     session_config sc;
     sc.node_id = cfg.node_id;
     sc.limits.max_data_bytes = cfg.max_data_bytes;
@@ -55,67 +57,35 @@ public:
     return std::move(s.handler);
   }
 
-  void api_publish(std::string ch, std::string data, std::string key, api_reply done) override {
-    const auto& shard = brokers_->owner(ch);
-    if (namespaces_->of_channel(ch).has_history()) {
-      caf::anon_send(shard, atoms::hpub::value, std::move(ch), std::move(data), std::move(key),
-                     api_reply_completion{std::move(done)});
-      return;
-    }
-    auto frame = make_frame(protocol::encode_msg(ch, {}, data));
-    caf::anon_send(shard, atoms::pub::value, std::move(ch), std::move(frame),
-                   api_completion{[done = std::move(done)](bool ok) {
-                     if (ok)
-                       done({200, "{\"ok\":true}\n"});
-                     else
-                       done({503, "{\"error\":\"unavailable\",\"msg\":\"node cannot take "
-                                  "messages\"}\n"});
-                   }});
+  void api_publish(std::string ch, std::string data, std::string key, api_done done) override {
+    api_.publish(std::move(ch), std::move(data), std::move(key), std::move(done));
+  }
+
+  void api_send(std::string user, std::string data, api_done done) override {
+    api_.send(std::move(user), std::move(data), std::move(done));
   }
 
   void api_history(std::string ch, bool has_since, std::string ep, std::uint64_t off,
-                   long long limit, api_reply done) override {
-    if (!namespaces_->of_channel(ch).has_history()) {
-      done({400, "{\"error\":\"bad_request\",\"msg\":\"this channel's namespace keeps no "
-                 "history\"}\n"});
-      return;
-    }
-    const auto& shard = brokers_->owner(ch);
-    caf::anon_send(shard, atoms::hist::value, std::move(ch), has_since, std::move(ep), off,
-                   limit >= 0, static_cast<std::uint64_t>(std::max(limit, 0LL)),
-                   api_reply_completion{std::move(done)});
+                   long long limit, api_done done) override {
+    api_.history(std::move(ch), has_since, std::move(ep), off, limit, std::move(done));
   }
 
-  void api_presence(std::string ch, long long limit, std::string cursor, api_reply done) override {
-    if (!namespaces_->of_channel(ch).presence) {
-      m_.refuse(refusal_reason::presence_off);
-      done({403, "{\"error\":\"forbidden\",\"msg\":\"presence is off for this channel's "
-                 "namespace\"}\n"});
-      return;
-    }
-    constexpr long long default_limit = 1000;
-    caf::anon_send(brokers_->owner(ch), atoms::presence::value, std::move(ch),
-                   static_cast<std::uint64_t>(limit < 0 ? default_limit : limit), std::move(cursor),
-                   api_reply_completion{std::move(done)});
-  }
-
-  void api_send(std::string user, frame_ptr frame, api_done done) override {
-    const auto& shard = brokers_->owner(user);
-    caf::anon_send(shard, atoms::dm::value, std::move(user), std::move(frame),
-                   api_completion{std::move(done)});
+  void api_presence(std::string ch, long long limit, std::string cursor, api_done done) override {
+    api_.presence(std::move(ch), limit, std::move(cursor), std::move(done));
   }
 
   std::string metrics_text() override { return render_prometheus(m_, cfg_.node_id, version_); }
 
   bool readiness(std::string& body) override {
-    bool mesh_up = !mesh_ || mesh_->up();
+    bool clustered = bb_->clustered();
+    bool mesh_up = bb_->up();
     bool ready = ready_.load() && !draining_.load() && mesh_up;
-    std::string_view mesh_state = !mesh_ ? "off" : (mesh_up ? "up" : "down");
+    std::string_view mesh_state = !clustered ? "off" : (mesh_up ? "up" : "down");
     body = fmt::format(R"({{"ready":{},"node":"{}","draining":{},"connections":{},)"
                        R"("mesh":"{}","peers":{}}})"
                        "\n",
                        ready, cfg_.node_id, draining_.load(), m_.connections.load(), mesh_state,
-                       mesh_ ? mesh_->peers_json() : std::string{"[]"});
+                       bb_->peers_json());
     return ready;
   }
 
@@ -128,8 +98,9 @@ private:
   metrics& m_;
   caf::actor_system& sys_;
   std::shared_ptr<const broker_set> brokers_;
-  std::shared_ptr<zmq_mesh> mesh_;
+  std::shared_ptr<backbone> bb_;
   std::shared_ptr<const namespace_table> namespaces_;
+  api_calls api_;
   std::shared_ptr<const session_env> session_env_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
@@ -178,9 +149,10 @@ std::shared_ptr<const protocol::token_verifier> make_verifier(const config& cfg)
       cfg.auth_secret, cfg.auth_public_keys, cfg.auth_issuer, cfg.auth_audience});
 }
 
-server_options make_server_options(const config& cfg, rlim_t fd_limit,
-                                   std::shared_ptr<const protocol::token_verifier> verifier) {
-  server_options o;
+transport::server_options
+make_server_options(const config& cfg, rlim_t fd_limit,
+                    std::shared_ptr<const protocol::token_verifier> verifier) {
+  transport::server_options o;
   o.node_id = cfg.node_id;
   o.host = cfg.host;
   o.port = cfg.port;
@@ -190,6 +162,7 @@ server_options make_server_options(const config& cfg, rlim_t fd_limit,
   o.http_idle_timeout = cfg.http_idle_timeout;
   o.verifier = verifier;
   o.api_key = cfg.api_key;
+  o.api_timeout = cfg.api_timeout;
   o.allowed_origins = cfg.allowed_origins;
   o.max_message_bytes = cfg.max_message_bytes;
   o.compression = cfg.compression;
@@ -203,8 +176,9 @@ server_options make_server_options(const config& cfg, rlim_t fd_limit,
   return o;
 }
 
-mesh_options make_mesh_options(const config& cfg) {
-  mesh_options mo;
+transport::backbone_options make_backbone_options(const config& cfg) {
+  transport::backbone_options bo;
+  auto& mo = bo.mesh;
   mo.node_id = cfg.node_id;
   mo.bind = cfg.mesh_bind;
   mo.peers = cfg.mesh_peers;
@@ -213,36 +187,7 @@ mesh_options make_mesh_options(const config& cfg) {
   mo.hwm = static_cast<int>(cfg.mesh_hwm);
   mo.queue_limit = cfg.mesh_hwm;
   mo.max_inflight = cfg.mesh_hwm;
-  return mo;
-}
-
-// What the mesh thread reports goes to the mailbox of the topic's shard.
-mesh_events events_for(std::shared_ptr<const broker_set> brokers) {
-  mesh_events ev;
-  ev.deliver = [brokers](topic_kind kind, std::string name, frame_ptr frame) {
-    const auto& shard = brokers->owner(name);
-    caf::anon_send(shard, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
-                   std::move(frame));
-  };
-  ev.subscribed = [brokers](topic_kind kind, std::string name) {
-    const auto& shard = brokers->owner(name);
-    caf::anon_send(shard, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
-  };
-  // history service messages start with their channel: to its shard
-  ev.node_message = [brokers](std::string from, std::string payload) {
-    auto ch = std::string_view{payload}.substr(0, payload.find('\n'));
-    const auto& shard = brokers->owner(ch);
-    caf::anon_send(shard, atoms::node_msg::value, std::move(from), std::move(payload));
-  };
-  ev.view = [brokers](std::vector<std::string> live) {
-    for (const auto& shard : brokers->all())
-      caf::anon_send(shard, atoms::view::value, live);
-  };
-  ev.restarted = [brokers](std::string node) {
-    for (const auto& shard : brokers->all())
-      caf::anon_send(shard, atoms::restarted::value, node);
-  };
-  return ev;
+  return bo;
 }
 
 // This node and its mesh peers (a peer equal to our own bind is ourselves).
@@ -266,19 +211,18 @@ void tell_all(const broker_set& brokers, Atom a) {
 // actor system can shut down.
 class startup_guard {
 public:
-  startup_guard(const broker_set& brokers, zmq_mesh* mesh) : brokers_(brokers), mesh_(mesh) {}
+  startup_guard(const broker_set& brokers, backbone& bb) : brokers_(brokers), bb_(bb) {}
   ~startup_guard() {
     if (armed_) {
       tell_all(brokers_, atoms::shutdown::value);
-      if (mesh_)
-        mesh_->stop();
+      bb_.stop();
     }
   }
   void disarm() { armed_ = false; }
 
 private:
   const broker_set& brokers_;
-  zmq_mesh* mesh_;
+  backbone& bb_;
   bool armed_ = true;
 };
 
@@ -296,9 +240,7 @@ int run_node(const config& cfg, std::string_view version) {
   caf_cfg.set("scheduler.policy",
               cfg.scheduler == "stealing" ? caf::atom("stealing") : caf::atom("sharing"));
   caf::actor_system sys{caf_cfg}; // destroyed first
-  std::shared_ptr<zmq_mesh> mesh;
-  if (!cfg.mesh_bind.empty())
-    mesh = std::make_shared<zmq_mesh>(make_mesh_options(cfg), m);
+  auto bb = transport::make_backbone(make_backbone_options(cfg), m);
   auto namespaces = std::make_shared<const namespace_table>(cfg.namespaces);
   broker_options bo;
   bo.unsubscribe_linger = cfg.unsubscribe_linger;
@@ -310,15 +252,14 @@ int run_node(const config& cfg, std::string_view version) {
   bo.history.timeout = cfg.history_timeout;
   bo.history.fresh_window = 3 * cfg.heartbeat_interval;
   auto brokers =
-      std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, mesh, bo));
-  startup_guard guard{*brokers, mesh.get()};
-  if (mesh)
-    mesh->start(events_for(brokers)); // throws when the mesh port is taken
+      std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, bb, bo));
+  startup_guard guard{*brokers, *bb};
+  bb->start(route_to_shards(brokers)); // throws when the mesh port is taken
   auto verifier = make_verifier(cfg);
-  node_impl node{cfg, version, m, sys, brokers, mesh, namespaces, verifier};
+  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier};
   auto opts = make_server_options(cfg, fd_limit, verifier);
   auto max_conns = opts.max_connections;
-  server srv{io, std::move(opts), node, m};
+  transport::server srv{io, std::move(opts), node, m};
   srv.start(); // throws when the port is taken
   guard.disarm();
 
@@ -365,15 +306,13 @@ int run_node(const config& cfg, std::string_view version) {
     spdlog::default_logger()->flush();
   };
   if (left > 0) {
-    if (mesh)
-      mesh->stop();
+    bb->stop();
     stopped();
     std::_Exit(0);
   }
   tell_all(*brokers, atoms::shutdown::value);
   sys.await_all_actors_done();
-  if (mesh)
-    mesh->stop();
+  bb->stop();
   io.stop();
   io.join();
   stopped();

@@ -115,8 +115,11 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          "Channel and user messages received from the mesh (heartbeats excluded).",
          load(m.mesh_received));
   single(out, "wsnode_mesh_service_received_total", "counter",
-         "History service messages (requests, replies, copies) received from the mesh.",
+         "Service messages (history, presence) received from the mesh.",
          load(m.mesh_service_received));
+  single(out, "wsnode_mesh_malformed_total", "counter",
+         "Mesh messages dropped as malformed (frames, envelope, topic or service tag).",
+         load(m.mesh_malformed));
   single(out, "wsnode_mesh_gaps_total", "counter",
          "Messages missed from mesh peers (sequence gaps per origin and topic).",
          load(m.mesh_gaps));

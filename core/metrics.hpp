@@ -78,7 +78,8 @@ struct metrics {
   counter mesh_sent{0};
   counter mesh_received{0};
   counter mesh_gaps{0};
-  counter mesh_service_received{0}; ///< history service messages sent to this node
+  counter mesh_service_received{0}; ///< service messages (history, presence) sent to this node
+  counter mesh_malformed{0};        ///< mesh messages dropped: frames, envelope, topic or tag
   counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
   // history (namespaces with history_size > 0)
   gauge history_channels{0};       ///< channels with a history copy on this node

@@ -142,16 +142,27 @@ struct session_identity {
   std::vector<std::string> channels; ///< its `channels` claim (private channels it may join)
 };
 
-/// A completion callback for API calls: `ok` is false when the node could
-/// not take the message (draining or overloaded).
-using api_done = std::function<void(bool ok)>;
-
-/// An API answer with a status and a JSON body.
-struct api_result {
-  unsigned status = 200;
-  std::string body;
+/// How an HTTP API call ended. The node says what happened; transport
+/// alone turns it into a status code and a body (transport/http_routes.cpp).
+enum class api_status : std::uint8_t {
+  ok,          ///< 200
+  bad_request, ///< 400: the call cannot be served as asked
+  forbidden,   ///< 403: refused by the namespace's policy
+  unavailable, ///< 503: not now (draining, history out of reach, no answer in time)
 };
-using api_reply = std::function<void(api_result)>;
+
+struct api_outcome {
+  api_status status = api_status::ok;
+  std::string msg;                  ///< why, when not ok
+  std::optional<std::uint64_t> off; ///< a publish into a history channel: its offset
+  std::string object;               ///< a read (history, presence): the answer, one JSON object
+};
+inline api_outcome api_failed(api_status s, std::string msg) {
+  return {s, std::move(msg), std::nullopt, {}};
+}
+
+/// Receives an API call's outcome, exactly once, on any thread.
+using api_done = std::function<void(api_outcome)>;
 
 /// What transport needs from the rest of the node. Thread-safe.
 class node_port {
@@ -163,20 +174,22 @@ public:
   /// outlives it.
   virtual std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                         std::uint64_t& sid) = 0;
-  /// Publishes `data` (raw JSON) to channel `ch` (HTTP API); `key` ("" =
-  /// none) makes it idempotent in a history channel. Answers the body of
-  /// the reply: {"ok":true} (with "off" in a history channel).
-  virtual void api_publish(std::string ch, std::string data, std::string key, api_reply done) = 0;
-  /// POST /api/history: the channel's position and messages (see
-  /// docs/protocol.md); `limit` < 0: the default.
+  // ---- the HTTP API (docs/protocol.md). Each answers `done` exactly once,
+  // maybe later and on another thread.
+
+  /// Publishes `data` (raw JSON) to channel `ch`; `key` ("" = none) makes
+  /// it idempotent in a history channel (the outcome then has `off`).
+  virtual void api_publish(std::string ch, std::string data, std::string key, api_done done) = 0;
+  /// Sends `data` (raw JSON) to every session of `user`, as a `dm` without
+  /// `from`.
+  virtual void api_send(std::string user, std::string data, api_done done) = 0;
+  /// POST /api/history: the channel's position and messages; `limit` < 0:
+  /// the default.
   virtual void api_history(std::string ch, bool has_since, std::string ep, std::uint64_t off,
-                           long long limit, api_reply done) = 0;
-  /// POST /api/presence: a page of the channel's members (see
-  /// docs/protocol.md "Presence"); `limit` < 0: the default.
-  virtual void api_presence(std::string ch, long long limit, std::string cursor,
-                            api_reply done) = 0;
-  /// Sends an encoded `dm` frame to every session of `user` (HTTP API).
-  virtual void api_send(std::string user, frame_ptr frame, api_done done) = 0;
+                           long long limit, api_done done) = 0;
+  /// POST /api/presence: a page of the channel's members; `limit` < 0: the
+  /// default.
+  virtual void api_presence(std::string ch, long long limit, std::string cursor, api_done done) = 0;
   /// The Prometheus text exposition of /metrics.
   virtual std::string metrics_text() = 0;
   /// Whether the node is ready (/readyz), and the JSON body describing it.

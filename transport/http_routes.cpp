@@ -4,6 +4,8 @@
 #include "transport/static_files.hpp"
 #include "transport/upgrade.hpp"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/file_body.hpp>
 #include <boost/beast/http/message.hpp>
@@ -18,6 +20,7 @@ namespace {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace net = boost::asio;
 
 constexpr std::string_view json_type = "application/json";
 constexpr std::string_view text_type = "text/plain; charset=utf-8";
@@ -60,7 +63,56 @@ bool authorized(const server_options& o, const request& req) {
   return CRYPTO_memcmp(given.data(), o.api_key.data(), given.size()) == 0;
 }
 
-void handle_api(server_context& ctx, request&& req, std::string_view path, reply_fn reply) {
+// The one place where an API outcome becomes a status and a body.
+std::pair<unsigned, std::string> render(const api_outcome& o) {
+  switch (o.status) {
+  case api_status::ok:
+    if (!o.object.empty())
+      return {200, o.object + "\n"};
+    if (o.off)
+      return {200, fmt::format("{{\"ok\":true,\"off\":{}}}\n", *o.off)};
+    return {200, "{\"ok\":true}\n"};
+  case api_status::bad_request:
+    return {400, json_error("bad_request", o.msg)};
+  case api_status::forbidden:
+    return {403, json_error("forbidden", o.msg)};
+  case api_status::unavailable:
+    break;
+  }
+  return {503, json_error("unavailable", o.msg)};
+}
+
+// The completion of one API call: the node's outcome or, when none came
+// within `bound`, a 503; whichever is first, once. Both run on the
+// connection's executor, so the timer is only touched there.
+api_done answer_once(request&& req, const net::io_context::executor_type& exec,
+                     std::chrono::milliseconds bound, reply_fn reply) {
+  struct call {
+    call(request&& r, const net::io_context::executor_type& e, reply_fn f)
+      : req(std::move(r)), timer(e), reply(std::move(f)) {}
+    request req; // for the reply's version and keep-alive
+    net::steady_timer timer;
+    reply_fn reply;
+    bool answered = false;
+    void answer(const api_outcome& o) {
+      if (std::exchange(answered, true))
+        return;
+      timer.cancel();
+      auto [status, body] = render(o);
+      reply(simple_response(req, status, std::move(body), json_type));
+    }
+  };
+  auto c = std::make_shared<call>(std::move(req), exec, std::move(reply));
+  c->timer.expires_after(bound);
+  c->timer.async_wait([c](const boost::system::error_code& ec) {
+    if (!ec)
+      c->answer(api_failed(api_status::unavailable, "no answer within [api] timeout_ms"));
+  });
+  return [c, exec](api_outcome o) { net::post(exec, [c, o = std::move(o)] { c->answer(o); }); };
+}
+
+void handle_api(server_context& ctx, request&& req, std::string_view path,
+                const net::io_context::executor_type& exec, reply_fn reply) {
   bool publish = path == "/api/publish";
   bool history = path == "/api/history";
   bool presence = path == "/api/presence";
@@ -88,31 +140,21 @@ void handle_api(server_context& ctx, request&& req, std::string_view path, reply
     return reply(
         simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg), json_type));
   auto& cmd = std::get<protocol::command>(parsed);
-  auto keep = std::make_shared<request>(std::move(req)); // for the reply's version/keep-alive
-  auto with_body = [keep, reply](api_result r) {
-    reply(simple_response(*keep, r.status, std::move(r.body), json_type));
-  };
-  auto done = [keep, reply = std::move(reply)](bool ok) {
-    if (ok)
-      reply(simple_response(*keep, 200, "{\"ok\":true}\n", json_type));
-    else
-      reply(simple_response(*keep, 503, json_error("unavailable", "node cannot take messages"),
-                            json_type));
-  };
   bump(ctx.m.api_calls, 1);
+  std::string data{cmd.data}; // a view into the body: copied before the request moves
+  auto done = answer_once(std::move(req), exec, ctx.opts.api_timeout, std::move(reply));
   if (presence) {
     ctx.node.api_presence(std::move(cmd.ch), cmd.limit ? static_cast<long long>(*cmd.limit) : -1,
-                          std::move(cmd.cursor), with_body);
+                          std::move(cmd.cursor), std::move(done));
   } else if (history) {
     bool since = cmd.since.has_value();
     ctx.node.api_history(std::move(cmd.ch), since, since ? cmd.since->ep : std::string{},
                          since ? cmd.since->off : 0,
-                         cmd.limit ? static_cast<long long>(*cmd.limit) : -1, with_body);
+                         cmd.limit ? static_cast<long long>(*cmd.limit) : -1, std::move(done));
   } else if (publish) {
-    ctx.node.api_publish(std::move(cmd.ch), std::string{cmd.data}, std::move(cmd.key), with_body);
+    ctx.node.api_publish(std::move(cmd.ch), std::move(data), std::move(cmd.key), std::move(done));
   } else {
-    auto frame = make_frame(protocol::encode_dm({}, cmd.data));
-    ctx.node.api_send(std::move(cmd.to), std::move(frame), std::move(done));
+    ctx.node.api_send(std::move(cmd.to), std::move(data), std::move(done));
   }
 }
 
@@ -167,14 +209,15 @@ http::message_generator simple_response(const request& req, unsigned status, std
   return res;
 }
 
-void handle_request(server_context& ctx, request&& req, reply_fn reply) {
+void handle_request(server_context& ctx, request&& req, const net::io_context::executor_type& exec,
+                    reply_fn reply) {
   bump(ctx.m.http_requests, 1);
   auto parsed = boost::urls::parse_origin_form(req.target());
   if (!parsed)
     return reply(simple_response(req, 400, "malformed request target\n", text_type));
   std::string path = parsed->path();
   if (path.starts_with("/api/"))
-    return handle_api(ctx, std::move(req), path, std::move(reply));
+    return handle_api(ctx, std::move(req), path, exec, std::move(reply));
   if (path == "/healthz") {
     if (!is_get(req))
       return reply(method_not_allowed(req, "GET, HEAD"));

@@ -4,6 +4,7 @@
 
 #include "transport/context.hpp"
 
+#include <boost/asio/io_context.hpp>
 #include <boost/beast/http/message_generator.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -14,9 +15,12 @@ namespace wsnode::transport {
 using request = boost::beast::http::request<boost::beast::http::string_body>;
 using reply_fn = std::function<void(boost::beast::http::message_generator)>;
 
-/// Handles one non-upgrade request. Calls `reply` exactly once, maybe later
-/// and from another thread (API calls complete when the broker took them).
-void handle_request(server_context& ctx, request&& req, reply_fn reply);
+/// Handles one non-upgrade request of a connection served on `exec`. Calls
+/// `reply` exactly once, maybe later and from another thread (API calls
+/// complete when the broker took them, or with 503 after `[api]
+/// timeout_ms`).
+void handle_request(server_context& ctx, request&& req,
+                    const boost::asio::io_context::executor_type& exec, reply_fn reply);
 
 /// A small response with `status`, a text or JSON `body` and `content_type`.
 boost::beast::http::message_generator simple_response(const request& req, unsigned status,

@@ -68,11 +68,12 @@ private:
     if (websocket::is_upgrade(req))
       return upgrade(std::move(req));
     keep_alive_ = req.keep_alive();
-    handle_request(ctx_, std::move(req), [self = shared_from_this()](http::message_generator m) {
-      // may run on a CAF thread (API completions): hop back onto the strand
-      net::post(self->socket_.get_executor(),
-                [self, m = std::move(m)]() mutable { self->write(std::move(m)); });
-    });
+    handle_request(ctx_, std::move(req), socket_.get_executor(),
+                   [self = shared_from_this()](http::message_generator m) {
+                     // may run on a CAF thread (API completions): hop back onto the strand
+                     net::post(self->socket_.get_executor(),
+                               [self, m = std::move(m)]() mutable { self->write(std::move(m)); });
+                   });
   }
 
   // The WebSocket parts of the handshake (RFC 6455 4.2.1) that

@@ -14,20 +14,19 @@
 
 #include <system_error>
 
-namespace wsnode {
+namespace wsnode::transport {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 /// Threading: the acceptor is used on the pool's first io_context only.
 struct server::impl : std::enable_shared_from_this<server::impl> {
-  impl(transport::io_pool& p, server_options opts, node_port& node, metrics& m)
-    : pool(p), ctx(std::make_shared<transport::server_context>(std::move(opts), node, m)),
+  impl(io_pool& p, server_options opts, node_port& node, metrics& m)
+    : pool(p), ctx(std::make_shared<server_context>(std::move(opts), node, m)),
       acceptor(p.context(0)), retry(p.context(0)) {
     for (std::size_t i = 0; i < p.size(); ++i)
-      ctx->lanes.push_back(transport::make_lane(p.context(i), m, ctx->opts.coalesce,
-                                                ctx->opts.ping_interval,
-                                                ctx->opts.flush_helper_min));
+      ctx->lanes.push_back(make_lane(p.context(i), m, ctx->opts.coalesce, ctx->opts.ping_interval,
+                                     ctx->opts.flush_helper_min));
   }
 
   void start() {
@@ -49,14 +48,13 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   // Each connection goes to the next io_context, round robin.
   void do_accept() {
     auto lane = next_lane++ % pool.size();
-    acceptor.async_accept(pool.context(lane),
-                          [self = shared_from_this(), lane](boost::system::error_code ec,
-                                                            transport::stream_socket s) {
-                            self->on_accept(ec, std::move(s), lane);
-                          });
+    acceptor.async_accept(pool.context(lane), [self = shared_from_this(), lane](
+                                                  boost::system::error_code ec, stream_socket s) {
+      self->on_accept(ec, std::move(s), lane);
+    });
   }
 
-  void on_accept(boost::system::error_code ec, transport::stream_socket s, std::size_t lane) {
+  void on_accept(boost::system::error_code ec, stream_socket s, std::size_t lane) {
     if (ec == net::error::operation_aborted || !acceptor.is_open())
       return;
     if (ec) {
@@ -76,7 +74,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     warned_ = false;
     boost::system::error_code ignored;
     s.set_option(tcp::no_delay(true), ignored); // small frames: no Nagle stalls
-    transport::start_http_session(ctx, std::move(s), lane);
+    start_http_session(ctx, std::move(s), lane);
     do_accept();
   }
 
@@ -88,15 +86,15 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     });
   }
 
-  transport::io_pool& pool;
-  std::shared_ptr<transport::server_context> ctx;
+  io_pool& pool;
+  std::shared_ptr<server_context> ctx;
   tcp::acceptor acceptor;
   net::steady_timer retry;
   std::size_t next_lane = 0;
   bool warned_ = false;
 };
 
-server::server(transport::io_pool& pool, server_options opts, node_port& node, metrics& m)
+server::server(io_pool& pool, server_options opts, node_port& node, metrics& m)
   : impl_(std::make_shared<impl>(pool, std::move(opts), node, m)) {}
 
 server::~server() {
@@ -121,4 +119,4 @@ std::uint16_t server::port() const {
   return ec ? 0 : ep.port();
 }
 
-} // namespace wsnode
+} // namespace wsnode::transport

@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <unordered_map>
 
-namespace wsnode {
+namespace wsnode::transport {
 
 namespace {
 
@@ -186,12 +186,16 @@ struct zmq_mesh::impl {
       auto n = zmq::recv_multipart(sub, std::back_inserter(parts), zmq::recv_flags::dontwait);
       if (!n)
         return;
-      if (parts.size() != 3)
+      if (parts.size() != 3) {
+        bump(m.mesh_malformed, 1);
         continue;
+      }
       auto topic = view(parts[0]);
       auto env = mesh::decode_envelope(view(parts[1]));
-      if (!env)
+      if (!env) {
+        bump(m.mesh_malformed, 1);
         continue;
+      }
       if (env->origin == opts.node_id) {
         // our own (a config listing ourselves as a peer), or a clash
         if (env->epoch != epoch && !warned_clash) {
@@ -218,15 +222,23 @@ struct zmq_mesh::impl {
         }
         continue;
       }
-      if (topic == node_topic) { // a history service message for us
+      if (topic == node_topic) { // a service message for us: tag byte, then payload
+        auto body = view(parts[2]);
+        service_tag service{};
+        if (body.empty() || !to_service_tag(static_cast<std::uint8_t>(body[0]), service)) {
+          bump(m.mesh_malformed, 1);
+          continue;
+        }
         bump(m.mesh_service_received, 1);
         inflight.fetch_add(1);
-        events.node_message(env->origin, std::string{view(parts[2])});
+        events->on_service_message(env->origin, service, std::string{body.substr(1)});
         continue;
       }
       auto t = mesh::decode_topic(topic);
-      if (!t)
+      if (!t) {
+        bump(m.mesh_malformed, 1);
         continue;
+      }
       auto verdict = tracker.observe(env->origin, env->epoch, topic, env->seq);
       if (verdict.missed > 0)
         bump(m.mesh_gaps, verdict.missed);
@@ -234,8 +246,8 @@ struct zmq_mesh::impl {
         continue;
       bump(m.mesh_received, 1);
       inflight.fetch_add(1);
-      events.deliver(t->kind, std::string{t->name},
-                     std::make_shared<const std::string>(view(parts[2])));
+      events->on_remote(t->kind, std::string{t->name},
+                        std::make_shared<const std::string>(view(parts[2])));
       if (inflight.load() >= static_cast<std::int64_t>(opts.max_inflight))
         return; // let the broker catch up; ZeroMQ's HWM pushes back meanwhile
     }
@@ -264,8 +276,8 @@ struct zmq_mesh::impl {
       spdlog::info("mesh: peer {} is back", e.origin);
     it->second.epoch = e.epoch;
     it->second.last_seen = now;
-    if (restarted && events.restarted) // it lost what it held
-      events.restarted(e.origin);
+    if (restarted) // it lost what it held
+      events->on_peer_restart(e.origin);
     if (fresh || restarted || back)
       report_view(now);
   }
@@ -280,8 +292,7 @@ struct zmq_mesh::impl {
     if (live == last_view)
       return;
     last_view = live;
-    if (events.view)
-      events.view(std::move(live));
+    events->on_view(std::move(live));
   }
 
   bool alive(const peer& p, clock::time_point now) const {
@@ -342,7 +353,7 @@ struct zmq_mesh::impl {
   template <class It>
   void confirm(It it) {
     if (auto t = mesh::decode_topic(it->first))
-      events.subscribed(t->kind, std::string{t->name});
+      events->on_subscribed(t->kind, std::string{t->name});
     pending.erase(it);
   }
 
@@ -368,7 +379,7 @@ struct zmq_mesh::impl {
 
   mesh_options opts;
   metrics& m;
-  mesh_events events;
+  std::shared_ptr<backbone_events> events;
   std::uint64_t epoch = 0;
   std::uint64_t heartbeat_seq = 0;
   bool warned_clash = false;
@@ -401,7 +412,7 @@ zmq_mesh::~zmq_mesh() {
   stop();
 }
 
-void zmq_mesh::start(mesh_events events) {
+void zmq_mesh::start(std::shared_ptr<backbone_events> events) {
   auto& d = *impl_;
   d.events = std::move(events);
   d.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -470,7 +481,8 @@ void zmq_mesh::publish(topic_kind kind, std::string_view name, const frame_ptr& 
   impl_->enqueue({command::pub, mesh::encode_topic(kind, name), frame});
 }
 
-void zmq_mesh::send_to_node(std::string_view node, std::string payload) {
+void zmq_mesh::send_to_node(std::string_view node, service_tag service, std::string payload) {
+  payload.insert(payload.begin(), static_cast<char>(service));
   impl_->enqueue({command::pub, "n:" + std::string{node} + "|", make_frame(std::move(payload))});
 }
 
@@ -478,4 +490,4 @@ void zmq_mesh::handled() noexcept {
   impl_->inflight.fetch_sub(1);
 }
 
-} // namespace wsnode
+} // namespace wsnode::transport

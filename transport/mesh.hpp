@@ -10,14 +10,14 @@
 
 #include "core/backbone.hpp"
 #include "core/metrics.hpp"
+#include "core/ports.hpp"
 
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::transport {
 
 struct mesh_options {
   std::string node_id;
@@ -30,18 +30,6 @@ struct mesh_options {
   std::size_t max_inflight = 100000; ///< received, not yet handled by the broker
 };
 
-/// What the mesh reports; called on the mesh thread, must not block.
-struct mesh_events {
-  std::function<void(topic_kind, std::string, frame_ptr)> deliver;
-  std::function<void(topic_kind, std::string)> subscribed;
-  /// A service message sent to this node: (from node id, payload).
-  std::function<void(std::string, std::string)> node_message;
-  /// The live peers changed (their ids, sorted).
-  std::function<void(std::vector<std::string>)> view;
-  /// A peer restarted (a new process under the same id).
-  std::function<void(std::string)> restarted;
-};
-
 class zmq_mesh final : public backbone {
 public:
   zmq_mesh(mesh_options opts, metrics& m);
@@ -51,19 +39,19 @@ public:
 
   /// Binds the XPUB socket, connects to the peers and starts the mesh
   /// thread. Throws std::runtime_error when the bind fails.
-  void start(mesh_events events);
+  void start(std::shared_ptr<backbone_events> events) override;
   /// Stops the thread and closes the sockets. Idempotent.
-  void stop();
+  void stop() override;
   /// True while the mesh thread runs with its sockets open.
-  bool up() const noexcept;
+  bool up() const noexcept override;
   /// JSON array of peers heard from: [{"node","alive","last_seen_ms"}].
-  std::string peers_json() const;
+  std::string peers_json() const override;
 
   // backbone (thread-safe, never blocks)
   void subscribe(topic_kind kind, std::string_view name) override;
   void unsubscribe(topic_kind kind, std::string_view name) override;
   void publish(topic_kind kind, std::string_view name, const frame_ptr& frame) override;
-  void send_to_node(std::string_view node, std::string payload) override;
+  void send_to_node(std::string_view node, service_tag service, std::string payload) override;
   void handled() noexcept override;
 
 private:
@@ -71,4 +59,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::transport

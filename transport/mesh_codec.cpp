@@ -1,6 +1,6 @@
 #include "transport/mesh_codec.hpp"
 
-namespace wsnode::mesh {
+namespace wsnode::transport::mesh {
 
 namespace {
 
@@ -107,4 +107,4 @@ std::size_t seq_tracker::size() const {
   return n;
 }
 
-} // namespace wsnode::mesh
+} // namespace wsnode::transport::mesh

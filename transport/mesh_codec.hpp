@@ -22,7 +22,7 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace wsnode::mesh {
+namespace wsnode::transport::mesh {
 
 inline constexpr std::string_view heartbeat_topic = "!hb|";
 inline constexpr std::string_view confirm_topic = "!ok|";
@@ -76,4 +76,4 @@ private:
   std::unordered_map<std::string, origin_state, string_hash, std::equal_to<>> origins_;
 };
 
-} // namespace wsnode::mesh
+} // namespace wsnode::transport::mesh

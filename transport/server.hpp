@@ -13,11 +13,9 @@
 #include <string>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::transport {
 
-namespace transport {
 class io_pool;
-}
 
 /// Everything transport needs to know from the configuration.
 struct server_options {
@@ -30,6 +28,7 @@ struct server_options {
   std::chrono::milliseconds http_idle_timeout{30000};
   std::shared_ptr<const protocol::token_verifier> verifier; ///< null: dev mode
   std::string api_key;                                      ///< empty: /api/* open
+  std::chrono::milliseconds api_timeout{10000};             ///< an API call unanswered by then: 503
   std::vector<std::string> allowed_origins;                 ///< empty: any Origin
   std::size_t max_message_bytes = 65536;
   bool compression = false;
@@ -47,7 +46,7 @@ class server {
 public:
   /// `node` and `m` must outlive the server. Connections are spread over
   /// the io_contexts of `pool`; the listener runs on the first.
-  server(transport::io_pool& pool, server_options opts, node_port& node, metrics& m);
+  server(io_pool& pool, server_options opts, node_port& node, metrics& m);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -69,4 +68,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::transport

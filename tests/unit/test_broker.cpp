@@ -21,7 +21,7 @@ struct recording_backbone final : backbone {
   void subscribe(topic_kind k, std::string_view n) override { note("+", k, n); }
   void unsubscribe(topic_kind k, std::string_view n) override { note("-", k, n); }
   void publish(topic_kind k, std::string_view n, const frame_ptr&) override { note("pub ", k, n); }
-  void send_to_node(std::string_view node, std::string) override {
+  void send_to_node(std::string_view node, service_tag, std::string) override {
     events.push_back("node " + std::string{node});
   }
   void handled() noexcept override {}
@@ -129,8 +129,8 @@ TEST_CASE("broker_core: frames from the backbone are delivered locally, never re
   b.join(1, "alice", s);
   b.subscribe(1, "room:1");
   bb->events.clear();
-  CHECK(b.deliver_remote(topic_kind::channel, "room:1", make_frame("r")) == 1);
-  CHECK(b.deliver_remote(topic_kind::user, "alice", make_frame("d")) == 1);
+  CHECK(b.deliver_local(topic_kind::channel, "room:1", make_frame("r")) == 1);
+  CHECK(b.deliver_local(topic_kind::user, "alice", make_frame("d")) == 1);
   CHECK(bb->events.empty());
   CHECK(s->frames() == std::vector<std::string>{"r", "d"});
 }

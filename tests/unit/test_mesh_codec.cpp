@@ -3,7 +3,7 @@
 #include <doctest/doctest.h>
 
 using namespace wsnode;
-using namespace wsnode::mesh;
+using namespace wsnode::transport::mesh;
 
 TEST_CASE("mesh topics are delimited: room:4 never prefixes room:42") {
   auto t4 = encode_topic(topic_kind::channel, "room:4");

@@ -1,0 +1,56 @@
+#include "actors/shard_router.hpp"
+
+#include "actors/broker.hpp"
+#include "actors/messages.hpp"
+
+#include <caf/all.hpp>
+
+namespace wsnode {
+
+namespace {
+
+class shard_router final : public backbone_events {
+public:
+  explicit shard_router(std::shared_ptr<const broker_set> brokers) : brokers_(std::move(brokers)) {}
+
+  void on_remote(topic_kind kind, std::string name, frame_ptr frame) override {
+    const auto& shard = brokers_->owner(name);
+    caf::anon_send(shard, atoms::remote::value, static_cast<std::uint8_t>(kind), std::move(name),
+                   std::move(frame));
+  }
+
+  void on_subscribed(topic_kind kind, std::string name) override {
+    const auto& shard = brokers_->owner(name);
+    caf::anon_send(shard, atoms::mesh_ok::value, static_cast<std::uint8_t>(kind), std::move(name));
+  }
+
+  // A service message concerns one channel, named before its first '\n':
+  // the shard of that channel holds the service's state for it.
+  void on_service_message(std::string from, service_tag service, std::string payload) override {
+    auto ch = std::string_view{payload}.substr(0, payload.find('\n'));
+    const auto& shard = brokers_->owner(ch);
+    caf::anon_send(shard, atoms::node_msg::value, std::move(from),
+                   static_cast<std::uint8_t>(service), std::move(payload));
+  }
+
+  void on_view(std::vector<std::string> live) override {
+    for (const auto& shard : brokers_->all())
+      caf::anon_send(shard, atoms::view::value, live);
+  }
+
+  void on_peer_restart(std::string node) override {
+    for (const auto& shard : brokers_->all())
+      caf::anon_send(shard, atoms::restarted::value, node);
+  }
+
+private:
+  std::shared_ptr<const broker_set> brokers_;
+};
+
+} // namespace
+
+std::shared_ptr<backbone_events> route_to_shards(std::shared_ptr<const broker_set> brokers) {
+  return std::make_shared<shard_router>(std::move(brokers));
+}
+
+} // namespace wsnode
