@@ -8,7 +8,7 @@
 // never re-published.
 #pragma once
 
-#include "actors/history_service.hpp"
+#include "actors/history/service.hpp"
 #include "actors/namespaces.hpp"
 #include "actors/topic_registry.hpp"
 #include "core/backbone.hpp"

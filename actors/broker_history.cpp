@@ -1,6 +1,6 @@
 // broker_core's side of history channels: the subscriptions of a node get
 // a channel's messages in offset order, once each, from the position their
-// `ack` gave (see history_service.hpp for where the messages come from).
+// `ack` gave (see history/service.hpp for where the messages come from).
 //
 // A new subscription is "held": it joins the channel's subscribers at once
 // (so nothing published after it is missed) but its frames wait in a
@@ -54,7 +54,6 @@ public:
     real_->close(code, std::move(reason));
   }
   void input_done() override { real_->input_done(); }
-  void notify(session_event e, std::uint64_t arg) override { real_->notify(e, arg); }
 
   sink_ptr real_;
   std::size_t ch_size_;

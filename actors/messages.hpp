@@ -49,6 +49,13 @@ private:
   };
   std::shared_ptr<state> state_;
 };
+/// What the broker tells a session actor (atoms::event) once the session's
+/// interest is live on every node.
+enum class session_event : std::uint8_t {
+  joined,     ///< DMs to the session's user reach it; `hello` was sent
+  subscribed, ///< the subscription in the argument's reply slot is live
+};
+
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
 
@@ -63,14 +70,14 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_list)
 namespace wsnode::atoms {
 
 // session -> broker
-using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, hello frame)
+using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, hello frame, session)
 using leave = caf::atom_constant<caf::atom("leave")>; ///< (sid)
-using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot, sink)
+using sub = caf::atom_constant<caf::atom("sub")>;     ///< (sid, ch, reply slot, sink, session)
 using unsub = caf::atom_constant<caf::atom("unsub")>; ///< (sid, ch)
 using pub = caf::atom_constant<caf::atom("pub")>;     ///< (ch, frame[, completion])
 using dm = caf::atom_constant<caf::atom("dm")>;       ///< (user, frame[, completion])
 
-// history channels (namespaces with history_size > 0; see history_service.hpp)
+// history channels (namespaces with history_size > 0; see history/service.hpp)
 /// session -> shard: (sid, ch, slot, sink, session, has_since, ep, off)
 using history_subscribe = caf::atom_constant<caf::atom("hsub")>;
 /// session -> shard: (sid, ch) the sub's ack and replay are out: go live

@@ -3,6 +3,7 @@
 #include "actors/broker.hpp"
 #include "actors/messages.hpp"
 #include "actors/rate_limiter.hpp"
+#include "actors/reply_order.hpp"
 #include "actors/session_policy.hpp"
 #include "protocol/names.hpp"
 
@@ -58,7 +59,8 @@ public:
     const auto& node = env_->cfg.node_id;
     caf::anon_send(
         env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
-        make_frame(protocol::encode_hello(node, user_, node + "-" + std::to_string(sid_))));
+        make_frame(protocol::encode_hello(node, user_, node + "-" + std::to_string(sid_))),
+        handle());
   }
 
   void on_messages(client_messages& batch) {
@@ -196,35 +198,22 @@ public:
   }
 
 private:
-  struct held_reply;
+  using held_reply = reply_order::held_reply;
 
-  held_reply* slot_of(std::uint64_t slot) {
-    if (!pending_ || slot < pending_->base || slot - pending_->base >= pending_->replies.size())
-      return nullptr;
-    return &pending_->replies[slot - pending_->base];
-  }
+  held_reply* slot_of(std::uint64_t slot) { return replies_.slot(slot); }
 
   // A held reply is ready: send what can go, in command order.
   void complete(held_reply& r) {
     r.ready = true;
     {
-      send_batch replies; // not unused: while it lives, sends are handed over together
-      send_in_order();
+      send_batch batch; // not unused: while it lives, sends are handed over together
+      replies_.flush(*sink_, releases_);
     }
     release_subscriptions();
     maybe_end_input();
   }
 
-  // Holds a place for a reply that comes later; returns its slot number.
-  std::uint64_t hold(std::string_view id, std::string_view ch) {
-    if (!pending_)
-      pending_ = std::make_unique<held_replies>();
-    pending_->replies.emplace_back();
-    auto& r = pending_->replies.back();
-    r.id = std::string{id};
-    r.ch = std::string{ch};
-    return pending_->base + pending_->replies.size() - 1;
-  }
+  std::uint64_t hold(std::string_view id, std::string_view ch) { return replies_.hold(id, ch); }
 
   frame_ptr unavailable(std::string_view id, const std::string& why) {
     bump(env_->m.history_unavailable, 1);
@@ -316,7 +305,7 @@ private:
   // The client's input ended: once every earlier command is answered (held
   // before hello, or behind a `sub` not live yet), the connection closes.
   void maybe_end_input() {
-    if (end_code_ == 0 || !joined_ || pending_)
+    if (end_code_ == 0 || !joined_ || !replies_.empty())
       return;
     sink_->close(end_code_, {});
     end_code_ = 0;
@@ -329,39 +318,10 @@ private:
     sink_->input_done();
   }
 
-  // Replies go out in the order of the commands they answer. A `sub` is
-  // answered when the broker reports it live (at once on a single node,
-  // after the mesh confirmed it in a cluster); replies to later commands
-  // wait behind it in `pending_` (made by the first `sub`, freed once
-  // everything held is sent).
-  void send_in_order() {
-    auto& held = pending_->replies;
-    std::size_t n = 0;
-    while (n < held.size() && held[n].ready) {
-      auto& r = held[n++];
-      sink_->send(std::move(r.frame));
-      for (auto& f : r.more) // a recovery's replay
-        sink_->send_replay(std::move(f));
-      if (r.release)
-        releases_.push_back(std::move(r.ch));
-    }
-    if (n == held.size()) {
-      pending_.reset(); // no slot is outstanding: numbering starts afresh
-      return;
-    }
-    held.erase(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(n));
-    pending_->base += n;
-  }
-
-  void reply(frame_ptr f) {
-    if (!pending_) {
-      sink_->send(std::move(f));
-      return;
-    }
-    pending_->replies.emplace_back();
-    pending_->replies.back().frame = std::move(f);
-    pending_->replies.back().ready = true;
-  }
+  // Replies go out in the order of the commands they answer (reply_order).
+  // A `sub` is answered when the broker reports it live (at once on a
+  // single node, after the mesh confirmed it in a cluster).
+  void reply(frame_ptr f) { replies_.reply(*sink_, std::move(f)); }
 
   // Sends an err frame; closes the session with 1008 once the client has
   // used up its error budget (repeated abuse).
@@ -412,9 +372,9 @@ private:
       }
       {
         auto slot = hold({}, {});
-        pending_->replies.back().frame = make_frame(protocol::encode_ack(cmd.id));
+        slot_of(slot)->frame = make_frame(protocol::encode_ack(cmd.id));
         caf::anon_send(env_->brokers->owner(cmd.ch), atoms::sub::value, sid_, std::string{cmd.ch},
-                       slot, sink_);
+                       slot, sink_, handle());
       }
       return;
     case protocol::op::unsub:
@@ -477,17 +437,6 @@ private:
     }
   }
 
-  // A reply in its place: ready once its answer is known. History answers
-  // carry the command's id and channel, and a sub's replayed messages.
-  struct held_reply {
-    frame_ptr frame;
-    frame_list more;
-    std::string id;
-    std::string ch;
-    bool release = false; // a history sub: tell its shard once sent
-    bool ready = false;
-  };
-
   caf::event_based_actor* self_;
   std::shared_ptr<const session_env> env_;
   sink_ptr sink_; // the connection: released when the actor exits
@@ -500,13 +449,7 @@ private:
   std::vector<std::string> subs_;          // a few per session: a vector beats a hash set
   token_bucket rate_;                      // set by init()
   token_bucket errors_;                    // set by init()
-  // Replies waiting behind a `sub` that is not live yet, in command order;
-  // base is the slot number of replies.front().
-  struct held_replies {
-    std::vector<held_reply> replies;
-    std::uint64_t base = 0;
-  };
-  std::unique_ptr<held_replies> pending_;
+  reply_order replies_; // replies waiting behind a `sub` that is not live yet
   // Commands received before `joined` (made on the first: most sessions
   // join before their first command, and an empty vector costs 24 bytes).
   std::unique_ptr<client_messages> early_;
@@ -546,8 +489,8 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
   };
 }
 
-// Transport's side of a session: hands what the connection reads and the
-// broker's events to the session actor, in the order transport saw them,
+// Transport's side of a session: hands what the connection reads to the
+// session actor, in the order transport saw it,
 // the messages of one read in one actor message. Holds the actor's handle:
 // the actor lives as long as the connection (and quits at `closed`).
 class session_link final : public session_handler {
@@ -561,10 +504,6 @@ public:
     batch_.push_back({std::move(text), binary});
   }
   void on_read_end() override { flush(); }
-  void on_event(session_event e, std::uint64_t arg) override {
-    flush();
-    caf::anon_send(actor_, atoms::event::value, static_cast<std::uint8_t>(e), arg);
-  }
   void on_input_end(std::uint16_t code) override {
     flush();
     caf::anon_send(actor_, atoms::event::value, session_state::input_end_event,

@@ -11,8 +11,10 @@
 //
 // Two paths meet at the connection's frame_sink:
 // - control: transport hands the actor what it reads (one actor message
-//   per read, through the `session_handler` that make_session returns) and
-//   the broker's events; the actor answers through the sink.
+//   per read, through the `session_handler` that make_session returns);
+//   the broker shards answer the actor by message (joined, a subscription
+//   live, history and presence answers); the actor answers the client
+//   through the sink, in command order (actors/reply_order.hpp).
 // - fast lane: deliveries (msg, dm) never pass through the actor. The
 //   broker encodes a frame once and hands it straight to the sinks of the
 //   subscribers, grouped by I/O thread (transport/delivery_lane.hpp), as

@@ -42,13 +42,6 @@ enum class send_result : std::uint8_t {
   closed, ///< the session is closing or closed; frame dropped
 };
 
-/// What the broker tells a session, through its sink, once the session's
-/// interest is live on every node (see `frame_sink::notify`).
-enum class session_event : std::uint8_t {
-  joined,     ///< DMs to the session's user reach it; `hello` was sent
-  subscribed, ///< the subscription numbered by the argument is live
-};
-
 /// Groups the `frame_sink::send` calls one thread makes while it is alive
 /// (the fan-out of one publish), so that transport can hand them to each
 /// I/O thread at once: one lock and at most one wake-up per thread instead
@@ -102,14 +95,10 @@ public:
   /// Tells the reader one received message was handled (input flow control:
   /// reading pauses while too many received messages are unhandled).
   virtual void input_done() = 0;
-  /// Hands `e` to the connection's session_handler on the connection's own
-  /// thread, after every frame sent before it. Dropped once the connection
-  /// has ended.
-  virtual void notify(session_event e, std::uint64_t arg) = 0;
 };
 using sink_ptr = std::shared_ptr<frame_sink>;
 
-/// Receives what one client connection reads, and the broker's events.
+/// Receives what one client connection reads.
 /// Called by transport on the connection's thread, one call at a time.
 /// (wsnode's handler hands everything, in order, to the connection's
 /// session actor: see actors/session.hpp.)
@@ -122,8 +111,6 @@ public:
   /// The messages of one read have all been handed over (a handler may
   /// pass them on together).
   virtual void on_read_end() {}
-  /// An event from the broker (see `frame_sink::notify`).
-  virtual void on_event(session_event e, std::uint64_t arg) = 0;
   /// The client's input has ended after the messages handed over before:
   /// its close frame (`code` echoes its code; 1005: none given) or a
   /// protocol violation (1002, 1007, 1009). The handler answers every

@@ -9,6 +9,7 @@
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "protocol/websocket.hpp"
+#include "protocol/ws_deflate.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,6 +1,7 @@
 #include "transport/mesh.hpp"
 
 #include "transport/mesh_codec.hpp"
+#include "transport/mesh_peers.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -9,10 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <random>
-#include <set>
 #include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
@@ -37,7 +36,7 @@ std::string_view view(const zmq::message_t& m) {
 } // namespace
 
 struct zmq_mesh::impl {
-  impl(mesh_options o, metrics& mm) : opts(std::move(o)), m(mm) {
+  impl(mesh_options o, metrics& mm) : opts(std::move(o)), m(mm), peers(opts.heartbeat) {
     std::random_device rd;
     epoch = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
             static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
@@ -75,7 +74,7 @@ struct zmq_mesh::impl {
       bool paused = inflight.load() >= static_cast<std::int64_t>(opts.max_inflight);
       auto wait = next_heartbeat - now;
       if (!pending.empty())
-        wait = std::min(wait, earliest_deadline() - now);
+        wait = std::min(wait, pending.earliest_deadline() - now);
       if (paused)
         wait = std::min<clock::duration>(wait, std::chrono::milliseconds(5));
       auto ms =
@@ -108,7 +107,8 @@ struct zmq_mesh::impl {
         next_heartbeat = now + opts.heartbeat;
       }
       if (!pending.empty())
-        check_pending(now, tick);
+        for (auto& d : pending.expire(peers, now, tick))
+          subscribed(d.topic, d.timed_out);
     }
   }
 
@@ -117,16 +117,14 @@ struct zmq_mesh::impl {
     case command::sub: {
       sub.set(zmq::sockopt::subscribe, c.topic);
       auto now = clock::now();
-      auto [it, fresh] =
-          pending.insert_or_assign(c.topic, pending_sub{now + opts.subscribe_timeout, {}});
-      deadlines.emplace_back(it->second.deadline, c.topic);
-      check_one(it, now);
+      if (pending.add(c.topic, now + opts.subscribe_timeout, peers, now))
+        subscribed(c.topic, false);
       return;
     }
     case command::unsub:
       sub.set(zmq::sockopt::unsubscribe, c.topic);
       tracker.forget_topic(c.topic);
-      pending.erase(c.topic);
+      pending.remove(c.topic);
       return;
     case command::pub: {
       auto it = remote_interest.find(c.topic);
@@ -214,11 +212,8 @@ struct zmq_mesh::impl {
           auto nl = list.find('\n');
           auto one = list.substr(0, nl);
           list = nl == std::string_view::npos ? std::string_view{} : list.substr(nl + 1);
-          auto it = pending.find(one);
-          if (it != pending.end()) {
-            it->second.confirmed_by.insert(env->origin);
-            check_one(it, now);
-          }
+          if (pending.confirm(one, env->origin, peers, now))
+            subscribed(one, false);
         }
         continue;
       }
@@ -255,69 +250,45 @@ struct zmq_mesh::impl {
 
   // ---------------------------------------------------------------- peers
 
-  struct peer {
-    std::uint64_t epoch = 0;
-    clock::time_point last_seen;
-    bool reported_alive = false; // for logging transitions
-  };
-
   void heard(const mesh::envelope& e, clock::time_point now) {
-    auto it = peers.find(e.origin);
-    bool fresh = it == peers.end();
-    if (fresh)
-      it = peers.emplace(e.origin, peer{}).first;
-    bool restarted = !fresh && it->second.epoch != e.epoch;
-    bool back = !fresh && !restarted && !alive(it->second, now);
-    if (fresh)
+    auto c = peers.heard(e.origin, e.epoch, now);
+    switch (c) {
+    case mesh::peer_table::change::none:
+      return;
+    case mesh::peer_table::change::up:
       spdlog::info("mesh: peer {} is up", e.origin);
-    else if (restarted)
-      spdlog::info("mesh: peer {} restarted", e.origin);
-    else if (back)
+      break;
+    case mesh::peer_table::change::back:
       spdlog::info("mesh: peer {} is back", e.origin);
-    it->second.epoch = e.epoch;
-    it->second.last_seen = now;
-    if (restarted) // it lost what it held
-      events->on_peer_restart(e.origin);
-    if (fresh || restarted || back)
-      report_view(now);
+      break;
+    case mesh::peer_table::change::restarted:
+      spdlog::info("mesh: peer {} restarted", e.origin);
+      events->on_peer_restart(e.origin); // it lost what it held
+      break;
+    }
+    report_view(now);
   }
 
   // Tells the brokers the live peers when they changed.
   void report_view(clock::time_point now) {
-    std::vector<std::string> live;
-    for (const auto& [id, p] : peers)
-      if (alive(p, now))
-        live.push_back(id);
-    std::sort(live.begin(), live.end());
-    if (live == last_view)
-      return;
-    last_view = live;
-    events->on_view(std::move(live));
-  }
-
-  bool alive(const peer& p, clock::time_point now) const {
-    return now - p.last_seen <= 3 * opts.heartbeat;
+    if (auto live = peers.view_change(now))
+      events->on_view(std::move(*live));
   }
 
   void heartbeat(clock::time_point now) {
     send(mesh::heartbeat_topic, ++heartbeat_seq, {});
     std::int64_t up = 0;
     std::string json = "[";
-    for (auto& [id, p] : peers) {
-      bool a = alive(p, now);
+    peers.visit(now, [&](const std::string& id, bool a, clock::duration age, bool was_alive) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
       if (a)
         ++up;
-      else if (p.reported_alive)
-        spdlog::warn(
-            "mesh: peer {} silent for {} ms", id,
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_seen).count());
-      p.reported_alive = a;
+      else if (was_alive)
+        spdlog::warn("mesh: peer {} silent for {} ms", id, ms);
       if (json.size() > 1)
         json += ',';
-      json += fmt::format(
-          R"({{"node":"{}","alive":{},"last_seen_ms":{}}})", id, a,
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - p.last_seen).count());
-    }
+      json += fmt::format(R"({{"node":"{}","alive":{},"last_seen_ms":{}}})", id, a, ms);
+    });
     json += ']';
     m.mesh_peers.store(up);
     report_view(now);
@@ -327,54 +298,12 @@ struct zmq_mesh::impl {
 
   // ---------------------------------------------------------------- subscription confirmation
 
-  struct pending_sub {
-    clock::time_point deadline;
-    std::set<std::string, std::less<>> confirmed_by;
-  };
-
-  // The pending subscription's deadline order (deadlines only grow).
-  clock::time_point earliest_deadline() {
-    while (!deadlines.empty() && !pending.contains(deadlines.front().second))
-      deadlines.pop_front();
-    return deadlines.empty() ? clock::time_point::max() : deadlines.front().first;
-  }
-
-  // Confirms `it` when every live peer acknowledged it; returns true when
-  // it was confirmed (and erased).
-  template <class It>
-  bool check_one(It it, clock::time_point now) {
-    for (const auto& [id, p] : peers)
-      if (alive(p, now) && !it->second.confirmed_by.contains(id))
-        return false;
-    confirm(it);
-    return true;
-  }
-
-  template <class It>
-  void confirm(It it) {
-    if (auto t = mesh::decode_topic(it->first))
+  // Every live peer confirmed `topic` (or its time ran out): the broker may ack.
+  void subscribed(std::string_view topic, bool timed_out) {
+    if (timed_out)
+      bump(m.mesh_confirm_timeouts, 1);
+    if (auto t = mesh::decode_topic(topic))
       events->on_subscribed(t->kind, std::string{t->name});
-    pending.erase(it);
-  }
-
-  // Confirms what timed out; with `all`, also re-checks every pending one
-  // (a peer went silent, so fewer confirmations are needed).
-  void check_pending(clock::time_point now, bool all) {
-    while (!deadlines.empty() && deadlines.front().first <= now) {
-      auto it = pending.find(deadlines.front().second);
-      deadlines.pop_front();
-      if (it != pending.end()) {
-        bump(m.mesh_confirm_timeouts, 1);
-        confirm(it);
-      }
-    }
-    if (!all)
-      return;
-    for (auto it = pending.begin(); it != pending.end();) {
-      auto next = std::next(it);
-      check_one(it, now);
-      it = next;
-    }
   }
 
   mesh_options opts;
@@ -396,11 +325,9 @@ struct zmq_mesh::impl {
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
   zmq::socket_t sub{ctx, zmq::socket_type::sub};
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> remote_interest;
-  std::unordered_map<std::string, pending_sub, string_hash, std::equal_to<>> pending;
-  std::deque<std::pair<clock::time_point, std::string>> deadlines;
-  std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers;
+  mesh::peer_table peers;
+  mesh::confirmations pending;
   mesh::seq_tracker tracker;
-  std::vector<std::string> last_view;
   std::string node_topic; // "n:<our id>|": service messages to this node
   std::thread thread;
 };

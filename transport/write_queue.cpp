@@ -20,49 +20,51 @@ void write_queue::push(out_entry&& e) {
   out_.push_back(std::move(e));
 }
 
-write_queue::outcome write_queue::write(stream_socket& s, std::vector<net::const_buffer>& iov,
-                                        boost::system::error_code& ec) {
-  while (head_ < out_.size()) {
-    auto end = std::min(out_.size(), head_ + max_batch);
-    iov.clear();
-    std::size_t skip = partial_; // bytes of out_[head_] sent before
-    auto add = [&](const void* p, std::size_t n) {
-      if (skip >= n) {
-        skip -= n;
-        return;
-      }
-      iov.emplace_back(static_cast<const char*>(p) + skip, n - skip);
-      skip = 0;
-    };
-    for (auto i = head_; i < end; ++i) {
-      auto& e = out_[i];
-      if (e.frame) {
-        add(e.header.bytes.data(), e.header.size);
-        add(e.frame->data(), e.frame->size());
-      } else {
-        add(e.raw.data(), e.raw.size());
-      }
+std::size_t write_queue::gather(std::vector<net::const_buffer>& iov) const {
+  auto end = std::min(out_.size(), head_ + max_batch);
+  iov.clear();
+  std::size_t skip = partial_; // bytes of out_[head_] sent before
+  auto add = [&](const void* p, std::size_t n) {
+    if (skip >= n) {
+      skip -= n;
+      return;
     }
-    auto n = s.write_some(iov, ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) {
-      ec = {};
-      n = 0;
+    iov.emplace_back(static_cast<const char*>(p) + skip, n - skip);
+    skip = 0;
+  };
+  for (auto i = head_; i < end; ++i) {
+    const auto& e = out_[i];
+    if (e.frame) {
+      add(e.header.bytes.data(), e.header.size);
+      add(e.frame->data(), e.frame->size());
+    } else {
+      add(e.raw.data(), e.raw.size());
     }
-    if (ec)
-      return outcome::failed;
-    if (n > 0) {
-      bump(m_.socket_writes, 1);
-      bump(m_.bytes_out, n);
-    }
-    retire(n, end);
-    if (head_ < end)
-      return outcome::blocked; // the kernel took only part of it
   }
+  return end;
+}
+
+write_queue::outcome write_queue::wrote(std::size_t n, std::size_t end,
+                                        boost::system::error_code& ec) {
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+    n = 0;
+  }
+  if (ec)
+    return outcome::failed;
+  if (n > 0) {
+    bump(m_.socket_writes, 1);
+    bump(m_.bytes_out, n);
+  }
+  retire(n, end);
+  return head_ < end ? outcome::blocked : outcome::drained; // blocked: the kernel took part
+}
+
+void write_queue::all_written() noexcept {
   if (head_ > 0) {
     out_.clear(); // the capacity stays for the next burst (see free_memory)
     head_ = 0;
   }
-  return outcome::drained;
 }
 
 // `n` more bytes of out_[head_, end) reached the kernel.

@@ -7,7 +7,6 @@
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "protocol/websocket.hpp"
-#include "transport/context.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/system/error_code.hpp>
@@ -54,9 +53,22 @@ public:
     failed,  ///< `ec` says why; the connection is unusable
   };
   /// Writes from the head until the queue is empty or the kernel refuses
-  /// more; `iov` is scratch space for the gather list.
-  outcome write(stream_socket& s, std::vector<boost::asio::const_buffer>& iov,
-                boost::system::error_code& ec);
+  /// more; `iov` is scratch space for the gather list. `Stream` is the
+  /// connection's non-blocking socket (a test passes a stream of its own):
+  /// `write_some(iov, ec)` returns the bytes taken, with `ec` would_block
+  /// or try_again when the kernel's buffer is full.
+  template <class Stream>
+  outcome write(Stream& s, std::vector<boost::asio::const_buffer>& iov,
+                boost::system::error_code& ec) {
+    while (head_ < out_.size()) {
+      auto end = gather(iov);
+      auto n = s.write_some(iov, ec);
+      if (auto o = wrote(n, end, ec); o != outcome::drained)
+        return o;
+    }
+    all_written();
+    return outcome::drained;
+  }
 
   /// Drops every entry not yet begun (a partly written one stays: its rest
   /// must follow or the client's framing breaks); returns how many client
@@ -66,6 +78,12 @@ public:
   void free_memory() noexcept;
 
 private:
+  /// Fills `iov` from the head (at most max_batch frames); returns the end
+  /// of the entries it covers.
+  std::size_t gather(std::vector<boost::asio::const_buffer>& iov) const;
+  /// A write_some() took `n` bytes of [head_, end): `drained` to go on.
+  outcome wrote(std::size_t n, std::size_t end, boost::system::error_code& ec);
+  void all_written() noexcept;
   void retire(std::size_t n, std::size_t end);
   void release(std::size_t n) noexcept;
 

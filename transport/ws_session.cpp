@@ -1,6 +1,7 @@
 #include "transport/ws_session.hpp"
 
 #include "protocol/websocket.hpp"
+#include "protocol/ws_deflate.hpp"
 #include "transport/delivery_lane.hpp"
 #include "transport/write_queue.hpp"
 
@@ -119,14 +120,6 @@ public:
       delivery_lane::hand_over();
     net::post(lane_.context(), [self = shared_from_this(), code, r = std::move(reason)]() mutable {
       self->start_close(code, std::move(r));
-    });
-  }
-
-  void notify(session_event e, std::uint64_t arg) override {
-    // behind the frames sent before it: the lane posts its batch earlier
-    net::post(lane_.context(), [self = shared_from_this(), e, arg] {
-      if (self->handler_)
-        self->handler_->on_event(e, arg);
     });
   }
 

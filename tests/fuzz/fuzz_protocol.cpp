@@ -10,6 +10,7 @@
 #include "protocol/codec.hpp"
 #include "protocol/json_scan.hpp"
 #include "protocol/websocket.hpp"
+#include "protocol/ws_deflate.hpp"
 
 #include <cstddef>
 #include <cstdint>

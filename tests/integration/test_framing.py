@@ -1,5 +1,5 @@
 """RFC 6455 framing end to end: the node's own frame parser and writer,
-driven byte by byte by our raw client (tests/unit/test_websocket.cpp covers
+driven byte by byte by our raw client (tests/unit/protocol/test_websocket.cpp covers
 the parser alone; these check what a real connection does with it)."""
 import json
 import socket

@@ -34,37 +34,10 @@ public:
     cv_.notify_all();
   }
   void input_done() override { ++inputs_; }
-  // Events go to the attached handler at once, serialized with feed(), as
-  // transport serializes them on the connection's thread. Those that come
-  // before the first attach() wait for it: transport posts them to the
-  // connection's thread, where they run after open_session() has returned
-  // the handler. (The broker may send `joined` before the test attaches.)
-  void notify(session_event e, std::uint64_t arg) override {
-    std::lock_guard<std::recursive_mutex> g{session_mu_};
-    if (ignore_events_)
-      return;
-    if (handler_ != nullptr)
-      handler_->on_event(e, arg);
-    else if (!attached_once_)
-      early_events_.emplace_back(e, arg);
-  }
-
-  /// Drops the broker's events from now on (a session that never joins).
-  void ignore_events() {
-    std::lock_guard<std::recursive_mutex> g{session_mu_};
-    ignore_events_ = true;
-  }
-  /// The session handler that notify() and feed() talk to (null: none).
+  /// The session handler that feed() and end_input() talk to (null: none).
   void attach(session_handler* h) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
     handler_ = h;
-    if (h == nullptr || attached_once_)
-      return;
-    attached_once_ = true;
-    for (auto [e, arg] : early_events_)
-      if (!ignore_events_) // called after they came, before attach(): dropped too
-        h->on_event(e, arg);
-    early_events_.clear();
   }
   /// Hands a client message to the attached handler, as transport would.
   void feed(const std::string& text, bool binary = false) {
@@ -129,9 +102,6 @@ private:
   std::atomic<int> inputs_{0};
   std::recursive_mutex session_mu_;
   session_handler* handler_ = nullptr;
-  std::vector<std::pair<session_event, std::uint64_t>> early_events_; // before attach()
-  bool attached_once_ = false;
-  bool ignore_events_ = false;
   bool refuse_ = false;
 };
 

@@ -1,7 +1,7 @@
 // The history service: routing of publishes and reads to a channel's
-// owner, and the public interface (see history_service.hpp; the state
-// machine's other parts: history_ownership.cpp, history_messages.cpp).
-#include "actors/history_service_impl.hpp"
+// owner, and the public interface (see history/service.hpp; the state
+// machine's other parts: history/ownership.cpp, history/messages.cpp).
+#include "actors/history/service_impl.hpp"
 
 #include "protocol/codec.hpp"
 

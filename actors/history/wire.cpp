@@ -1,4 +1,4 @@
-#include "actors/history_wire.hpp"
+#include "actors/history/wire.hpp"
 
 namespace wsnode::wire {
 

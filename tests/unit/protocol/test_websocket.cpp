@@ -1,5 +1,6 @@
 // RFC 6455 framing and RFC 7692 negotiation, without sockets.
 #include "protocol/websocket.hpp"
+#include "protocol/ws_deflate.hpp"
 
 #include <doctest/doctest.h>
 

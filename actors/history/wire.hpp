@@ -1,9 +1,9 @@
 // The wire format of history service messages between nodes: the channel
-// name, '\n', then one JSON object (Boost.JSON). See history_service.cpp
+// name, '\n', then one JSON object (Boost.JSON). See history/service.cpp
 // for the message types.
 #pragma once
 
-#include "actors/history_service.hpp"
+#include "actors/history/service.hpp"
 
 #include <boost/json.hpp>
 

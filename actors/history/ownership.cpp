@@ -1,7 +1,7 @@
 // The history service's ownership of channels: acquisition with promises
 // (terms), take-over of the best copy, replicas and commits, stepping down
-// (see history_service.hpp for the rules).
-#include "actors/history_service_impl.hpp"
+// (see history/service.hpp for the rules).
+#include "actors/history/service_impl.hpp"
 
 #include "protocol/codec.hpp"
 

@@ -26,7 +26,7 @@
 #pragma once
 
 #include "actors/cluster_service.hpp"
-#include "actors/history_log.hpp"
+#include "actors/history/log.hpp"
 #include "actors/namespaces.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
@@ -118,7 +118,7 @@ public:
                publish_done done) override;
   void read(const std::string& ch, read_request req, read_done done) override;
 
-  /// A service message from node `from` (see history_service.cpp).
+  /// A service message from node `from` (see history/service.cpp).
   void on_message(const std::string& from, std::string_view payload) override;
   /// The live peers changed (ids, this node excluded).
   void on_view(std::vector<std::string> live_peers) override;

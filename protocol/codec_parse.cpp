@@ -1,5 +1,8 @@
+// Client frames and API bodies into typed commands: strict JSON, size
+// limits, names, one error code per refusal. Encoding: codec_encode.cpp.
 #include "protocol/codec.hpp"
 
+#include "protocol/codec_detail.hpp"
 #include "protocol/json_scan.hpp"
 #include "protocol/names.hpp"
 
@@ -8,6 +11,8 @@
 #include <charconv>
 
 namespace wsnode::protocol {
+
+using detail::parse_count;
 
 namespace {
 
@@ -120,15 +125,6 @@ parse_result check_data(std::string_view raw, std::string_view id, const parse_l
   return cmd;
 }
 
-// A JSON integer token >= 0 (no sign, fraction or exponent).
-std::optional<std::uint64_t> parse_count(std::string_view raw) {
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), v);
-  if (raw.empty() || ec != std::errc{} || end != raw.data() + raw.size())
-    return std::nullopt;
-  return v;
-}
-
 // The optional members of v1.1: key (pub), since (sub, history), limit
 // (history, presence), token (sub, history, presence, refresh), cursor
 // (presence).
@@ -199,29 +195,6 @@ std::optional<command_error> prepare(std::string_view text, members& f, bool wan
   if (!f.duplicate.empty())
     return fail(error_code::bad_request, "duplicate key " + std::string{f.duplicate}, f.id);
   return std::nullopt;
-}
-
-void append_field(std::string& out, std::string_view key, std::string_view raw_value) {
-  out += ",\"";
-  out += key;
-  out += "\":";
-  out += raw_value;
-}
-
-void append_name(std::string& out, std::string_view key, std::string_view name) {
-  out += ",\"";
-  out += key;
-  out += "\":\"";
-  out += name;
-  out += '"';
-}
-
-std::string with_optional_id(std::string_view head, std::string_view id) {
-  std::string out{head};
-  if (!id.empty())
-    append_field(out, "id", id);
-  out += '}';
-  return out;
 }
 
 } // namespace
@@ -331,250 +304,6 @@ parse_result parse_history_body(std::string_view body, op kind) {
   if (auto err = check_extras(f, cmd))
     return *err;
   return cmd;
-}
-
-std::string encode_command(const command& c) {
-  std::string out = "{\"op\":\"";
-  out += to_string(c.kind);
-  out += '"';
-  if (c.kind != op::ping && c.kind != op::send && c.kind != op::refresh)
-    append_name(out, "ch", c.ch);
-  if (!c.token.empty()) {
-    out += ",\"token\":";
-    json::append_string(out, c.token);
-  }
-  if (!c.cursor.empty()) {
-    out += ",\"cursor\":";
-    json::append_string(out, c.cursor);
-  }
-  if (!c.key.empty())
-    append_name(out, "key", c.key);
-  if (c.since) {
-    out += ",\"since\":{\"ep\":";
-    json::append_string(out, c.since->ep);
-    out += ",\"off\":" + std::to_string(c.since->off) + "}";
-  }
-  if (c.limit)
-    out += ",\"limit\":" + std::to_string(*c.limit);
-  if (c.kind == op::send)
-    append_name(out, "to", c.to);
-  if (c.kind == op::pub || c.kind == op::send)
-    append_field(out, "data", c.data.empty() ? std::string_view{"null"} : c.data);
-  if (!c.id.empty())
-    append_field(out, "id", c.id);
-  out += '}';
-  return out;
-}
-
-std::string encode_hello(std::string_view node, std::string_view user, std::string_view sid) {
-  std::string out = "{\"op\":\"hello\"";
-  append_name(out, "node", node);
-  append_name(out, "user", user);
-  append_name(out, "sid", sid);
-  out += '}';
-  return out;
-}
-
-std::string encode_ack(std::string_view id) {
-  return with_optional_id("{\"op\":\"ack\"", id);
-}
-
-std::string encode_pong(std::string_view id) {
-  return with_optional_id("{\"op\":\"pong\"", id);
-}
-
-std::string encode_err(std::string_view id, error_code code, std::string_view msg) {
-  std::string out = "{\"op\":\"err\"";
-  if (!id.empty())
-    append_field(out, "id", id);
-  append_name(out, "code", to_string(code));
-  out += ",\"msg\":";
-  json::append_string(out, msg);
-  out += '}';
-  return out;
-}
-
-std::string encode_msg(std::string_view ch, std::string_view from, std::string_view data) {
-  std::string out;
-  out.reserve(40 + ch.size() + from.size() + data.size());
-  out += "{\"op\":\"msg\"";
-  append_name(out, "ch", ch);
-  if (!from.empty())
-    append_name(out, "from", from);
-  append_field(out, "data", data);
-  out += '}';
-  return out;
-}
-
-std::string encode_msg(std::string_view ch, std::string_view from, std::uint64_t off,
-                       std::string_view data) {
-  std::string out;
-  out.reserve(56 + ch.size() + from.size() + data.size());
-  out += "{\"op\":\"msg\"";
-  append_name(out, "ch", ch);
-  if (!from.empty())
-    append_name(out, "from", from);
-  out += ",\"off\":";
-  out += std::to_string(off);
-  append_field(out, "data", data);
-  out += '}';
-  return out;
-}
-
-namespace {
-// Where the members after "ch" start in a msg frame of a channel of `ch_size`
-// bytes: {"op":"msg","ch":"NAME" is 19 bytes plus the name.
-constexpr std::size_t msg_tail(std::size_t ch_size) noexcept {
-  return 19 + ch_size;
-}
-} // namespace
-
-std::uint64_t msg_offset(std::string_view frame, std::size_t ch_size) noexcept {
-  constexpr std::string_view tag = ",\"off\":";
-  auto tail = msg_tail(ch_size);
-  if (frame.size() <= tail)
-    return 0;
-  auto pos = frame.find(tag, tail); // before data: from holds no quote
-  if (pos == std::string_view::npos)
-    return 0;
-  std::uint64_t v = 0;
-  auto* b = frame.data() + pos + tag.size();
-  std::from_chars(b, frame.data() + frame.size(), v);
-  return v;
-}
-
-std::string encode_sub_ack(std::string_view id, std::string_view ep, std::uint64_t off,
-                           std::optional<bool> recovered) {
-  std::string out = "{\"op\":\"ack\"";
-  if (!id.empty())
-    append_field(out, "id", id);
-  out += ",\"ep\":";
-  json::append_string(out, ep);
-  out += ",\"off\":" + std::to_string(off);
-  if (recovered)
-    out += *recovered ? ",\"recovered\":true" : ",\"recovered\":false";
-  out += '}';
-  return out;
-}
-
-std::string encode_pub_ack(std::string_view id, std::uint64_t off) {
-  std::string out = "{\"op\":\"ack\"";
-  if (!id.empty())
-    append_field(out, "id", id);
-  out += ",\"off\":" + std::to_string(off) + "}";
-  return out;
-}
-
-std::string encode_resync(std::string_view ch) {
-  std::string out = "{\"op\":\"resync\"";
-  append_name(out, "ch", ch);
-  out += '}';
-  return out;
-}
-
-std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
-                           std::uint64_t off, const std::vector<frame_view>& frames, bool api) {
-  std::size_t n = 64 + ch.size();
-  for (auto f : frames)
-    n += f.size();
-  std::string out;
-  out.reserve(n);
-  out += '{';
-  if (!api) {
-    out += "\"op\":\"history\"";
-    if (!id.empty())
-      append_field(out, "id", id);
-    out += ',';
-  }
-  out += "\"ch\":\"";
-  out += ch;
-  out += "\",\"ep\":";
-  json::append_string(out, ep);
-  out += ",\"off\":" + std::to_string(off) + ",\"pubs\":[";
-  auto tail = msg_tail(ch.size());
-  bool first = true;
-  for (auto f : frames) {
-    if (f.size() <= tail + 1)
-      continue;
-    if (!first)
-      out += ',';
-    first = false;
-    out += '{';
-    out += f.substr(tail + 1); // "from":..,"off":..,"data":..}
-  }
-  out += "]}";
-  return out;
-}
-
-std::string encode_history(std::string_view id, std::string_view ch, std::string_view ep,
-                           std::uint64_t off,
-                           const std::vector<std::shared_ptr<const std::string>>& frames,
-                           bool api) {
-  std::vector<frame_view> views;
-  views.reserve(frames.size());
-  for (const auto& f : frames)
-    views.emplace_back(*f);
-  return encode_history(id, ch, ep, off, views, api);
-}
-
-std::string encode_dm(std::string_view from, std::string_view data) {
-  std::string out;
-  out.reserve(32 + from.size() + data.size());
-  out += "{\"op\":\"dm\"";
-  if (!from.empty())
-    append_name(out, "from", from);
-  append_field(out, "data", data);
-  out += '}';
-  return out;
-}
-
-std::optional<server_frame> parse_server_frame(std::string_view text) {
-  if (!json::validate(text))
-    return std::nullopt;
-  server_frame f;
-  bool has_op = false;
-  bool ok = json::for_each_member(text, [&](std::string_view key, std::string_view value) {
-    auto str = [&](std::string& dst) {
-      if (auto s = json::decode_string(value))
-        dst = std::move(*s);
-    };
-    if (key == "op") {
-      str(f.op);
-      has_op = !f.op.empty();
-    } else if (key == "id") {
-      f.id = value;
-    } else if (key == "data") {
-      f.data = value;
-    } else if (key == "code") {
-      str(f.code);
-    } else if (key == "msg") {
-      str(f.msg);
-    } else if (key == "ch") {
-      str(f.ch);
-    } else if (key == "from") {
-      str(f.from);
-      f.has_from = true;
-    } else if (key == "node") {
-      str(f.node);
-    } else if (key == "user") {
-      str(f.user);
-    } else if (key == "sid") {
-      str(f.sid);
-    } else if (key == "ep") {
-      str(f.ep);
-    } else if (key == "off") {
-      if (auto n = parse_count(value)) {
-        f.off = *n;
-        f.has_off = true;
-      }
-    } else if (key == "recovered") {
-      f.recovered = value == "true";
-    }
-    return true;
-  });
-  if (!ok || !has_op)
-    return std::nullopt;
-  return f;
 }
 
 } // namespace wsnode::protocol

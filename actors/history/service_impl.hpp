@@ -1,12 +1,12 @@
-// The inside of history_service (see history_service.hpp): one state
-// machine whose parts live in history_service.cpp (requests, routing),
-// history_ownership.cpp (acquisition, replicas, commits) and
-// history_messages.cpp (the messages between nodes, views, timers).
+// The inside of history_service (see history/service.hpp): one state
+// machine whose parts live in history/service.cpp (requests, routing),
+// history/ownership.cpp (acquisition, replicas, commits) and
+// history/messages.cpp (the messages between nodes, views, timers).
 // Private to those files.
 #pragma once
 
-#include "actors/history_service.hpp"
-#include "actors/history_wire.hpp"
+#include "actors/history/service.hpp"
+#include "actors/history/wire.hpp"
 
 #include <chrono>
 #include <deque>

@@ -1,4 +1,4 @@
-#include "actors/history_log.hpp"
+#include "actors/history/log.hpp"
 
 #include <random>
 

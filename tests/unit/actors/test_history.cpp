@@ -2,10 +2,10 @@
 // merge of a recovery with live messages in broker_core, and the history
 // service of three nodes over an in-memory network (take-over, fencing).
 #include "actors/broker.hpp"
-#include "actors/history_log.hpp"
-#include "actors/history_service.hpp"
+#include "actors/history/log.hpp"
+#include "actors/history/service.hpp"
 #include "protocol/codec.hpp"
-#include "test_sink.hpp"
+#include "tests/unit/test_sink.hpp"
 
 #include <doctest/doctest.h>
 

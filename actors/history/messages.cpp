@@ -1,7 +1,7 @@
 // The history service's messages between nodes, views and timers.
 //
 // Service messages between nodes are "CHANNEL\n" + a JSON object whose "t"
-// names it (history_wire.hpp encodes and decodes them):
+// names it (history/wire.hpp encodes and decodes them):
 //   prom  {term}                      -> promr {term, ok, promised, copy?}
 //   sync  {term, copy}                -> syncr {term, ok, promised, top}
 //   app   {term, off, f, k}           -> appr  {term, ok, off, need, promised}
@@ -9,7 +9,7 @@
 //   read  {rid, kind, since?, limit?} -> readr {rid, ok, ep, off, recovered?, f}
 //   take  {}   (a hand-over hint: "you rank first for this channel now")
 // A copy is {ep, cterm, top, commit, e: [[off, frame, age_ms]], k: [[key, off, age_ms]]}.
-#include "actors/history_service_impl.hpp"
+#include "actors/history/service_impl.hpp"
 
 #include "protocol/codec.hpp"
 

@@ -1,0 +1,117 @@
+// The mesh's peer liveness and subscription confirmation, without sockets
+// (transport/mesh_peers.hpp), on a clock the test moves.
+#include "transport/mesh_peers.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace wsnode::transport::mesh;
+using namespace std::chrono_literals;
+
+namespace {
+const clock::time_point t0{};
+}
+
+TEST_CASE("peer_table: up, silent after 3 heartbeats, back, restarted") {
+  peer_table p{1000ms};
+  using change = peer_table::change;
+  CHECK(p.heard("n2", 7, t0) == change::up);
+  CHECK(p.heard("n2", 7, t0 + 500ms) == change::none);
+  CHECK(p.alive("n2", t0 + 3500ms));
+  CHECK_FALSE(p.alive("n2", t0 + 3501ms));
+  CHECK_FALSE(p.alive("n9", t0));
+  CHECK(p.heard("n2", 7, t0 + 4000ms) == change::back);
+  CHECK(p.heard("n2", 8, t0 + 4100ms) == change::restarted);
+  CHECK(p.heard("n3", 1, t0 + 4100ms) == change::up);
+  CHECK(p.live(t0 + 4200ms) == std::vector<std::string>{"n2", "n3"});
+}
+
+TEST_CASE("peer_table: the view is reported when it changes, once") {
+  peer_table p{1000ms};
+  CHECK_FALSE(p.view_change(t0)); // empty, as before
+  p.heard("n3", 1, t0);
+  p.heard("n2", 1, t0);
+  auto v = p.view_change(t0);
+  REQUIRE(v);
+  CHECK(*v == std::vector<std::string>{"n2", "n3"});
+  CHECK_FALSE(p.view_change(t0 + 1s));
+  p.heard("n3", 1, t0 + 3s); // n2 goes silent, n3 stays
+  v = p.view_change(t0 + 3500ms);
+  REQUIRE(v);
+  CHECK(*v == std::vector<std::string>{"n3"});
+  int silent = 0;
+  p.visit(t0 + 3500ms, [&](const std::string& id, bool alive, clock::duration age, bool was) {
+    if (!alive && was)
+      ++silent;
+    if (id == "n2")
+      CHECK(age == 3500ms);
+  });
+  CHECK(silent == 0); // never reported alive before this first visit
+  p.visit(t0 + 3500ms, [&](const std::string&, bool alive, clock::duration, bool was) {
+    if (!alive && was)
+      ++silent;
+  });
+  CHECK(silent == 0);
+}
+
+TEST_CASE("confirmations: live when every live peer confirmed, not before") {
+  peer_table p{1000ms};
+  p.heard("n2", 1, t0);
+  p.heard("n3", 1, t0);
+  confirmations c;
+  CHECK_FALSE(c.add("c:room:1|", t0 + 1s, p, t0));
+  CHECK_FALSE(c.confirm("c:room:1|", "n2", p, t0));
+  CHECK_FALSE(c.confirm("c:room:1|", "n2", p, t0)); // twice counts once
+  CHECK_FALSE(c.confirm("c:other|", "n3", p, t0)); // not waiting: nothing
+  CHECK(c.confirm("c:room:1|", "n3", p, t0));
+  CHECK(c.empty());
+  CHECK(c.earliest_deadline() == clock::time_point::max());
+}
+
+TEST_CASE("confirmations: no live peer means live at once") {
+  peer_table p{1000ms};
+  confirmations c;
+  CHECK(c.add("u:alice|", t0 + 1s, p, t0));
+  p.heard("n2", 1, t0);
+  CHECK(c.add("u:alice|", t0 + 1s, p, t0 + 5s)); // n2 silent by then
+  CHECK(c.empty());
+}
+
+TEST_CASE("confirmations: a deadline passes, a silent peer stops being waited for") {
+  peer_table p{1000ms};
+  p.heard("n2", 1, t0);
+  p.heard("n3", 1, t0);
+  confirmations c;
+  CHECK_FALSE(c.add("c:a|", t0 + 1s, p, t0));
+  CHECK_FALSE(c.add("c:b|", t0 + 10s, p, t0));
+  CHECK(c.earliest_deadline() == t0 + 1s);
+  CHECK(c.expire(p, t0 + 999ms, true).empty());
+  auto done = c.expire(p, t0 + 1s, false);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].topic == "c:a|");
+  CHECK(done[0].timed_out);
+  CHECK(c.earliest_deadline() == t0 + 10s);
+  // n3 confirms b; n2 goes silent (3 intervals): a recheck finds b complete
+  CHECK_FALSE(c.confirm("c:b|", "n3", p, t0 + 1s));
+  p.heard("n3", 1, t0 + 3s);
+  CHECK(c.expire(p, t0 + 3500ms, false).empty()); // no recheck: still waiting
+  done = c.expire(p, t0 + 3500ms, true);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].topic == "c:b|");
+  CHECK_FALSE(done[0].timed_out);
+  CHECK(c.empty());
+}
+
+TEST_CASE("confirmations: removed, or added again, a topic keeps only its latest wait") {
+  peer_table p{1000ms};
+  p.heard("n2", 1, t0);
+  confirmations c;
+  CHECK_FALSE(c.add("c:a|", t0 + 1s, p, t0));
+  c.remove("c:a|");
+  CHECK(c.expire(p, t0 + 2s, true).empty());
+  CHECK_FALSE(c.add("c:a|", t0 + 1s, p, t0));
+  CHECK_FALSE(c.add("c:a|", t0 + 5s, p, t0 + 500ms)); // subscribed again: a new wait
+  CHECK(c.expire(p, t0 + 1s, false).empty());        // the old deadline is not its own
+  auto done = c.expire(p, t0 + 5s, false);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].timed_out);
+}
