@@ -100,8 +100,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
     return r;
   };
   return {
-      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink,
-          const frame_ptr& hello, const caf::actor& session) {
+      [=](atoms::join, std::uint64_t sid, std::string& user, sink_ptr& sink, const frame_ptr& hello,
+          const caf::actor& session) {
         if (self->state.draining)
           sink->close(close_code::going_away, "node draining");
         // hello is written before the session hears `joined` and answers
@@ -109,8 +109,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         // connection's thread before the session's first reply can
         auto ready = [sink, hello, session] {
           sink->send(hello);
-          caf::anon_send(session, atoms::event::value, static_cast<std::uint8_t>(session_event::joined),
-                         std::uint64_t{0});
+          caf::anon_send(session, atoms::event::value,
+                         static_cast<std::uint8_t>(session_event::joined), std::uint64_t{0});
         };
         self->state.core->join(sid, std::move(user), sink, std::move(ready));
       },
@@ -119,14 +119,14 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         if (self->state.presence)
           self->state.presence->leave(sid);
       },
-      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot,
-          sink_ptr& from, const caf::actor& session) {
+      [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot, sink_ptr& from,
+          const caf::actor& session) {
         // the session acks once the subscription is live on every node
         if (!self->state.core->sink_of(sid)) // joined in its user's shard, not this one
           self->state.core->attach(sid, std::move(from));
         self->state.core->subscribe(sid, ch, [session, slot] {
           caf::anon_send(session, atoms::event::value,
-                       static_cast<std::uint8_t>(session_event::subscribed), slot);
+                         static_cast<std::uint8_t>(session_event::subscribed), slot);
         });
       },
       [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {

@@ -449,7 +449,7 @@ private:
   std::vector<std::string> subs_;          // a few per session: a vector beats a hash set
   token_bucket rate_;                      // set by init()
   token_bucket errors_;                    // set by init()
-  reply_order replies_; // replies waiting behind a `sub` that is not live yet
+  reply_order replies_;                    // replies waiting behind a `sub` that is not live yet
   // Commands received before `joined` (made on the first: most sessions
   // join before their first command, and an empty vector costs 24 bytes).
   std::unique_ptr<client_messages> early_;

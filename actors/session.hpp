@@ -21,10 +21,10 @@
 //   Phoenix's channels "fastlane" broadcasts past the channel processes.
 #pragma once
 
-#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
-#include "core/ports.hpp"
 #include "actors/rate_limiter.hpp"
+#include "core/metrics.hpp"
+#include "core/ports.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 

@@ -2,6 +2,7 @@
 
 #include "protocol/websocket.hpp"
 #include "protocol/ws_deflate.hpp"
+#include "transport/close_handshake.hpp"
 #include "transport/delivery_lane.hpp"
 #include "transport/write_queue.hpp"
 
@@ -26,21 +27,11 @@ namespace ws = protocol::ws;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
-enum class phase : std::uint8_t { open, closing, closed };
+using phase = close_handshake::phase;
+using step = close_handshake::step;
 
 /// Full buffers read from one socket before others get their turn.
 constexpr int max_reads_per_wakeup = 4;
-
-const char* reason_for(std::uint16_t code) {
-  switch (code) {
-  case close_code::too_big:
-    return "message too big";
-  case 1007:
-    return "invalid UTF-8";
-  default:
-    return "protocol error";
-  }
-}
 
 } // namespace
 
@@ -76,7 +67,7 @@ public:
     error_code ec;
     socket_.non_blocking(true, ec); // reads drain the socket until EAGAIN
     push_raw(std::move(res));       // written at once: the queue is empty
-    if (phase_ == phase::closed) {
+    if (hs_.current() == phase::closed) {
       spdlog::debug("upgrade failed from {}: the client left", who.remote);
       return; // no session was opened, none to close
     }
@@ -92,7 +83,7 @@ public:
   // ------------------------------------------------------------ frame_sink (any thread)
 
   send_result send(frame_ptr f) override {
-    if (phase_.load(std::memory_order_acquire) != phase::open) {
+    if (hs_.current() != phase::open) {
       ctx_->m.drop(drop_reason::closed);
       return send_result::closed;
     }
@@ -101,7 +92,7 @@ public:
   }
 
   send_result send_lossy(frame_ptr f) override {
-    if (phase_.load(std::memory_order_acquire) != phase::open) {
+    if (hs_.current() != phase::open) {
       ctx_->m.drop(drop_reason::closed);
       return send_result::closed;
     }
@@ -127,7 +118,7 @@ public:
     auto left = pending_input_.fetch_sub(1) - 1;
     if (left < ctx_->opts.max_pending_input && read_paused_.load())
       net::post(lane_.context(), [self = shared_from_this()] {
-        if (self->phase_ == phase::open && self->read_paused_.exchange(false)) {
+        if (self->hs_.current() == phase::open && self->read_paused_.exchange(false)) {
           self->last_rx_tick_ = self->lane_.tick();
           self->do_read();
         }
@@ -138,7 +129,7 @@ public:
 
   /// One frame from the lane.
   void deliver(frame_ptr f, bool lossy) override {
-    if (phase_ != phase::open) {
+    if (hs_.current() != phase::open) {
       ctx_->m.drop(drop_reason::closed);
       return;
     }
@@ -188,7 +179,7 @@ public:
   bool write_only(std::vector<net::const_buffer>& iov) override {
     if (nothing_to_write())
       return true; // flush() would do nothing either
-    if (teardown_after_flush_ || shutdown_after_flush_)
+    if (hs_.waits_for_drain())
       return false; // a close waits for the drain: flush() does both
     error_code ec;
     if (out_.write(socket_, iov, ec) != write_queue::outcome::drained)
@@ -204,7 +195,7 @@ public:
   /// after ping_interval of silence, the connection dropped after twice that.
   void check_alive(std::uint32_t tick) override {
     out_.free_memory(); // an idle connection keeps no queue memory
-    if (phase_ != phase::open || read_paused_.load())
+    if (hs_.current() != phase::open || read_paused_.load())
       return;
     auto idle = tick - last_rx_tick_;
     if (idle >= 2 * lane_.ping_ticks()) {
@@ -227,7 +218,7 @@ private:
   }
 
   void on_readable(error_code ec) {
-    if (phase_ == phase::closed)
+    if (hs_.current() == phase::closed)
       return;
     if (ec)
       return lost(ec);
@@ -263,7 +254,7 @@ private:
 
   // Parses `n` bytes; returns false when nothing more should be read.
   bool consume(const char* p, std::size_t n) {
-    if (discard_input_)
+    if (hs_.discarding_input())
       return true; // lingering after a protocol error: read and drop until EOF
     const char* end = p + n;
     while (true) {
@@ -274,21 +265,21 @@ private:
         on_message();
         break;
       case ws::frame_reader::event::ping:
-        if (phase_ == phase::open)
+        if (hs_.current() == phase::open)
           push_raw(ws::make_frame(ws::opcode::pong, reader_.control_payload()));
         break;
       case ws::frame_reader::event::pong:
         break;
       case ws::frame_reader::event::close:
         on_close_frame();
-        return phase_ != phase::closed;
+        return hs_.current() != phase::closed;
       case ws::frame_reader::event::error:
         on_violation(reader_.error_code());
-        return phase_ != phase::closed;
+        return hs_.current() != phase::closed;
       }
-      if (phase_ == phase::closed)
+      if (hs_.current() == phase::closed)
         return false;
-      if (discard_input_)
+      if (hs_.discarding_input())
         return true; // a violation inside a message (compressed data): read no further
     }
   }
@@ -313,7 +304,7 @@ private:
         return on_violation(1007);
       text = std::move(plain);
     }
-    if (phase_ != phase::open || !handler_)
+    if (hs_.current() != phase::open || !handler_)
       return;
     pending_input_.fetch_add(1);
     handler_->on_message(std::move(text), binary);
@@ -322,57 +313,55 @@ private:
   // The client's close frame: the answer to ours, or its own close. Its own
   // is echoed once the session has answered the messages before it.
   void on_close_frame() {
-    if (input_ended_)
-      return linger();
-    peer_code_ = reader_.close_code();
-    closing().peer_reason = std::string{reader_.close_reason()};
-    if (phase_ == phase::open) {
-      end_input(peer_code_);
-      return linger();
-    }
-    // The answer to our close: the handshake is complete, the client has
-    // read everything up to our close frame, and the server closes TCP
-    // (RFC 6455 7.1.1) once the rest of the queue is out.
-    input_ended_ = true;
-    discard_input_ = true;
-    teardown_after_flush_ = true;
-    after_flush();
+    perform(hs_.on_peer_close(reader_.close_code(), reader_.close_reason()));
   }
 
   // A protocol violation (1002 framing, 1007 UTF-8, 1009 size): every
   // complete message before it is handled and answered, then the
   // connection fails with `code`. Nothing after it is read.
   void on_violation(std::uint16_t code) {
-    spdlog::debug("protocol error sid={}-{}: {} ({})", ctx_->opts.node_id, sid_, code,
-                  reason_for(code));
-    if (phase_ == phase::open && !input_ended_)
-      end_input(code);
-    linger();
+    spdlog::debug("protocol error sid={}-{}: {}", ctx_->opts.node_id, sid_, code);
+    perform(hs_.on_violation(code));
   }
 
-  // The client's input ends: the session answers what came before, then
-  // closes (sink close -> start_close). If it does not within
-  // close_timeout, the close goes out anyway (see arm_kill_timer).
-  void end_input(std::uint16_t code) {
-    input_ended_ = true;
-    end_code_ = code;
-    arm_kill_timer();
-    if (handler_)
-      handler_->on_input_end(code);
-    else
-      start_close(code, {});
-  }
-
-  // A lingering close: input is dropped from now on; once our close frame
-  // (and everything before it) is out, the sending side shuts down, and the
-  // connection ends at the client's EOF or close_timeout. Closing a socket
-  // with unread input would reset the connection, and the client could
-  // lose our close frame with it.
-  void linger() {
-    discard_input_ = true;
-    if (phase_ == phase::closing) {
-      shutdown_after_flush_ = true;
-      after_flush();
+  // Does what the close handshake asks for, in order (close_handshake.hpp).
+  void perform(const close_handshake::steps& steps) {
+    for (const auto& st : steps) {
+      switch (st.what) {
+      case step::kind::tell_input_end:
+        // the session answers what came before, then closes (sink close ->
+        // start_close); without one, the close goes out now
+        if (handler_)
+          handler_->on_input_end(st.code);
+        else
+          start_close(st.code, {});
+        break;
+      case step::kind::send_close:
+        // 1005 (the client's close had no code) is never sent: an empty close
+        push_raw(st.code == 1005 ? ws::make_frame(ws::opcode::close, {})
+                                 : ws::make_close(st.code, hs_.reason()));
+        break;
+      case step::kind::skip_data:
+        reader_.skip_data();
+        break;
+      case step::kind::arm_timer:
+        wait_close_timer();
+        break;
+      case step::kind::check_drain:
+        after_flush();
+        break;
+      case step::kind::shutdown_send: {
+        error_code ignored;
+        socket_.shutdown(tcp::socket::shutdown_send, ignored);
+        break;
+      }
+      case step::kind::teardown:
+        return teardown();
+      case step::kind::timed_out:
+        spdlog::warn("close timeout sid={}-{}: the session did not close; closing",
+                     ctx_->opts.node_id, sid_);
+        break;
+      }
     }
   }
 
@@ -380,7 +369,7 @@ private:
 
   // Our own frames (101, control frames).
   void push_raw(std::string bytes) {
-    if (write_failed_ || phase_ == phase::closed)
+    if (write_failed_ || hs_.current() == phase::closed)
       return;
     out_entry e;
     e.raw = std::move(bytes);
@@ -426,7 +415,7 @@ private:
   // ------------------------------------------------------------ closing
 
   void on_slow() {
-    if (phase_ != phase::open)
+    if (hs_.current() != phase::open)
       return;
     spdlog::warn("slow consumer sid={}-{}: write queue over {} bytes, closing with 1013",
                  ctx_->opts.node_id, sid_, ctx_->opts.max_queue_bytes);
@@ -435,27 +424,9 @@ private:
   }
 
   // Frames queued before the close go out first: the close frame is queued
-  // behind them. Then the client's close frame is awaited (data frames are
-  // dropped meanwhile), for at most close_timeout.
-  // After the client's input ended (its close, a violation), the close is
-  // followed by a lingering close (see linger()).
+  // behind them (see close_handshake.hpp for what follows).
   void start_close(std::uint16_t code, std::string reason) {
-    if (phase_ != phase::open)
-      return;
-    phase_ = phase::closing;
-    close_code_ = code;
-    // the close due at the end of input carries the violation's reason;
-    // the client's own close is echoed without one
-    if (reason.empty() && input_ended_ && code == end_code_ && code != peer_code_)
-      reason = reason_for(code);
-    closing().reason = std::move(reason);
-    arm_kill_timer(); // a client that never answers must not hold the close forever
-    // 1005 (the client's close had no code) is never sent: an empty close
-    push_raw(code == 1005 ? ws::make_frame(ws::opcode::close, {})
-                          : ws::make_close(code, closing().reason));
-    if (discard_input_)
-      return linger();
-    reader_.skip_data(); // data frames are dropped while the client's close is awaited
+    perform(hs_.on_close(code, std::move(reason)));
   }
 
   // Everything queued has reached the kernel.
@@ -463,45 +434,23 @@ private:
 
   // What a close waits for once everything queued reached the kernel.
   void after_flush() {
-    if (!drained())
-      return;
-    if (teardown_after_flush_)
-      return teardown();
-    if (shutdown_after_flush_) {
-      shutdown_after_flush_ = false;
-      error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
-    }
+    if (drained())
+      perform(hs_.on_drained());
   }
 
-  // Bounds a close: a session that does not answer the end of input within
-  // close_timeout gets its close frame sent anyway (and another
-  // close_timeout); a client that never completes the close is dropped.
-  void arm_kill_timer() {
-    auto& c = closing();
-    if (c.timer_armed)
-      return;
-    c.timer_armed = true;
-    wait_kill_timer();
-  }
-
-  void wait_kill_timer() {
-    closing_->timer.expires_after(ctx_->opts.close_timeout);
-    closing_->timer.async_wait(
-        [self = shared_from_this()](error_code ec) { self->on_kill_timer(ec); });
-  }
-
-  void on_kill_timer(error_code ec) {
-    if (ec || phase_ == phase::closed)
-      return;
-    if (phase_ == phase::open) {
-      spdlog::warn("close timeout sid={}-{}: the session did not close; closing",
-                   ctx_->opts.node_id, sid_);
-      start_close(end_code_, {});
-      return wait_kill_timer();
-    }
-    spdlog::debug("close timeout sid={}-{}: dropping the TCP connection", ctx_->opts.node_id, sid_);
-    teardown();
+  // The close timer bounds a close (close_handshake::on_timer).
+  void wait_close_timer() {
+    if (!close_timer_)
+      close_timer_ = std::make_unique<net::steady_timer>(lane_.context());
+    close_timer_->expires_after(ctx_->opts.close_timeout);
+    close_timer_->async_wait([self = shared_from_this()](error_code ec) {
+      if (ec)
+        return;
+      if (self->hs_.current() == phase::closing)
+        spdlog::debug("close timeout sid={}-{}: dropping the TCP connection",
+                      self->ctx_->opts.node_id, self->sid_);
+      self->perform(self->hs_.on_timer());
+    });
   }
 
   // Ends the TCP connection and the session.
@@ -519,39 +468,22 @@ private:
   }
 
   void finish() {
-    if (phase_ == phase::closed)
+    if (!hs_.on_finished())
       return;
-    phase_ = phase::closed;
     if (handler_) { // a session was opened (not when the 101 could not be written)
-      std::uint16_t code = close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
-      std::string_view why;
-      if (closing_)
-        why = close_code_ ? closing_->reason : closing_->peer_reason;
+      auto code = hs_.final_code();
+      auto why = hs_.final_reason();
       ctx_->m.close(code);
       spdlog::info("close sid={}-{} code={} reason=\"{}\"", ctx_->opts.node_id, sid_, code, why);
       handler_->on_closed();
       handler_.reset();
     }
-    if (closing_)
-      closing_->timer.cancel();
+    if (close_timer_)
+      close_timer_->cancel();
     discard_unsent(drop_reason::closed);
     lane_.remove(this);
     if (deflate_)
       deflate_->inflater.reset();
-  }
-
-  // What only an ending connection needs, kept out of every open one.
-  struct closing_state {
-    explicit closing_state(net::io_context& ioc) : timer(ioc) {}
-    net::steady_timer timer; // bounds the close (see arm_kill_timer)
-    std::string reason;      // of our close frame
-    std::string peer_reason; // of the client's
-    bool timer_armed = false;
-  };
-  closing_state& closing() {
-    if (!closing_)
-      closing_ = std::make_unique<closing_state>(lane_.context());
-    return *closing_;
   }
 
   std::shared_ptr<server_context> ctx_; // alive as long as this session
@@ -567,19 +499,12 @@ private:
   };
   std::unique_ptr<compression> deflate_;
   write_queue out_;
-  std::unique_ptr<closing_state> closing_; // made when the connection starts to end
+  close_handshake hs_;
+  std::unique_ptr<net::steady_timer> close_timer_; // made when the connection starts to end
   std::uint32_t last_rx_tick_ = 0;
-  std::uint16_t close_code_ = 0; // ours, once we started closing
-  std::uint16_t peer_code_ = 0;  // the client's, from its close frame
-  std::uint16_t end_code_ = 0;   // the close due when the input ended
   bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
-  bool input_ended_ = false; // the client's close or a violation was read
-  bool shutdown_after_flush_ = false;
-  bool teardown_after_flush_ = false;
-  bool discard_input_ = false;
-  std::atomic<phase> phase_{phase::open};
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};
   std::atomic<std::size_t> replay_allowance_{0}; // see send_replay

@@ -109,7 +109,8 @@ void presence_messages(std::string_view in) {
     o.name = "room";
     o.presence = true;
     o.join_leave = true;
-    return std::make_shared<const wsnode::namespace_table>(std::vector<wsnode::namespace_options>{o});
+    return std::make_shared<const wsnode::namespace_table>(
+        std::vector<wsnode::namespace_options>{o});
   }();
   wsnode::presence_table t{"me", ns, m, {}};
   t.on_view({"peer"});

@@ -61,7 +61,7 @@ TEST_CASE("confirmations: live when every live peer confirmed, not before") {
   CHECK_FALSE(c.add("c:room:1|", t0 + 1s, p, t0));
   CHECK_FALSE(c.confirm("c:room:1|", "n2", p, t0));
   CHECK_FALSE(c.confirm("c:room:1|", "n2", p, t0)); // twice counts once
-  CHECK_FALSE(c.confirm("c:other|", "n3", p, t0)); // not waiting: nothing
+  CHECK_FALSE(c.confirm("c:other|", "n3", p, t0));  // not waiting: nothing
   CHECK(c.confirm("c:room:1|", "n3", p, t0));
   CHECK(c.empty());
   CHECK(c.earliest_deadline() == clock::time_point::max());
@@ -110,7 +110,7 @@ TEST_CASE("confirmations: removed, or added again, a topic keeps only its latest
   CHECK(c.expire(p, t0 + 2s, true).empty());
   CHECK_FALSE(c.add("c:a|", t0 + 1s, p, t0));
   CHECK_FALSE(c.add("c:a|", t0 + 5s, p, t0 + 500ms)); // subscribed again: a new wait
-  CHECK(c.expire(p, t0 + 1s, false).empty());        // the old deadline is not its own
+  CHECK(c.expire(p, t0 + 1s, false).empty());         // the old deadline is not its own
   auto done = c.expire(p, t0 + 5s, false);
   REQUIRE(done.size() == 1);
   CHECK(done[0].timed_out);

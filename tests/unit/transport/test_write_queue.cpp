@@ -19,8 +19,7 @@ struct fake_stream {
   bool fail = false;
   std::string written;
   int calls = 0;
-  std::size_t write_some(const std::vector<net::const_buffer>& iov,
-                         boost::system::error_code& ec) {
+  std::size_t write_some(const std::vector<net::const_buffer>& iov, boost::system::error_code& ec) {
     ++calls;
     if (fail) {
       ec = net::error::broken_pipe;
