@@ -59,13 +59,17 @@ std::string text_frame(const std::string& payload) {
   return std::string{"\x81"} + static_cast<char>(payload.size()) + payload;
 }
 
-} // namespace
-
-TEST_CASE("write_queue: one gather write for many frames, shared frames not copied") {
+struct queue_fixture {
   metrics m;
   fake_stream s;
   std::vector<net::const_buffer> iov;
   boost::system::error_code ec;
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(queue_fixture,
+                  "write_queue: one gather write for many frames, shared frames not copied") {
   auto f = make_frame("hello");
   {
     write_queue q{m};
@@ -87,11 +91,8 @@ TEST_CASE("write_queue: one gather write for many frames, shared frames not copi
   CHECK(f.use_count() == 1); // the queue kept references, never copies
 }
 
-TEST_CASE("write_queue: a partial write resumes mid-frame; a full kernel blocks") {
-  metrics m;
-  fake_stream s;
-  std::vector<net::const_buffer> iov;
-  boost::system::error_code ec;
+TEST_CASE_FIXTURE(queue_fixture,
+                  "write_queue: a partial write resumes mid-frame; a full kernel blocks") {
   write_queue q{m};
   q.push(shared(make_frame("abcdef")));
   q.push(shared(make_frame("xyz")));
@@ -111,11 +112,7 @@ TEST_CASE("write_queue: a partial write resumes mid-frame; a full kernel blocks"
   CHECK(m.queued_bytes.load() == 0);
 }
 
-TEST_CASE("write_queue: more than max_batch frames take several calls") {
-  metrics m;
-  fake_stream s;
-  std::vector<net::const_buffer> iov;
-  boost::system::error_code ec;
+TEST_CASE_FIXTURE(queue_fixture, "write_queue: more than max_batch frames take several calls") {
   write_queue q{m};
   auto f = make_frame("x");
   for (std::size_t i = 0; i < max_batch * 2 + 1; ++i)
@@ -126,11 +123,8 @@ TEST_CASE("write_queue: more than max_batch frames take several calls") {
   CHECK(m.messages_out.load() == max_batch * 2 + 1);
 }
 
-TEST_CASE("write_queue: a failed stream reports failed; queued bytes are released") {
-  metrics m;
-  fake_stream s;
-  std::vector<net::const_buffer> iov;
-  boost::system::error_code ec;
+TEST_CASE_FIXTURE(queue_fixture,
+                  "write_queue: a failed stream reports failed; queued bytes are released") {
   {
     write_queue q{m};
     q.push(shared(make_frame("a")));
