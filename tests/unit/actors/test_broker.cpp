@@ -362,13 +362,17 @@ TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans 
 TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound") {
   auto sink = std::make_shared<recording_sink>();
   // a shard that writes hello and never tells the session `joined`
-  auto mute = sys->spawn([]() -> caf::behavior {
-    return {
-        [](atoms::join, std::uint64_t, const std::string&, const sink_ptr& sink,
-           const frame_ptr& hello, const caf::actor&) { sink->send(hello); },
-        [](atoms::leave, std::uint64_t) {},
-    };
-  });
+  // (spawned with an argument: CAF 0.17 dereferences a null argument tuple
+  // when there is none, which UBSan reports)
+  auto mute = sys->spawn(
+      [](caf::event_based_actor*, int) -> caf::behavior {
+        return {
+            [](atoms::join, std::uint64_t, const std::string&, const sink_ptr& sink,
+               const frame_ptr& hello, const caf::actor&) { sink->send(hello); },
+            [](atoms::leave, std::uint64_t) {},
+        };
+      },
+      0);
   auto mute_env = std::make_shared<const session_env>(session_config{}, m,
                                                       std::make_shared<const broker_set>(mute));
   auto s = make_session(*sys, mute_env, {"zed", "t", {}, {}}, sink);
