@@ -7,7 +7,7 @@
 
 #include <algorithm>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 api_calls::api_calls(std::shared_ptr<const broker_set> brokers,
                      std::shared_ptr<const namespace_table> ns, metrics& m)
@@ -53,4 +53,4 @@ void api_calls::presence(std::string ch, long long limit, std::string cursor, ap
                  api_completion{std::move(done)});
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

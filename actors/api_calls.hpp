@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class api_calls {
 public:
@@ -34,4 +34,4 @@ private:
   metrics& m_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -8,7 +8,7 @@
 #include <functional>
 #include <stdexcept>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 
@@ -246,4 +246,4 @@ broker_set spawn_brokers(caf::actor_system& sys, std::size_t n, metrics& m,
   return broker_set{std::move(shards)};
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -28,7 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class broker_core {
 public:
@@ -207,4 +207,4 @@ private:
 broker_set spawn_brokers(caf::actor_system& sys, std::size_t n, metrics& m,
                          std::shared_ptr<backbone> bb, broker_options opts = {});
 
-} // namespace wsnode
+} // namespace wsnode::actors

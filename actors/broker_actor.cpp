@@ -9,7 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 
@@ -294,4 +294,4 @@ caf::actor spawn_broker(caf::actor_system& sys, metrics& m, std::shared_ptr<back
   return sys.spawn(broker_actor, &m, std::move(bb), std::move(opts));
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -16,7 +16,7 @@
 
 #include <algorithm>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 /// Frames one held subscription keeps at most while its read is under way.
@@ -238,4 +238,4 @@ bool broker_core::split_ordered(const std::string& wire, std::string_view& ep, f
   return true;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

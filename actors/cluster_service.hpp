@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class cluster_service {
 public:
@@ -32,4 +32,4 @@ public:
   virtual void tick(clock::time_point now) = 0;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

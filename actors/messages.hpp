@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// One message read from a client (transport -> session actor).
 struct client_message {
@@ -59,15 +59,15 @@ enum class session_event : std::uint8_t {
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
 
-} // namespace wsnode
+} // namespace wsnode::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::api_completion)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::client_messages)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_list)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::api_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_messages)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
 
-namespace wsnode::atoms {
+namespace wsnode::actors::atoms {
 
 // session -> broker
 using join = caf::atom_constant<caf::atom("join")>;   ///< (sid, user, sink, hello frame, session)
@@ -128,4 +128,4 @@ using drain = caf::atom_constant<caf::atom("drain")>;       ///< () close sessio
 using shutdown = caf::atom_constant<caf::atom("shutdown")>; ///< () exit sessions, quit
 using stats = caf::atom_constant<caf::atom("stats")>;       ///< () -> (sessions, channels, users)
 
-} // namespace wsnode::atoms
+} // namespace wsnode::actors::atoms

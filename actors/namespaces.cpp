@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace_table::namespace_table(std::vector<namespace_options> list) : list_(std::move(list)) {
   any_history_ = std::any_of(list_.begin(), list_.end(),
@@ -21,4 +21,4 @@ const namespace_options& namespace_table::of_channel(std::string_view ch) const 
   return defaults_;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

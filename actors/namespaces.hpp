@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// Who may publish into a namespace's channels.
 enum class publish_rule : std::uint8_t {
@@ -63,4 +63,4 @@ private:
   bool any_presence_ = false;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

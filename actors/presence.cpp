@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <optional>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 
@@ -473,4 +473,4 @@ void presence_table::tick(clock::time_point now) {
   impl_->tick(now);
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

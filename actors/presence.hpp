@@ -36,7 +36,7 @@
 #include <unordered_set>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// The first byte after the channel line of a presence service message
 /// (history service messages start with '{').
@@ -94,4 +94,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// `rate` <= 0 disables the limit (take() always succeeds).
 struct bucket_limits {
@@ -55,4 +55,4 @@ private:
   clock::time_point last_{};
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -1,6 +1,6 @@
 #include "actors/reply_order.hpp"
 
-namespace wsnode {
+namespace wsnode::actors {
 
 std::uint64_t reply_order::hold(std::string_view id, std::string_view ch) {
   if (!held_)
@@ -48,4 +48,4 @@ void reply_order::flush(frame_sink& sink, std::vector<std::string>& released) {
   held_->base += n;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

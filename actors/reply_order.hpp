@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class reply_order {
 public:
@@ -53,4 +53,4 @@ private:
   std::unique_ptr<held_replies> held_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

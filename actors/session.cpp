@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 
@@ -547,4 +547,4 @@ new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_e
   return s;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

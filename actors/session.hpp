@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class broker_set;
 
@@ -83,4 +83,4 @@ struct new_session {
 new_session make_session(caf::actor_system& sys, std::shared_ptr<const session_env> env,
                          const session_identity& who, sink_ptr sink);
 
-} // namespace wsnode
+} // namespace wsnode::actors

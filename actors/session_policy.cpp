@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 bool session_grants::lists(std::string_view ch) const noexcept {
   return std::find(channels.begin(), channels.end(), ch) != channels.end();
@@ -71,4 +71,4 @@ refresh_verdict check_refresh(std::string_view token, std::string_view user,
   return out;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

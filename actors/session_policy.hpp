@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// A command refused by policy: the metrics reason and the err message.
 struct refusal {
@@ -52,4 +52,4 @@ struct refresh_verdict {
 refresh_verdict check_refresh(std::string_view token, std::string_view user,
                               const protocol::token_verifier* v);
 
-} // namespace wsnode
+} // namespace wsnode::actors

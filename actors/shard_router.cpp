@@ -5,7 +5,7 @@
 
 #include <caf/all.hpp>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace {
 
@@ -53,4 +53,4 @@ std::shared_ptr<backbone_events> route_to_shards(std::shared_ptr<const broker_se
   return std::make_shared<shard_router>(std::move(brokers));
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

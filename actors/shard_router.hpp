@@ -8,7 +8,7 @@
 
 #include <memory>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 class broker_set;
 
@@ -16,4 +16,4 @@ class broker_set;
 /// channel its payload names first).
 std::shared_ptr<backbone_events> route_to_shards(std::shared_ptr<const broker_set> brokers);
 
-} // namespace wsnode
+} // namespace wsnode::actors

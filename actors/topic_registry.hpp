@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// Subscribers are identified by a 64-bit id and carry a `Value` (for the
 /// broker, the session's sink) that publish hands to the caller.
@@ -101,4 +101,4 @@ private:
   std::unordered_map<id_type, std::vector<const std::string*>> by_id_;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

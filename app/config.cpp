@@ -13,6 +13,10 @@
 
 namespace wsnode {
 
+using actors::namespace_options;
+using actors::publish_rule;
+using actors::subscribe_rule;
+
 namespace {
 
 // Reads typed values out of a TOML document, remembering which keys it

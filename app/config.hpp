@@ -58,7 +58,7 @@ struct config {
   // [channels]
   std::vector<std::string> readonly_namespaces;
   // [[namespace]] tables (readonly_namespaces become publish = "server")
-  std::vector<namespace_options> namespaces;
+  std::vector<actors::namespace_options> namespaces;
   // [history]
   std::chrono::milliseconds idempotency_window{300000};
   std::chrono::milliseconds history_timeout{5000}; ///< a publish/read waits for the owner at most

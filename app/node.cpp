@@ -23,6 +23,8 @@
 
 namespace wsnode {
 
+using namespace actors; // the node wires the actors it spawns
+
 namespace net = boost::asio;
 
 namespace {

@@ -20,20 +20,6 @@ using kind = close_handshake::step::kind;
 
 } // namespace
 
-std::string_view close_handshake::reason() const noexcept {
-  return words_ ? std::string_view{words_->ours} : std::string_view{};
-}
-
-std::string_view close_handshake::peer_reason() const noexcept {
-  return words_ ? std::string_view{words_->peer} : std::string_view{};
-}
-
-close_handshake::reasons& close_handshake::words() {
-  if (!words_)
-    words_ = std::make_unique<reasons>();
-  return *words_;
-}
-
 void close_handshake::arm_timer(steps& out) {
   if (timer_armed_)
     return;
@@ -60,14 +46,13 @@ void close_handshake::linger(steps& out) {
   }
 }
 
-close_handshake::steps close_handshake::on_peer_close(std::uint16_t code, std::string_view reason) {
+close_handshake::steps close_handshake::on_peer_close(std::uint16_t code) {
   steps out;
   if (input_ended_) {
     linger(out);
     return out;
   }
   peer_code_ = code;
-  words().peer = std::string{reason};
   if (current() == phase::open) {
     end_input(code, out);
     linger(out);
@@ -101,9 +86,8 @@ close_handshake::steps close_handshake::on_close(std::uint16_t code, std::string
   // client's own close is echoed without one
   if (reason.empty() && input_ended_ && code == end_code_ && code != peer_code_)
     reason = reason_for(code);
-  words().ours = std::move(reason);
   arm_timer(out); // a client that never answers must not hold the close forever
-  out.push_back({kind::send_close, code});
+  out.push_back({kind::send_close, code, std::move(reason)});
   if (discard_input_)
     linger(out);
   else

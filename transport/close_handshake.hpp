@@ -22,7 +22,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,7 +36,7 @@ public:
   struct step {
     enum class kind : std::uint8_t {
       tell_input_end, ///< the session handler learns the input ended (`code`)
-      send_close,     ///< queue our close frame: `code`, reason() (1005: empty frame)
+      send_close,     ///< queue our close frame: `code`, `reason` (1005: empty frame)
       skip_data,      ///< the frame reader drops data frames from now on
       arm_timer,      ///< (re)start the close timer
       check_drain,    ///< if the write queue is already empty, call on_drained()
@@ -47,6 +46,7 @@ public:
     };
     kind what;
     std::uint16_t code = 0;
+    std::string reason = {}; ///< send_close: the close frame's reason
     bool operator==(const step&) const = default;
   };
   using steps = std::vector<step>;
@@ -58,22 +58,21 @@ public:
   /// A close waits for the write queue to drain (the lane's helper thread
   /// must leave such a connection to the I/O thread).
   bool waits_for_drain() const noexcept { return teardown_after_drain_ || shutdown_after_drain_; }
-  /// Our close code (0: we did not start closing), the client's (0: none
-  /// read), and the reasons that went with them.
+  /// Our close code (0: we did not start closing) and the client's (0:
+  /// none read). (The reasons are the connection's to keep: an open
+  /// connection holds none, and this machine holds no memory of its own.)
   std::uint16_t our_code() const noexcept { return close_code_; }
   std::uint16_t peer_code() const noexcept { return peer_code_; }
-  std::string_view reason() const noexcept;
-  std::string_view peer_reason() const noexcept;
-  /// The code a finished connection is counted and logged with.
+  /// The code a finished connection is counted and logged with: ours, else
+  /// the client's, else 1006 (no close at all).
   std::uint16_t final_code() const noexcept {
     return close_code_ ? close_code_ : peer_code_ ? peer_code_ : 1006;
   }
-  std::string_view final_reason() const noexcept { return close_code_ ? reason() : peer_reason(); }
 
   // ---- events
 
   /// The client's close frame (`code` 1005: none given).
-  steps on_peer_close(std::uint16_t code, std::string_view reason);
+  steps on_peer_close(std::uint16_t code);
   /// A protocol violation: 1002 framing, 1007 UTF-8, 1009 size.
   steps on_violation(std::uint16_t code);
   /// The session (or the connection itself) closes with `code`; frames
@@ -88,21 +87,15 @@ public:
   bool on_finished() noexcept;
 
 private:
-  struct reasons {
-    std::string ours;
-    std::string peer;
-  };
-  reasons& words();
   void end_input(std::uint16_t code, steps& out);
   void linger(steps& out);
   void arm_timer(steps& out);
 
+  std::uint16_t close_code_ = 0; // ours, once we started closing
+  std::uint16_t peer_code_ = 0;  // the client's close frame's
+  std::uint16_t end_code_ = 0;   // what ended the client's input
   std::atomic<phase> phase_{phase::open};
-  std::unique_ptr<reasons> words_; // made when the connection starts to end
-  std::uint16_t close_code_ = 0;   // ours, once we started closing
-  std::uint16_t peer_code_ = 0;    // the client's close frame's
-  std::uint16_t end_code_ = 0;     // what ended the client's input
-  bool input_ended_ = false;       // the client's close or a violation was read
+  bool input_ended_ = false; // the client's close or a violation was read
   bool discard_input_ = false;
   bool shutdown_after_drain_ = false;
   bool teardown_after_drain_ = false;

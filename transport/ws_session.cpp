@@ -313,7 +313,9 @@ private:
   // The client's close frame: the answer to ours, or its own close. Its own
   // is echoed once the session has answered the messages before it.
   void on_close_frame() {
-    perform(hs_.on_peer_close(reader_.close_code(), reader_.close_reason()));
+    if (hs_.peer_code() == 0) // the first one's reason is the one logged
+      closing().peer_reason = std::string{reader_.close_reason()};
+    perform(hs_.on_peer_close(reader_.close_code()));
   }
 
   // A protocol violation (1002 framing, 1007 UTF-8, 1009 size): every
@@ -337,9 +339,10 @@ private:
           start_close(st.code, {});
         break;
       case step::kind::send_close:
+        closing().reason = st.reason;
         // 1005 (the client's close had no code) is never sent: an empty close
         push_raw(st.code == 1005 ? ws::make_frame(ws::opcode::close, {})
-                                 : ws::make_close(st.code, hs_.reason()));
+                                 : ws::make_close(st.code, st.reason));
         break;
       case step::kind::skip_data:
         reader_.skip_data();
@@ -440,10 +443,9 @@ private:
 
   // The close timer bounds a close (close_handshake::on_timer).
   void wait_close_timer() {
-    if (!close_timer_)
-      close_timer_ = std::make_unique<net::steady_timer>(lane_.context());
-    close_timer_->expires_after(ctx_->opts.close_timeout);
-    close_timer_->async_wait([self = shared_from_this()](error_code ec) {
+    auto& timer = closing().timer;
+    timer.expires_after(ctx_->opts.close_timeout);
+    timer.async_wait([self = shared_from_this()](error_code ec) {
       if (ec)
         return;
       if (self->hs_.current() == phase::closing)
@@ -472,14 +474,16 @@ private:
       return;
     if (handler_) { // a session was opened (not when the 101 could not be written)
       auto code = hs_.final_code();
-      auto why = hs_.final_reason();
+      std::string_view why;
+      if (closing_)
+        why = hs_.our_code() ? closing_->reason : closing_->peer_reason;
       ctx_->m.close(code);
       spdlog::info("close sid={}-{} code={} reason=\"{}\"", ctx_->opts.node_id, sid_, code, why);
       handler_->on_closed();
       handler_.reset();
     }
-    if (close_timer_)
-      close_timer_->cancel();
+    if (closing_)
+      closing_->timer.cancel();
     discard_unsent(drop_reason::closed);
     lane_.remove(this);
     if (deflate_)
@@ -499,8 +503,20 @@ private:
   };
   std::unique_ptr<compression> deflate_;
   write_queue out_;
+  // What only an ending connection needs, kept out of every open one.
+  struct closing_state {
+    explicit closing_state(net::io_context& ioc) : timer(ioc) {}
+    net::steady_timer timer; // bounds the close (close_handshake::on_timer)
+    std::string reason;      // of our close frame
+    std::string peer_reason; // of the client's
+  };
+  closing_state& closing() {
+    if (!closing_)
+      closing_ = std::make_unique<closing_state>(lane_.context());
+    return *closing_;
+  }
+  std::unique_ptr<closing_state> closing_; // made when the connection starts to end
   close_handshake hs_;
-  std::unique_ptr<net::steady_timer> close_timer_; // made when the connection starts to end
   std::uint32_t last_rx_tick_ = 0;
   bool pinged_ = false;
   bool writing_ = false;

@@ -2,7 +2,7 @@
 
 #include <random>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 std::string make_epoch() {
   static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -106,4 +106,4 @@ void history_log::newest(std::size_t limit, std::uint64_t upto, std::vector<fram
     out.push_back(ring_[static_cast<std::size_t>(off - first())].frame);
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

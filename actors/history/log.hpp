@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 /// A new random epoch: 8 characters of [0-9a-z].
 std::string make_epoch();
@@ -104,4 +104,4 @@ private:
   std::deque<key_age> key_order_; // oldest first; stale rows are skipped
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -18,7 +18,7 @@
 #include <algorithm>
 #include <random>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 using clock = history_service::clock;
 using namespace history_detail;
@@ -286,4 +286,4 @@ void history_service::impl::update_gauges() {
   gauge_bytes = bytes;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <random>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 using clock = history_service::clock;
 using namespace history_detail;
@@ -149,4 +149,4 @@ std::uint64_t history_service::impl::jitter() {
   return rng();
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <random>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 using clock = history_service::clock;
 using namespace history_detail;
@@ -269,4 +269,4 @@ void history_service::tick(clock::time_point now) {
   impl_->tick(now);
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -41,7 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 struct history_options {
   std::string node_id = "n1";
@@ -140,4 +140,4 @@ constexpr std::size_t majority(std::size_t cluster_size) noexcept {
   return cluster_size / 2 + 1;
 }
 
-} // namespace wsnode
+} // namespace wsnode::actors

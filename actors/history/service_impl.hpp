@@ -12,7 +12,7 @@
 #include <deque>
 #include <set>
 
-namespace wsnode {
+namespace wsnode::actors {
 
 namespace history_detail {
 using namespace std::chrono_literals;
@@ -183,4 +183,4 @@ struct history_service::impl {
   std::int64_t gauge_bytes = 0;
 };
 
-} // namespace wsnode
+} // namespace wsnode::actors

@@ -1,6 +1,6 @@
 #include "actors/history/wire.hpp"
 
-namespace wsnode::wire {
+namespace wsnode::actors::wire {
 
 namespace json = boost::json;
 
@@ -164,4 +164,4 @@ read_outcome decode_read_outcome(const json::object& o) {
   return r;
 }
 
-} // namespace wsnode::wire
+} // namespace wsnode::actors::wire

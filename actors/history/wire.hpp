@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace wsnode::wire {
+namespace wsnode::actors::wire {
 
 /// A channel's history as one node holds it.
 struct copy {
@@ -57,4 +57,4 @@ read_request decode_read(const boost::json::object& o);
 boost::json::object encode_read_outcome(const read_outcome& r);
 read_outcome decode_read_outcome(const boost::json::object& o);
 
-} // namespace wsnode::wire
+} // namespace wsnode::actors::wire

@@ -105,14 +105,14 @@ void round_trip(const command& c) {
 void presence_messages(std::string_view in) {
   static wsnode::metrics m;
   static auto ns = [] {
-    wsnode::namespace_options o;
+    wsnode::actors::namespace_options o;
     o.name = "room";
     o.presence = true;
     o.join_leave = true;
-    return std::make_shared<const wsnode::namespace_table>(
-        std::vector<wsnode::namespace_options>{o});
+    return std::make_shared<const wsnode::actors::namespace_table>(
+        std::vector<wsnode::actors::namespace_options>{o});
   }();
-  wsnode::presence_table t{"me", ns, m, {}};
+  wsnode::actors::presence_table t{"me", ns, m, {}};
   t.on_view({"peer"});
   t.add("room:1", 1, "local");
   // several messages per input, split at NUL bytes

@@ -10,6 +10,7 @@
 #include <thread>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 using wsnode::test::recording_sink;
 using namespace std::chrono_literals;
 

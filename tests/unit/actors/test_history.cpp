@@ -15,6 +15,7 @@
 #include <tuple>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 using namespace std::chrono_literals;
 
 namespace {

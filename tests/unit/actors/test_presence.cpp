@@ -15,6 +15,7 @@
 #include <vector>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 
 namespace {
 

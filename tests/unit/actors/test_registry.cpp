@@ -7,6 +7,7 @@
 #include <string>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 
 TEST_CASE("topic_registry: first/last interest, two-way cleanup") {
   topic_registry<int> r;

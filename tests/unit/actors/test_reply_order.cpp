@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 using wsnode::test::recording_sink;
 
 TEST_CASE("reply_order: nothing held, a reply goes out at once") {

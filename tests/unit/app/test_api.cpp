@@ -19,6 +19,7 @@
 #include <thread>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 using namespace std::chrono_literals;
 namespace net = boost::asio;
 

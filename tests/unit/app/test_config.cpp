@@ -6,6 +6,7 @@
 #include <fstream>
 
 using namespace wsnode;
+using namespace wsnode::actors;
 
 namespace {
 

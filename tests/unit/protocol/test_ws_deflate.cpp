@@ -1,5 +1,6 @@
 // RFC 7692 permessage-deflate (protocol/ws_deflate.hpp): the negotiation
 // and the deflate/inflate steps, apart from the framing that carries them.
+#include "protocol/websocket.hpp"
 #include "protocol/ws_deflate.hpp"
 
 #include <doctest/doctest.h>
@@ -53,4 +54,25 @@ TEST_CASE("permessage-deflate: deflate and inflate, with the size limit after de
   inflater k;
   CHECK(k.decompress(std::string("\xff\xff\xff\xff\xff", 5), junk, 1000) ==
         inflater::result::bad_data);
+}
+
+TEST_CASE("permessage-deflate: a compressed message frame carries what inflates to the message") {
+  deflater d{15};
+  std::string text = R"({"op":"msg","ch":"room:1","data":")" + std::string(500, 'x') + "\"}";
+  auto frame = make_frame(opcode::text, d.compress(text), true);
+  REQUIRE(frame.size() > 4);
+  CHECK((static_cast<unsigned char>(frame[0]) & 0x40) != 0);   // RSV1: compressed
+  CHECK((static_cast<unsigned char>(frame[0]) & 0x0F) == 0x1); // text
+  std::size_t len = static_cast<unsigned char>(frame[1]) & 0x7F;
+  std::size_t header = 2;
+  if (len == 126) {
+    len = (static_cast<std::size_t>(static_cast<unsigned char>(frame[2])) << 8) |
+          static_cast<unsigned char>(frame[3]);
+    header = 4;
+  }
+  REQUIRE(frame.size() == header + len);
+  inflater i;
+  std::string out;
+  CHECK(i.decompress(std::string_view{frame}.substr(header), out, 65536) == inflater::result::ok);
+  CHECK(out == text);
 }
