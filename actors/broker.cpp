@@ -26,8 +26,10 @@ std::string interest_key(topic_kind kind, std::string_view name) {
 
 broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::duration linger,
                          std::shared_ptr<const namespace_table> ns)
-  : metrics_(m), backbone_(bb ? std::move(bb) : std::make_shared<local_backbone>()),
-    linger_(linger), namespaces_(std::move(ns)) {}
+  : metrics_(m), backbone_(std::move(bb)), linger_(linger), namespaces_(std::move(ns)) {
+  if (!backbone_) // a single node has a local_backbone, never none
+    throw std::invalid_argument("broker_core: no backbone");
+}
 
 bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
   if (sessions_.count(sid) != 0)

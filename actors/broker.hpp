@@ -38,7 +38,8 @@ public:
   /// single node): sends the `ack` of a `sub`, or the `hello` of a session.
   using ready_fn = std::function<void()>;
 
-  /// `bb` null means a single node (a `local_backbone`); `m` must outlive the core. A topic
+  /// `bb` is never null (a single node has a `local_backbone`); `m` must
+  /// outlive the core. A topic
   /// without local interest stays subscribed on the backbone for `linger`,
   /// so that leave-and-rejoin does not churn the mesh.
   broker_core(metrics& m, std::shared_ptr<backbone> bb,

@@ -55,7 +55,7 @@ api_outcome history_answer(const std::string& ch, const read_outcome& o, metrics
 caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
                            std::shared_ptr<backbone> bb, broker_options opts) {
   auto& st = self->state;
-  st.bb = bb ? std::move(bb) : std::make_shared<local_backbone>();
+  st.bb = std::move(bb); // never null: a single node has a local_backbone
   st.core = std::make_unique<broker_core>(*m, st.bb, opts.unsubscribe_linger, opts.namespaces);
   if (opts.namespaces && opts.namespaces->any_history()) {
     history_hooks hooks;

@@ -72,7 +72,7 @@ TEST_CASE("broker_core: sub/unsub, fan-out of one shared frame, no cross-talk") 
 
 TEST_CASE("broker_core: a user's DMs reach all of their devices and nobody else") {
   metrics m;
-  broker_core b{m, nullptr};
+  broker_core b{m, std::make_shared<local_backbone>()};
   auto phone = std::make_shared<recording_sink>();
   auto laptop = std::make_shared<recording_sink>();
   auto other = std::make_shared<recording_sink>();
@@ -162,7 +162,7 @@ TEST_CASE("broker_core: readiness waits for the backbone's confirmation") {
   CHECK(std::count(bb->events.begin(), bb->events.end(), "+c:room:1") == 1);
 
   // a single node (no backbone) is ready at once
-  broker_core single{m, nullptr};
+  broker_core single{m, std::make_shared<local_backbone>()};
   int now = 0;
   single.join(1, "x", s1, [&] { ++now; });
   single.subscribe(1, "c", [&] { ++now; });
@@ -211,7 +211,7 @@ struct actor_fixture {
   actor_fixture() {
     cfg.set("scheduler.max-threads", 2);
     sys = std::make_unique<caf::actor_system>(cfg);
-    broker = spawn_broker(*sys, m, nullptr);
+    broker = spawn_broker(*sys, m, std::make_shared<local_backbone>());
     brokers = std::make_shared<const broker_set>(broker);
   }
   std::shared_ptr<const session_env> env(const session_config& c = {}) {

@@ -121,7 +121,7 @@ TEST_CASE("rank_nodes: the owner of a channel moves only when its owner leaves")
 
 TEST_CASE("broker_core: a recovery's replay, then live messages, no gap and no repeat") {
   metrics m;
-  broker_core core{m, nullptr};
+  broker_core core{m, std::make_shared<local_backbone>()};
   auto sink = std::make_shared<test::recording_sink>();
   const std::string ch = "room:1";
   REQUIRE(core.join(1, "alice", sink));

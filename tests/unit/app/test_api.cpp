@@ -161,7 +161,7 @@ TEST_CASE("api_calls: a call whose broker shard is gone is answered unavailable 
   caf::actor_system sys{cfg};
   metrics m;
   auto ns = std::make_shared<const namespace_table>(std::vector<namespace_options>{});
-  auto shard = spawn_broker(sys, m, nullptr);
+  auto shard = spawn_broker(sys, m, std::make_shared<local_backbone>());
   auto brokers = std::make_shared<const broker_set>(shard);
   api_calls api{brokers, ns, m};
 
@@ -201,7 +201,8 @@ TEST_CASE("api_calls: refusals that need no shard") {
   caf::actor_system sys{cfg};
   metrics m;
   auto ns = std::make_shared<const namespace_table>(std::vector<namespace_options>{});
-  auto brokers = std::make_shared<const broker_set>(spawn_broker(sys, m, nullptr));
+  auto brokers =
+      std::make_shared<const broker_set>(spawn_broker(sys, m, std::make_shared<local_backbone>()));
   api_calls api{brokers, ns, m};
   api_outcome got;
   api.history("room:1", false, {}, 0, -1, [&](api_outcome o) { got = std::move(o); });
