@@ -110,9 +110,7 @@ close_handshake::steps close_handshake::on_timer() {
   case phase::closed:
     return {};
   case phase::open: { // the session did not close in time: close anyway
-    steps out{{kind::timed_out}};
-    auto more = on_close(end_code_, {});
-    out.insert(out.end(), more.begin(), more.end());
+    auto out = on_close(end_code_, {});
     out.push_back({kind::arm_timer}); // and bound the client's answer too
     return out;
   }

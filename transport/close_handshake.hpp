@@ -42,7 +42,6 @@ public:
       check_drain,    ///< if the write queue is already empty, call on_drained()
       shutdown_send,  ///< shut the sending side of TCP down
       teardown,       ///< end the TCP connection and the session (then on_finished())
-      timed_out,      ///< log: the session did not close within the close timer
     };
     kind what;
     std::uint16_t code = 0;

@@ -360,10 +360,6 @@ private:
       }
       case step::kind::teardown:
         return teardown();
-      case step::kind::timed_out:
-        spdlog::warn("close timeout sid={}-{}: the session did not close; closing",
-                     ctx_->opts.node_id, sid_);
-        break;
       }
     }
   }
@@ -448,9 +444,12 @@ private:
     timer.async_wait([self = shared_from_this()](error_code ec) {
       if (ec)
         return;
-      if (self->hs_.current() == phase::closing)
-        spdlog::debug("close timeout sid={}-{}: dropping the TCP connection",
-                      self->ctx_->opts.node_id, self->sid_);
+      const auto& node = self->ctx_->opts.node_id;
+      if (self->hs_.current() == phase::open)
+        spdlog::warn("close timeout sid={}-{}: the session did not close; closing", node,
+                     self->sid_);
+      else if (self->hs_.current() == phase::closing)
+        spdlog::debug("close timeout sid={}-{}: dropping the TCP connection", node, self->sid_);
       self->perform(self->hs_.on_timer());
     });
   }
