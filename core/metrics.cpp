@@ -126,6 +126,9 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_mesh_subscribe_timeouts_total", "counter",
          "Subscriptions acknowledged after the confirmation timeout (a peer did not confirm).",
          load(m.mesh_confirm_timeouts));
+  single(out, "wsnode_mesh_peers_lost_total", "counter",
+         "Live peers declared dead at once because their mesh connection reset.",
+         load(m.mesh_peers_lost));
   single(out, "wsnode_history_channels", "gauge",
          "Channels with a history copy on this node (owned or replicated).",
          load(m.history_channels));

@@ -81,6 +81,7 @@ struct metrics {
   counter mesh_service_received{0}; ///< service messages (history, presence) sent to this node
   counter mesh_malformed{0};        ///< mesh messages dropped: frames, envelope, topic or tag
   counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
+  counter mesh_peers_lost{0};       ///< live peers declared dead because their connection reset
   // history (namespaces with history_size > 0)
   gauge history_channels{0};       ///< channels with a history copy on this node
   gauge history_messages{0};       ///< messages held in those copies

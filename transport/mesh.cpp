@@ -1,6 +1,7 @@
 #include "transport/mesh.hpp"
 
 #include "transport/mesh_codec.hpp"
+#include "transport/mesh_link.hpp"
 #include "transport/mesh_peers.hpp"
 
 #include <fmt/format.h>
@@ -79,13 +80,17 @@ struct zmq_mesh::impl {
         wait = std::min<clock::duration>(wait, std::chrono::milliseconds(5));
       auto ms =
           std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
-      zmq::pollitem_t items[] = {
-          {sub.handle(), 0, static_cast<short>(paused ? 0 : ZMQ_POLLIN), 0},
-          {pub.handle(), 0, ZMQ_POLLIN, 0},
-          {nullptr, efd, ZMQ_POLLIN, 0},
-      };
-      zmq::poll(items, 3, std::chrono::milliseconds(ms));
-      if (items[2].revents & ZMQ_POLLIN) {
+      // [efd][xpub] then per link [monitor][sub]
+      items.resize(2 + 2 * links.size());
+      items[0] = {nullptr, efd, ZMQ_POLLIN, 0};
+      items[1] = {pub.handle(), 0, ZMQ_POLLIN, 0};
+      for (std::size_t i = 0; i < links.size(); ++i) {
+        items[2 + 2 * i] = {links[i]->monitor().handle(), 0, ZMQ_POLLIN, 0};
+        items[3 + 2 * i] = {links[i]->socket().handle(), 0,
+                            static_cast<short>(paused ? 0 : ZMQ_POLLIN), 0};
+      }
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(ms));
+      if (items[0].revents & ZMQ_POLLIN) {
         std::uint64_t n = 0;
         [[maybe_unused]] auto r = ::read(efd, &n, sizeof n);
         {
@@ -98,11 +103,18 @@ struct zmq_mesh::impl {
       }
       if (items[1].revents & ZMQ_POLLIN)
         read_subscriptions();
-      if (items[0].revents & ZMQ_POLLIN)
-        read_messages();
+      bool lost_peer = false;
+      for (std::size_t i = 0; i < links.size(); ++i) {
+        // events before messages: a message read after a disconnect event
+        // was queued before it, and must not make the peer look alive
+        if (items[2 + 2 * i].revents & ZMQ_POLLIN)
+          lost_peer |= link_events(*links[i]);
+        if (items[3 + 2 * i].revents & ZMQ_POLLIN)
+          read_messages(*links[i]);
+      }
       now = clock::now();
-      bool tick = now >= next_heartbeat;
-      if (tick) {
+      bool tick = now >= next_heartbeat || lost_peer;
+      if (now >= next_heartbeat) {
         heartbeat(now);
         next_heartbeat = now + opts.heartbeat;
       }
@@ -115,14 +127,16 @@ struct zmq_mesh::impl {
   void execute(command& c) {
     switch (c.op) {
     case command::sub: {
-      sub.set(zmq::sockopt::subscribe, c.topic);
+      for (auto& l : links)
+        l->subscribe(c.topic);
       auto now = clock::now();
       if (pending.add(c.topic, now + opts.subscribe_timeout, peers, now))
         subscribed(c.topic, false);
       return;
     }
     case command::unsub:
-      sub.set(zmq::sockopt::unsubscribe, c.topic);
+      for (auto& l : links)
+        l->unsubscribe(c.topic);
       tracker.forget_topic(c.topic);
       pending.remove(c.topic);
       return;
@@ -177,11 +191,30 @@ struct zmq_mesh::impl {
       send(mesh::confirm_topic, 0, confirm);
   }
 
-  void read_messages() {
+  // A peer's connection reset: it is dead now (its process died, or the
+  // link broke); true when that changed the view.
+  bool link_events(mesh::link& l) {
+    bool changed = false;
+    for (auto ev : l.read_events()) {
+      if (ev != mesh::link::event::disconnected || l.node().empty())
+        continue;
+      auto now = clock::now();
+      if (peers.lost(l.node(), now)) {
+        spdlog::warn("mesh: peer {} lost its connection ({})", l.node(), l.endpoint());
+        bump(m.mesh_peers_lost, 1);
+        report_view(now);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  void read_messages(mesh::link& l) {
     std::vector<zmq::message_t> parts;
     for (int i = 0; i < 1024; ++i) {
       parts.clear();
-      auto n = zmq::recv_multipart(sub, std::back_inserter(parts), zmq::recv_flags::dontwait);
+      auto n =
+          zmq::recv_multipart(l.socket(), std::back_inserter(parts), zmq::recv_flags::dontwait);
       if (!n)
         return;
       if (parts.size() != 3) {
@@ -203,7 +236,9 @@ struct zmq_mesh::impl {
         continue;
       }
       auto now = clock::now();
-      heard(*env, now);
+      l.set_node(env->origin);
+      if (l.connected())
+        heard(*env, now);
       if (topic == mesh::heartbeat_topic)
         continue;
       if (topic == mesh::confirm_topic) {
@@ -271,8 +306,10 @@ struct zmq_mesh::impl {
 
   // Tells the brokers the live peers when they changed.
   void report_view(clock::time_point now) {
-    if (auto live = peers.view_change(now))
+    if (auto live = peers.view_change(now)) {
+      m.mesh_peers.store(static_cast<std::int64_t>(live->size()));
       events->on_view(std::move(*live));
+    }
   }
 
   void heartbeat(clock::time_point now) {
@@ -323,7 +360,8 @@ struct zmq_mesh::impl {
   // mesh thread only
   zmq::context_t ctx{1};
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
-  zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  std::vector<std::unique_ptr<mesh::link>> links; // one per peer
+  std::vector<zmq::pollitem_t> items;
   std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> remote_interest;
   mesh::peer_table peers;
   mesh::confirmations pending;
@@ -345,23 +383,23 @@ void zmq_mesh::start(std::shared_ptr<backbone_events> events) {
   d.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (d.efd < 0)
     throw std::runtime_error("mesh: eventfd failed");
-  for (auto* s : {&d.pub, &d.sub})
-    s->set(zmq::sockopt::linger, 0);
+  d.pub.set(zmq::sockopt::linger, 0);
   d.pub.set(zmq::sockopt::sndhwm, d.opts.hwm);
   d.pub.set(zmq::sockopt::xpub_verbose, 1); // every subscription, to confirm each
-  d.sub.set(zmq::sockopt::rcvhwm, d.opts.hwm);
   try {
     d.pub.bind(d.opts.bind);
   } catch (const zmq::error_t& e) {
     throw std::runtime_error("mesh: cannot bind " + d.opts.bind + ": " + e.what());
   }
-  d.sub.set(zmq::sockopt::subscribe, mesh::control_prefix);
   d.node_topic = "n:" + d.opts.node_id + "|";
-  d.sub.set(zmq::sockopt::subscribe, d.node_topic);
   for (const auto& p : d.opts.peers) {
     if (p == d.opts.bind)
       continue;
-    d.sub.connect(p); // reconnects by itself when the peer restarts
+    auto l = std::make_unique<mesh::link>(d.ctx, p, d.opts.hwm, d.links.size());
+    l->subscribe(mesh::control_prefix);
+    l->subscribe(d.node_topic);
+    l->connect(); // reconnects by itself when the peer restarts
+    d.links.push_back(std::move(l));
   }
   d.running = true;
   d.thread = std::thread([&d] {
@@ -382,7 +420,9 @@ void zmq_mesh::stop() {
   d.signal();
   d.thread.join();
   d.pub.close();
-  d.sub.close();
+  for (auto& l : d.links)
+    l->close();
+  d.links.clear();
   ::close(d.efd);
   d.efd = -1;
 }

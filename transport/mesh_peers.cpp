@@ -18,7 +18,17 @@ peer_table::change peer_table::heard(std::string_view origin, std::uint64_t epoc
   }
   it->second.epoch = epoch;
   it->second.last_seen = now;
+  it->second.lost = false;
   return c;
+}
+
+bool peer_table::lost(std::string_view id, clock::time_point now) {
+  auto it = peers_.find(id);
+  if (it == peers_.end())
+    return false;
+  bool was = alive(it->second, now);
+  it->second.lost = true;
+  return was;
 }
 
 bool peer_table::alive(std::string_view id, clock::time_point now) const {

@@ -22,7 +22,8 @@ namespace wsnode::transport::mesh {
 using clock = std::chrono::steady_clock;
 
 /// Peers by what they send: any message is a sign of life, and a peer is
-/// alive while it was heard from within 3 heartbeat intervals.
+/// alive while it was heard from within 3 heartbeat intervals, unless its
+/// connection was lost since (lost(): dead at once, until heard again).
 class peer_table {
 public:
   explicit peer_table(clock::duration heartbeat) : heartbeat_(heartbeat) {}
@@ -36,6 +37,9 @@ public:
   };
   /// `origin`, started at `epoch`, sent something at `now`.
   change heard(std::string_view origin, std::uint64_t epoch, clock::time_point now);
+  /// `id`'s connection reset: dead now, not after 3 silent intervals.
+  /// True when it was alive.
+  bool lost(std::string_view id, clock::time_point now);
   bool alive(std::string_view id, clock::time_point now) const;
   /// True when every peer alive at `now` is in `ids`.
   bool all_live_in(const std::set<std::string, std::less<>>& ids, clock::time_point now) const;
@@ -53,9 +57,10 @@ private:
     std::uint64_t epoch = 0;
     clock::time_point last_seen;
     bool reported_alive = false;
+    bool lost = false;
   };
   bool alive(const peer& p, clock::time_point now) const {
-    return now - p.last_seen <= 3 * heartbeat_;
+    return !p.lost && now - p.last_seen <= 3 * heartbeat_;
   }
   clock::duration heartbeat_;
   std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers_;

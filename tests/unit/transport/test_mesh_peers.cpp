@@ -25,6 +25,46 @@ TEST_CASE("peer_table: up, silent after 3 heartbeats, back, restarted") {
   CHECK(p.live(t0 + 4200ms) == std::vector<std::string>{"n2", "n3"});
 }
 
+TEST_CASE("peer_table: a lost connection is death now, until the peer is heard again") {
+  peer_table p{1000ms};
+  using change = peer_table::change;
+  p.heard("n2", 7, t0);
+  p.heard("n3", 1, t0);
+  CHECK(p.view_change(t0));
+  CHECK(p.lost("n2", t0 + 10ms)); // was alive
+  CHECK_FALSE(p.alive("n2", t0 + 10ms));
+  CHECK_FALSE(p.lost("n2", t0 + 20ms)); // dead already
+  CHECK_FALSE(p.lost("n9", t0 + 20ms)); // never heard of
+  auto v = p.view_change(t0 + 20ms);
+  REQUIRE(v);
+  CHECK(*v == std::vector<std::string>{"n3"});
+  // a subscription stops waiting for the dead peer's confirmation at once
+  confirmations c;
+  CHECK_FALSE(c.add("c:x|", t0 + 5s, p, t0 + 20ms)); // n3 must confirm
+  CHECK(c.confirm("c:x|", "n3", p, t0 + 30ms));
+  // reconnected: the same process is back, a new one restarted
+  CHECK(p.heard("n2", 7, t0 + 500ms) == change::back);
+  CHECK(p.alive("n2", t0 + 500ms));
+  p.lost("n2", t0 + 600ms);
+  CHECK(p.heard("n2", 8, t0 + 900ms) == change::restarted);
+  CHECK(p.alive("n2", t0 + 900ms));
+}
+
+TEST_CASE("confirmations: a pending subscription completes when its missing peer is lost") {
+  peer_table p{1000ms};
+  p.heard("n2", 1, t0);
+  p.heard("n3", 1, t0);
+  confirmations c;
+  CHECK_FALSE(c.add("c:x|", t0 + 5s, p, t0));
+  CHECK_FALSE(c.confirm("c:x|", "n3", p, t0 + 1ms));
+  CHECK(c.expire(p, t0 + 2ms, true).empty()); // n2 alive and silent: still waiting
+  p.lost("n2", t0 + 3ms);
+  auto done = c.expire(p, t0 + 3ms, true);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].topic == "c:x|");
+  CHECK_FALSE(done[0].timed_out);
+}
+
 TEST_CASE("peer_table: the view is reported when it changes, once") {
   peer_table p{1000ms};
   CHECK_FALSE(p.view_change(t0)); // empty, as before
