@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,13 +94,34 @@ public:
   /// Drops a held subscription that could not be served.
   void drop_held(sid_type sid, std::string_view ch, clock::time_point now = clock::now());
   /// Delivers the committed message `off` of epoch `ep` of history channel
-  /// `ch` to local subscribers, in offset order (repeats dropped; a gap or a
-  /// new epoch sends `resync` to every subscriber here and unsubscribes
-  /// them). With `propagate`, also sends it to the backbone.
+  /// `ch` to local subscribers, in offset order: repeats are dropped; after
+  /// a gap the message waits while the gap is filled from the owner (a
+  /// failed fill, or a new epoch, sends `resync` to every subscriber here
+  /// and unsubscribes them). With `propagate`, also sends it to the backbone.
   std::size_t deliver_ordered(std::string_view ch, std::string_view ep, std::uint64_t off,
                               const frame_ptr& frame, bool propagate);
   /// Splits what the backbone carries for a history channel ("EP|" + frame).
   static bool split_ordered(const std::string& wire, std::string_view& ep, frame_ptr& frame);
+  /// An owner's announcement of its committed top travels on the channel's
+  /// topic as "EP|#TERM:TOP" (a frame never starts with '#').
+  static std::string encode_top(std::string_view ep, std::uint64_t term, std::uint64_t top);
+  /// Reads TERM and TOP from what split_ordered left of an announcement.
+  static bool split_top(std::string_view inner, std::uint64_t& term, std::uint64_t& top);
+
+  /// Asks the owner of history channel `ch` for its committed messages of
+  /// epoch `ep` after `after`; the answer comes back through fill_done().
+  using fill_fn =
+      std::function<void(const std::string& ch, const std::string& ep, std::uint64_t after)>;
+  /// Without a filler (a single node: no gaps between nodes) a gap resyncs.
+  void set_filler(fill_fn f) { fill_ = std::move(f); }
+  /// The owner of `ch` (under `term`) announces its committed top `top` in
+  /// epoch `ep`: a stream here that is behind fills from the owner, so that
+  /// the last message before a quiet spell is not missing until the next.
+  void note_top(std::string_view ch, std::string_view ep, std::uint64_t term, std::uint64_t top);
+  /// The owner's answer to a fill: `ok` with the committed messages after
+  /// `after` (in order), or not (it cannot vouch for them: resync).
+  void fill_done(const std::string& ch, const std::string& ep, std::uint64_t after, bool ok,
+                 std::vector<frame_ptr> frames);
 
   /// The sink of session `sid`, or null when it is unknown.
   sink_ptr sink_of(sid_type sid) const;
@@ -137,9 +159,17 @@ private:
   }
   class held_sink;
   struct stream {
+    stream() = default;
+    stream(std::string e, std::uint64_t l) : ep(std::move(e)), last(l) {}
     std::string ep;
     std::uint64_t last = 0;
+    std::uint64_t term = 0;                   // the newest owner term announced
+    bool filling = false;                     // a fill is under way
+    std::map<std::uint64_t, frame_ptr> ahead; // received past a gap, until it is filled
   };
+  std::size_t deliver_next(std::string_view ch, const frame_ptr& frame, std::uint64_t off);
+  void drain_ahead(std::string_view ch);
+  void request_fill(std::string_view ch, stream& s);
   held_sink* find_held(sid_type sid, std::string_view ch);
   void erase_held(sid_type sid, std::string_view ch);
   void break_stream(std::string_view ch, clock::time_point now);
@@ -162,6 +192,7 @@ private:
   std::deque<std::pair<std::string, clock::time_point>> lingering_;
   // history channels with local subscribers: the last offset delivered
   std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams_;
+  fill_fn fill_;
   // subscriptions whose deliveries are held (recovering) or filtered (not
   // caught up with their position yet); a few per session at most
   std::unordered_map<sid_type, std::vector<std::pair<std::string, std::shared_ptr<held_sink>>>>

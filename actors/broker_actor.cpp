@@ -67,8 +67,24 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       bump(m->publishes, 1);
       self->state.core->deliver_ordered(ch, ep, off, frame, true);
     };
+    hooks.announce = [self](const std::string& ch, const std::string& ep, std::uint64_t term,
+                            std::uint64_t top) {
+      if (self->state.bb->clustered())
+        self->state.bb->publish(topic_kind::channel, ch,
+                                make_frame(broker_core::encode_top(ep, term, top)));
+    };
     st.history =
         std::make_unique<history_service>(opts.history, opts.namespaces, *m, std::move(hooks));
+    // a gap in a stream here is filled from the channel's owner
+    st.core->set_filler([self](const std::string& ch, const std::string& ep, std::uint64_t after) {
+      read_request r;
+      r.since_ep = ep;
+      r.since_off = after;
+      self->state.history->read(ch, r, [self, ch, ep, after](read_outcome o) {
+        bool ok = o.ok && o.recovered.value_or(false);
+        self->state.core->fill_done(ch, ep, after, ok, std::move(o.frames));
+      });
+    });
   }
   if (opts.namespaces && opts.namespaces->any_presence()) {
     presence_hooks hooks;
@@ -249,7 +265,13 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         frame_ptr inner;
         if (k == topic_kind::channel && self->state.history && opts.namespaces &&
             opts.namespaces->of_channel(name).has_history()) {
-          if (broker_core::split_ordered(*frame, ep, inner))
+          std::uint64_t term = 0;
+          std::uint64_t top = 0;
+          if (!broker_core::split_ordered(*frame, ep, inner))
+            bump(m->mesh_malformed, 1);
+          else if (broker_core::split_top(*inner, term, top))
+            self->state.core->note_top(name, ep, term, top);
+          else
             self->state.core->deliver_ordered(name, ep, protocol::msg_offset(*inner, name.size()),
                                               inner, false);
         } else {

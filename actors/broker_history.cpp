@@ -8,13 +8,20 @@
 // any replay; then release() hands over what came after the position, and
 // the subscription gets the plain sink once it has caught up. Per node and
 // channel, `streams_` remembers the last offset delivered: a repeat is
-// dropped; a gap or a new epoch ends every subscription here with `resync`
-// (the clients subscribe again with `since` and recover from history).
+// dropped; after a gap (a message lost between nodes, or an owner that died
+// before it sent one) newer messages wait while the broker fills the gap
+// from the owner's history, so the clients see every message once, in
+// order. The owner also announces its committed top for a while after each
+// write (note_top), so a gap at the tail of a stream, with nothing after it
+// to reveal it, is filled too. Only when the owner cannot vouch for what
+// was missed (a failed fill, a new epoch) does every subscription here end
+// with `resync` (the clients subscribe again with `since` and recover).
 #include "actors/broker.hpp"
 
 #include "protocol/codec.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace wsnode::actors {
 
@@ -163,20 +170,23 @@ void broker_core::drop_held(sid_type sid, std::string_view ch, clock::time_point
 
 void broker_core::break_stream(std::string_view ch, clock::time_point now) {
   auto* subs = channels_.find(ch);
-  if (subs == nullptr)
-    return;
   std::vector<std::pair<sid_type, frame_sink*>> ended;
-  for (const auto& [sid, sink] : *subs) {
-    auto* h = find_held(sid, ch);
-    if (h != nullptr && !h->released_) {
-      h->broken_ = true; // its ack is on the way: resync at release
-      h->held_.clear();
-      continue;
+  if (subs != nullptr)
+    for (const auto& [sid, sink] : *subs) {
+      auto* h = find_held(sid, ch);
+      if (h != nullptr && !h->released_) {
+        h->broken_ = true; // its ack is on the way: resync at release
+        h->held_.clear();
+        continue;
+      }
+      ended.emplace_back(sid, h != nullptr ? h->real_.get() : sink);
     }
-    ended.emplace_back(sid, h != nullptr ? h->real_.get() : sink);
-  }
   for (auto& [sid, sink] : ended)
     resync(sid, ch, *sink, now);
+  // the order starts afresh with the next message (held subscriptions
+  // still pending resync at their release)
+  if (auto s = streams_.find(ch); s != streams_.end())
+    streams_.erase(s);
 }
 
 std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view ep,
@@ -190,25 +200,44 @@ std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view e
     wire += *frame;
     backbone_->publish(topic_kind::channel, ch, make_frame(std::move(wire)));
   }
-  auto* subs = channels_.find(ch);
-  if (subs == nullptr)
+  if (channels_.find(ch) == nullptr)
     return 0;
   auto it = streams_.find(ch);
   if (it == streams_.end()) {
-    it = streams_.emplace(std::string{ch}, stream{std::string{ep}, off}).first;
-  } else if (it->second.ep != ep || off > it->second.last + 1) {
+    streams_.emplace(std::string{ch}, stream{std::string{ep}, off});
+    return deliver_next(ch, frame, off);
+  }
+  auto& s = it->second;
+  if (s.ep != ep) { // a new epoch: what was before is gone
     break_stream(ch, clock::now());
     it = streams_.find(ch); // gone when nobody was left
     if (it == streams_.end())
       it = streams_.emplace(std::string{ch}, stream{}).first;
     it->second = {std::string{ep}, off};
     return 0;
-  } else if (off <= it->second.last) {
-    return 0; // a repeat (a new owner sends its newest messages again)
-  } else {
-    it->second.last = off;
   }
-  subs = channels_.find(ch);
+  if (off <= s.last)
+    return 0;             // a repeat (a new owner sends its newest messages again)
+  if (off > s.last + 1) { // a gap: wait for the owner to fill it
+    if (s.ahead.size() >= max_held_frames) {
+      bump(metrics_.history_fill_failures, 1);
+      break_stream(ch, clock::now());
+      return 0;
+    }
+    s.ahead.emplace(off, frame);
+    if (!s.filling)
+      request_fill(ch, s);
+    return 0;
+  }
+  s.last = off;
+  auto n = deliver_next(ch, frame, off);
+  drain_ahead(ch);
+  return n;
+}
+
+std::size_t broker_core::deliver_next(std::string_view ch, const frame_ptr& frame,
+                                      std::uint64_t off) {
+  auto* subs = channels_.find(ch);
   if (subs == nullptr)
     return 0;
   auto n = fan_out(subs, frame, lossy(ch));
@@ -227,6 +256,109 @@ std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view e
     erase_held(sid, ch);
   }
   return n;
+}
+
+// What waited past a gap that is filled now goes out, in order.
+void broker_core::drain_ahead(std::string_view ch) {
+  for (;;) {
+    auto it = streams_.find(ch);
+    if (it == streams_.end())
+      return;
+    auto& s = it->second;
+    while (!s.ahead.empty() && s.ahead.begin()->first <= s.last)
+      s.ahead.erase(s.ahead.begin());
+    if (s.ahead.empty() || s.ahead.begin()->first != s.last + 1)
+      return;
+    auto off = s.ahead.begin()->first;
+    auto frame = std::move(s.ahead.begin()->second);
+    s.ahead.erase(s.ahead.begin());
+    s.last = off;
+    deliver_next(ch, frame, off);
+  }
+}
+
+void broker_core::request_fill(std::string_view ch, stream& s) {
+  if (!fill_) {
+    bump(metrics_.history_fill_failures, 1);
+    return break_stream(ch, clock::now());
+  }
+  s.filling = true;
+  fill_(std::string{ch}, s.ep, s.last);
+}
+
+void broker_core::note_top(std::string_view ch, std::string_view ep, std::uint64_t term,
+                           std::uint64_t top) {
+  auto it = streams_.find(ch);
+  if (it == streams_.end())
+    return; // nobody here listens
+  auto& s = it->second;
+  if (term < s.term)
+    return; // an owner that has been replaced (it cannot commit anything new)
+  s.term = term;
+  if (s.ep != ep) { // the channel's history started again: what is here is gone
+    bump(metrics_.history_fill_failures, 1);
+    return break_stream(ch, clock::now());
+  }
+  if (top > s.last && !s.filling)
+    request_fill(ch, s);
+}
+
+void broker_core::fill_done(const std::string& ch, const std::string& ep, std::uint64_t after,
+                            bool ok, std::vector<frame_ptr> frames) {
+  auto it = streams_.find(ch);
+  if (it == streams_.end() || it->second.ep != ep)
+    return; // the stream ended or started again meanwhile
+  it->second.filling = false;
+  if (!ok) { // the owner cannot vouch for what was missed
+    bump(metrics_.history_fill_failures, 1);
+    return break_stream(ch, clock::now());
+  }
+  for (auto& f : frames) {
+    it = streams_.find(ch);
+    if (it == streams_.end())
+      return;
+    auto off = protocol::msg_offset(*f, ch.size());
+    if (off <= it->second.last)
+      continue;
+    if (off != it->second.last + 1) {
+      bump(metrics_.history_fill_failures, 1);
+      return break_stream(ch, clock::now());
+    }
+    it->second.last = off;
+    deliver_next(ch, f, off);
+    bump(metrics_.history_filled, 1);
+  }
+  drain_ahead(ch);
+  it = streams_.find(ch);
+  if (it == streams_.end() || it->second.ahead.empty())
+    return;
+  if (it->second.last == after) { // no progress: the owner does not hold what is missing
+    bump(metrics_.history_fill_failures, 1);
+    return break_stream(ch, clock::now());
+  }
+  request_fill(ch, it->second);
+}
+
+std::string broker_core::encode_top(std::string_view ep, std::uint64_t term, std::uint64_t top) {
+  std::string out{ep};
+  out += "|#";
+  out += std::to_string(term);
+  out += ':';
+  out += std::to_string(top);
+  return out;
+}
+
+bool broker_core::split_top(std::string_view inner, std::uint64_t& term, std::uint64_t& top) {
+  if (inner.empty() || inner[0] != '#')
+    return false;
+  auto colon = inner.find(':');
+  if (colon == std::string_view::npos)
+    return false;
+  auto num = [](std::string_view d, std::uint64_t& out) {
+    auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), out);
+    return ec == std::errc{} && p == d.data() + d.size() && !d.empty();
+  };
+  return num(inner.substr(1, colon - 1), term) && num(inner.substr(colon + 1), top);
 }
 
 bool broker_core::split_ordered(const std::string& wire, std::string_view& ep, frame_ptr& frame) {

@@ -154,6 +154,12 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          load(m.history_takeovers));
   single(out, "wsnode_history_handovers_total", "counter",
          "Channel ownerships this node gave up to a newer term.", load(m.history_handovers));
+  single(out, "wsnode_history_filled_total", "counter",
+         "Messages of a history channel fetched from its owner to fill a gap in a stream here.",
+         load(m.history_filled));
+  single(out, "wsnode_history_fill_failures_total", "counter",
+         "Gaps in a history channel's stream here that its owner could not fill (resync sent).",
+         load(m.history_fill_failures));
   single(out, "wsnode_history_unavailable_total", "counter",
          "Publishes and reads of history channels refused (owner or copies out of reach).",
          load(m.history_unavailable));

@@ -83,17 +83,19 @@ struct metrics {
   counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
   counter mesh_peers_lost{0};       ///< live peers declared dead because their connection reset
   // history (namespaces with history_size > 0)
-  gauge history_channels{0};       ///< channels with a history copy on this node
-  gauge history_messages{0};       ///< messages held in those copies
-  gauge history_bytes{0};          ///< bytes of those messages
-  counter recoveries_ok{0};        ///< sub with since: recovered
-  counter recoveries_failed{0};    ///< sub with since: not recovered (recovered:false)
-  counter resyncs{0};              ///< resync frames sent (a stream broke)
-  counter history_new_epochs{0};   ///< channels started afresh (no copy found)
-  counter history_takeovers{0};    ///< ownership taken with an existing copy
-  counter history_handovers{0};    ///< ownership given up to a newer term
-  counter history_unavailable{0};  ///< publishes/reads refused: owner or copies out of reach
-  counter history_bad_messages{0}; ///< malformed history messages from the mesh
+  gauge history_channels{0};        ///< channels with a history copy on this node
+  gauge history_messages{0};        ///< messages held in those copies
+  gauge history_bytes{0};           ///< bytes of those messages
+  counter recoveries_ok{0};         ///< sub with since: recovered
+  counter recoveries_failed{0};     ///< sub with since: not recovered (recovered:false)
+  counter resyncs{0};               ///< resync frames sent (a stream broke)
+  counter history_new_epochs{0};    ///< channels started afresh (no copy found)
+  counter history_takeovers{0};     ///< ownership taken with an existing copy
+  counter history_handovers{0};     ///< ownership given up to a newer term
+  counter history_filled{0};        ///< messages a stream got from its owner to fill a gap
+  counter history_fill_failures{0}; ///< gaps the owner could not fill (resync instead)
+  counter history_unavailable{0};   ///< publishes/reads refused: owner or copies out of reach
+  counter history_bad_messages{0};  ///< malformed history messages from the mesh
   // presence (namespaces with presence = true)
   gauge presence_channels{0};       ///< presence channels this node holds members of
   gauge presence_members{0};        ///< distinct users over those channels (cluster-wide)

@@ -254,6 +254,8 @@ void history_service::impl::tick(clock::time_point now) {
     else if (c.r == role::none && !c.waiting.empty())
       maybe_acquire(c, now);
     if (c.r == role::owner) {
+      if (c.ready && hooks.announce && now - c.last_commit_at <= opts.tail_window)
+        hooks.announce(c.name, c.log->epoch(), c.term, c.commit);
       for (auto& r : c.replicas)
         if (!r.synced && now - r.sync_sent >= resync_interval)
           send_sync(c, r, now);

@@ -126,6 +126,7 @@ void history_service::impl::try_commit(chan& c) {
     return; // not enough copies: nothing new is acknowledged
   if (!c.ready) {
     c.ready = true;
+    c.last_commit_at = clock::now();       // the new owner's top, for the other nodes' streams
     for (const auto& e : c.log->entries()) // the old owner may not have sent these
       if (e.off > c.rebroadcast_from && e.off <= c.commit)
         hooks.committed(c.name, c.log->epoch(), e.off, e.frame);
@@ -138,6 +139,7 @@ void history_service::impl::try_commit(chan& c) {
     auto p = std::move(c.inflight.front());
     c.inflight.pop_front();
     c.commit = p.off;
+    c.last_commit_at = clock::now();
     hooks.committed(c.name, c.log->epoch(), p.off, p.frame);
     for (auto& d : p.done)
       d({true, p.off, {}});

@@ -51,6 +51,8 @@ struct history_options {
   /// After a (re)start, how long this node's empty promise does not count
   /// towards a majority (its peers copy its channels to it meanwhile).
   std::chrono::milliseconds fresh_window{3000};
+  /// How long after its last commit an owner keeps announcing a channel's top.
+  std::chrono::milliseconds tail_window{2000};
 };
 
 /// What the service needs from its broker.
@@ -62,6 +64,12 @@ struct history_hooks {
   std::function<void(const std::string& ch, const std::string& ep, std::uint64_t off,
                      const frame_ptr& frame)>
       committed;
+  /// This node owns `ch`, whose committed top is `top` in epoch `ep` under
+  /// `term`: tell the other nodes (for a while after each write), so that
+  /// one whose stream missed the newest messages fills them.
+  std::function<void(const std::string& ch, const std::string& ep, std::uint64_t term,
+                     std::uint64_t top)>
+      announce;
 };
 
 /// The outcome of a publish into a history channel.

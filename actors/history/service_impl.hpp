@@ -64,7 +64,8 @@ struct history_service::impl {
     clock::time_point acquire_deadline;
     clock::time_point no_acquire_before;
     // owning
-    bool ready = false; // replicas synced once since the acquisition
+    bool ready = false;                 // replicas synced once since the acquisition
+    clock::time_point last_commit_at{}; // announce the top until tail_window after
     std::uint64_t rebroadcast_from = 0;
     std::vector<replica> replicas;
     std::deque<pending_pub> inflight;

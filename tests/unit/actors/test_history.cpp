@@ -184,6 +184,8 @@ struct net3 {
   std::deque<packet> wire;
   std::set<std::string> cut; // nodes whose traffic is lost
   std::map<std::string, std::vector<std::pair<std::string, std::uint64_t>>> committed;
+  std::map<std::string, std::vector<std::tuple<std::string, std::uint64_t, std::uint64_t>>>
+      announced;
 
   net3() {
     namespace_options room;
@@ -202,6 +204,10 @@ struct net3 {
       };
       h.committed = [this, id](const std::string&, const std::string& ep, std::uint64_t off,
                                const frame_ptr&) { committed[id].emplace_back(ep, off); };
+      h.announce = [this, id](const std::string&, const std::string& ep, std::uint64_t term,
+                              std::uint64_t top) {
+        announced[id].push_back({ep, term, top});
+      };
       nodes[id] = std::make_unique<history_service>(o, ns, m, h);
       options[id] = o;
       hooks[id] = h;
@@ -363,4 +369,39 @@ TEST_CASE("history_service: a single node owns everything, a restart means a new
     CHECK(o.ep != got.ep);
     CHECK(o.off == 0);
   });
+}
+
+TEST_CASE("history_service: the owner announces a channel's top for a while after each write") {
+  net3 net;
+  const std::string ch = "room:9";
+  auto [owner, replica, third] = roles(ch);
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [id, n] : net.nodes)
+    n->tick(now);
+  CHECK(net.announced.empty()); // nothing written yet
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(net.publish(third, ch).ok);
+  for (auto& [id, n] : net.nodes)
+    n->tick(std::chrono::steady_clock::now());
+  REQUIRE(net.announced[owner].size() == 1);
+  auto [ep, term, top] = net.announced[owner].front();
+  CHECK(ep == net.committed[owner].front().first);
+  CHECK(term >= 1);
+  CHECK(top == 3);
+  CHECK(net.announced[replica].empty()); // only the owner vouches for the top
+  CHECK(net.announced[third].empty());
+  // quiet for longer than tail_window (2 s): no more announcements
+  for (auto& [id, n] : net.nodes)
+    n->tick(std::chrono::steady_clock::now() + 2500ms);
+  CHECK(net.announced[owner].size() == 1);
+  // a take-over announces the new owner's top (the old one may not have fanned it out)
+  net.cut.insert(owner);
+  net.view_all();
+  net.settle();
+  REQUIRE(net.publish(third, ch).ok);
+  for (auto& [id, n] : net.nodes)
+    n->tick(std::chrono::steady_clock::now());
+  REQUIRE(!net.announced[replica].empty());
+  CHECK(std::get<1>(net.announced[replica].back()) > term);
+  CHECK(std::get<2>(net.announced[replica].back()) == 4);
 }
