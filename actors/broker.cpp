@@ -243,8 +243,12 @@ const caf::actor& broker_set::owner(std::string_view name) const noexcept {
 broker_set spawn_brokers(caf::actor_system& sys, std::size_t n, metrics& m,
                          std::shared_ptr<backbone> bb, broker_options opts) {
   std::vector<caf::actor> shards;
-  for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i)
+  auto state_file = opts.history.state_file;
+  for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) {
+    if (!state_file.empty()) // one file per shard: each writes its own
+      opts.history.state_file = state_file + "-" + std::to_string(i);
     shards.push_back(spawn_broker(sys, m, bb, opts));
+  }
   return broker_set{std::move(shards)};
 }
 

@@ -364,6 +364,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.strings("channels", "readonly_namespaces", c.readonly_namespaces);
   r.millis("history", "idempotency_window_ms", c.idempotency_window);
   r.millis("history", "timeout_ms", c.history_timeout);
+  r.get("history", "state_dir", c.history_state_dir);
   r.get("mesh", "bind", c.mesh_bind);
   r.strings("mesh", "peers", c.mesh_peers);
   r.millis("mesh", "heartbeat_ms", c.heartbeat_interval);

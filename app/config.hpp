@@ -62,6 +62,7 @@ struct config {
   // [history]
   std::chrono::milliseconds idempotency_window{300000};
   std::chrono::milliseconds history_timeout{5000}; ///< a publish/read waits for the owner at most
+  std::string history_state_dir; ///< where promised terms survive restarts ("" = nowhere)
   // [mesh]
   std::string mesh_bind;
   std::vector<std::string> mesh_peers;

@@ -2,6 +2,7 @@
 
 #include "actors/api_calls.hpp"
 #include "actors/broker.hpp"
+#include "actors/history/term_store.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
 #include "actors/shard_router.hpp"
@@ -253,6 +254,10 @@ int run_node(const config& cfg, std::string_view version) {
   bo.history.idempotency_window = cfg.idempotency_window;
   bo.history.timeout = cfg.history_timeout;
   bo.history.fresh_window = 3 * cfg.heartbeat_interval;
+  if (!cfg.history_state_dir.empty() && namespaces->any_history()) {
+    bo.history.state_file = cfg.history_state_dir + "/history-terms";
+    bo.history.term_floor = term_store::floor_of_dir(cfg.history_state_dir); // throws
+  }
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, bb, bo));
   startup_guard guard{*brokers, *bb};

@@ -7,6 +7,7 @@
 //   app   {term, off, f, k}           -> appr  {term, ok, off, need, promised}
 //   pub   {rid, from, data, key}      -> pubr  {rid, ok, off, error}
 //   read  {rid, kind, since?, limit?} -> readr {rid, ok, ep, off, recovered?, f}
+//   chk   {term, seq}                 -> chkr  {term, seq, ok, promised}
 //   take  {}   (a hand-over hint: "you rank first for this channel now")
 // A copy is {ep, cterm, top, commit, e: [[off, frame, age_ms]], k: [[key, off, age_ms]]}.
 #include "actors/history/service_impl.hpp"
@@ -38,8 +39,12 @@ void history_service::impl::on_message(const std::string& from, std::string_view
   auto term = wire::num(msg, "term");
   if (t == "prom") {
     boost::json::object reply{{"t", "promr"}, {"term", term}};
-    if (term > c.promised) {
+    if (term > c.promised && !holds_for_other(c, from, now)) {
+      if (!terms.reserve(term))
+        return; // not durable: no answer (the acquirer times out)
       c.promised = term;
+      c.promised_to = from;
+      c.promised_at = now;
       if (c.r != role::none && c.term < term)
         step_down(c, term);
       reply["ok"] = true;
@@ -81,9 +86,16 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["promised"] = c.promised;
       return send(from, c, reply);
     }
+    if (!terms.reserve(term)) {
+      reply["ok"] = false;
+      reply["promised"] = c.promised;
+      return send(from, c, reply);
+    }
     if (c.r != role::none && c.term < term)
       step_down(c, term);
     c.promised = term;
+    c.promised_to = from;
+    c.promised_at = now;
     adopt(c, wire::decode_copy(msg), now);
     c.cterm = term;
     reply["ok"] = true;
@@ -99,6 +111,8 @@ void history_service::impl::on_message(const std::string& from, std::string_view
                           [&](const replica& x) { return x.node == from; });
     if (r == c.replicas.end())
       return;
+    if (wire::flag(msg, "ok"))
+      c.promised_at = now; // a replica still follows this owner
     if (t == "syncr" && wire::flag(msg, "ok")) {
       r->synced = true;
       r->acked = wire::num(msg, "top");
@@ -126,6 +140,8 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["ok"] = false;
       reply["promised"] = c.promised;
     } else if (term == c.cterm && c.log && off == c.log->top() + 1) {
+      if (from == c.promised_to)
+        c.promised_at = now;
       c.log->append(make_frame(wire::str(msg, "f")), wire::str(msg, "k"), now);
       c.commit = std::max(c.commit, std::min(wire::num(msg, "commit"), c.log->top()));
       reply["ok"] = true;
@@ -138,6 +154,28 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["need"] = true;
     }
     return send(from, c, reply);
+  }
+  if (t == "chk") { // does this node still back `term`'s owner?
+    bool ok = term >= c.promised;
+    if (ok && from == c.promised_to)
+      c.promised_at = now;
+    return send(from, c,
+                boost::json::object{{"t", "chkr"},
+                                    {"term", term},
+                                    {"seq", wire::num(msg, "seq")},
+                                    {"ok", ok},
+                                    {"promised", c.promised}});
+  }
+  if (t == "chkr") {
+    if (!wire::flag(msg, "ok") && wire::num(msg, "promised") > c.term)
+      return step_down(c, wire::num(msg, "promised")); // replaced: the reads go elsewhere
+    if (c.r != role::owner || term != c.term || wire::num(msg, "seq") != c.chk_seq ||
+        c.reads_round.empty() || !wire::flag(msg, "ok"))
+      return;
+    c.chk_ok.insert(from);
+    if (c.chk_ok.size() + 1 >= majority(opts.cluster_size))
+      finish_check(c, now);
+    return;
   }
   if (t == "pub") {
     auto rid = wire::num(msg, "rid");
@@ -249,6 +287,16 @@ void history_service::impl::tick(clock::time_point now) {
       w.fail("channel history unavailable");
       return true;
     });
+    for (auto* reads : {&c.reads_round, &c.reads_next})
+      std::erase_if(*reads, [&](pending_read& r) {
+        if (now < r.deadline)
+          return false;
+        r.done(read_failed("channel history unavailable"));
+        return true;
+      });
+    if (c.r == role::owner && now - c.chk_sent >= attempt_timeout &&
+        !(c.reads_round.empty() && c.reads_next.empty()))
+      start_check(c, now); // a lost confirmation: ask again
     if (c.r == role::acquiring && now >= c.acquire_deadline)
       acquire(c, now, std::max({c.promised, c.seen_term}) + 1);
     else if (c.r == role::none && !c.waiting.empty())

@@ -22,9 +22,16 @@ void history_service::impl::maybe_acquire(chan& c, clock::time_point now) {
 }
 
 void history_service::impl::acquire(chan& c, clock::time_point now, std::uint64_t term) {
+  if (!terms.reserve(term)) { // not durable: no term may be used; retried by tick
+    c.r = role::none;
+    c.no_acquire_before = now + acquire_timeout;
+    return;
+  }
   c.r = role::acquiring;
   c.term = term;
   c.promised = std::max(c.promised, term);
+  c.promised_to = opts.node_id;
+  c.promised_at = now;
   c.promisers.clear();
   if (vouches(c, now)) // an empty node that just started cannot say "no copy"
     c.promisers.insert(opts.node_id);
@@ -55,6 +62,7 @@ void history_service::impl::finish_acquire(chan& c, clock::time_point now) {
   }
   c.cterm = c.term;
   c.r = role::owner;
+  c.promised_at = now;
   c.ready = false;
   c.rebroadcast_from = commit_known;
   c.commit = c.log->top(); // everything the best copy holds is kept
@@ -79,6 +87,7 @@ void history_service::impl::step_down(chan& c, std::uint64_t newer) {
       d({false, 0, "the channel's owner changed; retry"});
   c.inflight.clear();
   c.no_acquire_before = clock::now() + 200ms + std::chrono::milliseconds(jitter() % 200);
+  reroute_reads(c);
   // queued requests go where the channel is owned now
   auto waiting = std::move(c.waiting);
   c.waiting.clear();
@@ -87,10 +96,13 @@ void history_service::impl::step_down(chan& c, std::uint64_t newer) {
 }
 
 void history_service::impl::ensure_replicas(chan& c, clock::time_point now) {
+  // one spare beyond what a commit needs: a replica that cannot hear this
+  // node (one-way loss) does not hold up its commits
   auto ranked = rank_nodes(c.name, live_nodes());
   std::vector<std::string> want;
+  auto wanted = replicas_needed() == 0 ? 0 : replicas_needed() + 1;
   for (const auto& n : ranked)
-    if (n != opts.node_id && want.size() < replicas_needed())
+    if (n != opts.node_id && want.size() < wanted)
       want.push_back(n);
   std::erase_if(c.replicas, [&](const replica& r) {
     return std::find(want.begin(), want.end(), r.node) == want.end();
@@ -115,15 +127,18 @@ void history_service::impl::send_sync(chan& c, replica& r, clock::time_point now
 void history_service::impl::try_commit(chan& c) {
   if (c.r != role::owner)
     return;
-  std::uint64_t upto = c.log->top();
-  std::size_t synced = 0;
+  std::vector<std::uint64_t> acked; // of the synced replicas
   for (const auto& r : c.replicas)
-    if (r.synced) {
-      ++synced;
-      upto = std::min(upto, r.acked);
-    }
-  if (synced < replicas_needed())
+    if (r.synced)
+      acked.push_back(r.acked);
+  if (acked.size() < replicas_needed())
     return; // not enough copies: nothing new is acknowledged
+  // committed: what enough replicas hold (the needed-th highest position)
+  std::uint64_t upto = c.log->top();
+  if (replicas_needed() > 0) {
+    std::sort(acked.begin(), acked.end(), std::greater<>{});
+    upto = std::min(upto, acked[replicas_needed() - 1]);
+  }
   if (!c.ready) {
     c.ready = true;
     c.last_commit_at = clock::now();       // the new owner's top, for the other nodes' streams

@@ -54,6 +54,7 @@ auto history_service::impl::chan_of(const std::string& ch) -> chan& {
     it = chans.emplace(ch, chan{}).first;
     it->second.name = ch;
     it->second.ns = &ns->of_channel(ch);
+    it->second.promised = terms.floor(); // what an earlier process may have promised
   }
   return it->second;
 }
@@ -129,8 +130,14 @@ void history_service::impl::publish(const std::string& ch, std::string from, std
 void history_service::impl::read(const std::string& ch, read_request req, read_done done,
                                  clock::time_point deadline, bool may_forward) {
   auto& c = chan_of(ch);
-  if (c.r == role::owner && c.ready)
-    return done(serve_read(c, req));
+  if (c.r == role::owner && c.ready) {
+    if (majority(opts.cluster_size) <= 1)
+      return done(serve_read(c, req));
+    c.reads_next.push_back({std::move(req), std::move(done), deadline, may_forward});
+    if (c.reads_round.empty())
+      start_check(c, clock::now());
+    return;
+  }
   auto first = first_live(ch);
   if (c.r != role::owner && first != opts.node_id) {
     if (!may_forward)
@@ -193,6 +200,51 @@ read_outcome history_service::impl::serve_read(const chan& c, const read_request
     after = req.since_off;
   c.log->newest(limit, c.commit, o.frames, after);
   return o;
+}
+
+void history_service::impl::start_check(chan& c, clock::time_point now) {
+  c.reads_round.insert(c.reads_round.end(), std::make_move_iterator(c.reads_next.begin()),
+                       std::make_move_iterator(c.reads_next.end()));
+  c.reads_next.clear();
+  c.chk_seq = next_chk++;
+  c.chk_ok.clear();
+  c.chk_sent = now;
+  for (const auto& p : live)
+    send(p, c, boost::json::object{{"t", "chk"}, {"term", c.term}, {"seq", c.chk_seq}});
+}
+
+void history_service::impl::finish_check(chan& c, clock::time_point now) {
+  c.promised_at = now; // a majority still backs this owner
+  auto reads = std::move(c.reads_round);
+  c.reads_round.clear();
+  for (auto& r : reads)
+    r.done(serve_read(c, r.req));
+  if (!c.reads_next.empty() && c.r == role::owner)
+    start_check(c, now);
+}
+
+void history_service::impl::reroute_reads(chan& c) {
+  auto reads = std::move(c.reads_round);
+  c.reads_round.clear();
+  reads.insert(reads.end(), std::make_move_iterator(c.reads_next.begin()),
+               std::make_move_iterator(c.reads_next.end()));
+  c.reads_next.clear();
+  for (auto& r : reads)
+    read(c.name, std::move(r.req), std::move(r.done), r.deadline, r.may_forward);
+}
+
+bool history_service::impl::holds_for_other(const chan& c, const std::string& from,
+                                            clock::time_point now) const {
+  if (c.promised_to.empty() || c.promised_to == from || now - c.promised_at >= opts.term_hold)
+    return false;
+  if (c.promised_to == opts.node_id) { // this node owns it: it gives way to a better-ranked node
+    if (c.r != role::owner)
+      return false;
+    auto ranked = rank_nodes(c.name, live_nodes());
+    return std::find(ranked.begin(), ranked.end(), from) >
+           std::find(ranked.begin(), ranked.end(), opts.node_id);
+  }
+  return std::find(live.begin(), live.end(), c.promised_to) != live.end();
 }
 
 void history_service::impl::remote(const std::string& ch, bool is_pub, boost::json::object body,

@@ -21,7 +21,21 @@
 //   node that (re)started within `fresh_window` and holds no copy of the
 //   channel does not count towards that majority (it may be a replica that
 //   lost its copy in the restart).
-// - Reads (recovery, history) go to the owner and see committed messages only.
+// - Reads (recovery, history) go to the owner and see committed messages
+//   only; the owner answers one once a majority (itself included) has
+//   confirmed after the read arrived that it promised no newer term, so an
+//   owner that was replaced without knowing it never answers (a position
+//   never goes back within an epoch). Reads arriving together share one
+//   confirmation round.
+// - No flapping: a node that promised a term to an owner that is alive in
+//   its view and was active within `term_hold` refuses other nodes' newer
+//   terms (in a bridge, where two nodes cannot hear each other, they would
+//   otherwise take the channel from each other in turn). The owner itself
+//   gives way to a node that ranks before it (a hand-over).
+// - Promises survive restarts (history/term_store.hpp).
+// - The owner copies to one spare replica beyond the majority and commits
+//   when enough of them hold a message, so one replica that cannot hear
+//   the owner (one-way loss) does not stop its publishes.
 // A single node (no mesh) owns every channel, with no replica.
 #pragma once
 
@@ -53,6 +67,13 @@ struct history_options {
   std::chrono::milliseconds fresh_window{3000};
   /// How long after its last commit an owner keeps announcing a channel's top.
   std::chrono::milliseconds tail_window{2000};
+  /// A node that promised a term to a live owner refuses newer terms from
+  /// others until that owner has been quiet for this long (no flapping).
+  std::chrono::milliseconds term_hold{2000};
+  /// Where this service keeps the terms it promised ("" = memory only).
+  std::string state_file;
+  /// Terms at or below this may have been promised by an earlier process.
+  std::uint64_t term_floor = 0;
 };
 
 /// What the service needs from its broker.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "actors/history/service.hpp"
+#include "actors/history/term_store.hpp"
 #include "actors/history/wire.hpp"
 
 #include <chrono>
@@ -43,6 +44,12 @@ struct history_service::impl {
     std::vector<publish_done> done;
     clock::time_point deadline;
   };
+  struct pending_read {
+    read_request req;
+    read_done done;
+    clock::time_point deadline;
+    bool may_forward;
+  };
   struct waiting_op {
     clock::time_point deadline;
     std::function<void()> run;
@@ -54,6 +61,8 @@ struct history_service::impl {
     std::unique_ptr<history_log> log; // null: no copy here
     std::uint64_t cterm = 0;          // term of the owner that last wrote the copy
     std::uint64_t promised = 0;       // no appends or copies of older terms
+    std::string promised_to;          // the node `promised` went to
+    clock::time_point promised_at{};  // when that node last showed it owns the channel
     std::uint64_t commit = 0;         // offsets up to this are committed
     role r = role::none;
     std::uint64_t term = 0; // while acquiring or owning
@@ -69,6 +78,12 @@ struct history_service::impl {
     std::uint64_t rebroadcast_from = 0;
     std::vector<replica> replicas;
     std::deque<pending_pub> inflight;
+    // reads waiting for a majority to confirm the ownership
+    std::vector<pending_read> reads_round; // in the round under way
+    std::vector<pending_read> reads_next;  // arrived since: the next round
+    std::uint64_t chk_seq = 0;
+    std::set<std::string> chk_ok;
+    clock::time_point chk_sent;
     // until this node owns the channel
     std::vector<waiting_op> waiting;
   };
@@ -129,6 +144,17 @@ struct history_service::impl {
 
   read_outcome serve_read(const chan& c, const read_request& req) const;
 
+  // Confirms with a majority that this node still owns `c`, then answers
+  // the reads that arrived before the round started.
+  void start_check(chan& c, clock::time_point now);
+  void finish_check(chan& c, clock::time_point now);
+  // Reads waiting on `c` go where the channel is owned now.
+  void reroute_reads(chan& c);
+
+  // Whether a promise of a newer term to `from` must be refused: the node
+  // this one promised to is alive and active (see history/service.hpp).
+  bool holds_for_other(const chan& c, const std::string& from, clock::time_point now) const;
+
   void remote(const std::string& ch, bool is_pub, boost::json::object body, publish_done pd,
               read_done rd, clock::time_point deadline, const std::string& target);
 
@@ -178,6 +204,8 @@ struct history_service::impl {
   std::unordered_map<std::string, chan> chans;
   std::unordered_map<std::uint64_t, remote_req> requests;
   std::uint64_t next_rid = 1;
+  std::uint64_t next_chk = 1;
+  term_store terms{opts.state_file, opts.term_floor};
   clock::time_point last_expire{};
   std::int64_t gauge_channels = 0;
   std::int64_t gauge_messages = 0;

@@ -107,6 +107,9 @@ class Subscriber:
         self.resyncs = 0
         self.epochs = set()
         self.why = {}  # reconnect reasons
+        self.live_since = None  # when the current subscription was acked (None: not live)
+        self.lost_at = None  # when the last session was lost
+        self.rehome = []  # seconds from losing a session to the sub acked again
 
     async def run(self, stop):
         while not stop.is_set():
@@ -120,7 +123,11 @@ class Subscriber:
                 await asyncio.sleep(0.2)
 
     async def session(self, stop):
-        ws, _ = await open_ws(self.url)
+        try:
+            ws, _ = await open_ws(self.url)
+        except BaseException:
+            self.lost_at = self.lost_at or time.monotonic()
+            raise
         try:
             await self.subscribe(ws)
             while not stop.is_set():
@@ -130,10 +137,13 @@ class Subscriber:
                     continue
                 if m["op"] == "resync":
                     self.resyncs += 1
+                    self.live_since = None
                     await self.subscribe(ws)
                 elif m["op"] == "msg":
                     self.take(m)
         finally:
+            self.live_since = None
+            self.lost_at = self.lost_at or time.monotonic()
             await ws.close()
 
     async def subscribe(self, ws):
@@ -151,6 +161,11 @@ class Subscriber:
             await asyncio.sleep(0.3)
             return await self.subscribe(ws)
         assert m["op"] == "ack", m
+        now = time.monotonic()
+        self.live_since = now
+        if self.lost_at is not None:
+            self.rehome.append(now - self.lost_at)
+            self.lost_at = None
         self.epochs.add(m["ep"])
         if self.ep is None:
             self.ep, self.last = m["ep"], m["off"]
@@ -175,6 +190,7 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
     duration = int(os.environ.get('CHAOS_SECONDS', '60'))
     stop_pub = threading.Event()
     acked = {ch: {} for ch in channels}  # ch -> off -> key
+    ack_times = {ch: [] for ch in channels}  # when each publish was acknowledged
     counts = {"published": 0, "acknowledged": 0, "retries": 0, "kills": 0}
     lock = threading.Lock()
 
@@ -196,6 +212,7 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
                         prev = acked[ch].get(reply["off"])
                         assert prev in (None, key), f"{ch} off {reply['off']}: {prev} and {key}"
                         acked[ch][reply["off"]] = key
+                        ack_times[ch].append(time.monotonic())
                         counts["acknowledged"] += 1
                     break
                 with lock:
@@ -232,15 +249,32 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
             stop_pub.set()
             for p in pubs:
                 await asyncio.to_thread(p.join, 40)
-        # let every subscriber catch up with the newest acknowledged offset
+        # no tail exemption: 2 s after the last acknowledged publish, every
+        # subscriber that has been live since holds every acknowledged message
+        quiet_from = time.monotonic()
         top = {ch: max(acked[ch], default=0) for ch in channels}
+        await asyncio.sleep(2)
+        for s in subs:
+            if s.live_since is not None and s.live_since <= quiet_from:
+                tail_checked.append(s.name)
+                assert s.last >= top[s.ch], (s.name, f"at {s.last} of {top[s.ch]} after 2 s")
+        # the others were told (their session or subscription ended): they recover
         await asyncio.to_thread(
             wait_until, lambda: all(s.last >= top[s.ch] for s in subs), 30)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    tail_checked = []
     run(body(), timeout=duration + 120)
     delivered = sum(len(s.data) for s in subs)
+    gaps = {ch: max((b - a for a, b in zip(t, t[1:])), default=0.0) for ch, t in ack_times.items()}
+    rehome = sorted(x for s in subs for x in s.rehome)
+    med = rehome[len(rehome) // 2] if rehome else 0.0
+    print(f"longest time without an ack per channel: "
+          + ", ".join(f"{ch} {g:.2f} s" for ch, g in gaps.items()))
+    print(f"re-homed subscribers: {len(rehome)}, from losing a session to the sub acked again "
+          f"median {med:.2f} s, max {max(rehome, default=0.0):.2f} s; "
+          f"{len(tail_checked)} of {len(subs)} live through the end held the tail within 2 s")
     m = [n.metrics() for n in cluster.nodes]
     takeovers = sum(x.get("wsnode_history_takeovers_total", 0) for x in m)
     print(f"chaos: {counts['kills']} kills; {counts['published']} published, "

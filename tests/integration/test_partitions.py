@@ -227,7 +227,9 @@ def scenario(cluster, name, faults):
     fault starts), heals, lets things settle, then checks and reports."""
     book, stop_pub = Book(), threading.Event()
     nodes = cluster.running()
-    subs = [Sub(nodes[i % len(nodes)], CHANNELS[i % len(CHANNELS)], f"s{i}") for i in range(12)]
+    # every channel has subscribers on every node
+    subs = [Sub(nodes[i % len(nodes)], CHANNELS[i // len(nodes) % len(CHANNELS)], f"s{i}")
+            for i in range(12)]
     cuts = []
 
     def cut(label):
