@@ -50,8 +50,12 @@ void history_service::impl::on_message(const std::string& from, std::string_view
       reply["ok"] = true;
       if (c.log)
         reply["copy"] = wire::encode_copy(copy_of(c, now));
-      else if (!vouches(c, now))
-        reply["fresh"] = true; // started too recently to say it holds no copy
+      else if (!vouches(c, now)) { // started too recently to say it holds no copy
+        reply["fresh"] = true;
+        reply["fresh_ms"] =
+            std::chrono::duration_cast<std::chrono::milliseconds>(started + opts.fresh_window - now)
+                .count();
+      }
     } else {
       reply["ok"] = false;
       reply["promised"] = c.promised;
@@ -70,6 +74,12 @@ void history_service::impl::on_message(const std::string& from, std::string_view
     }
     if (!wire::flag(msg, "fresh")) // a vote that counts towards the majority
       c.promisers.insert(from);
+    else // try again as soon as it can vouch, not a whole acquire_timeout later
+      c.acquire_deadline =
+          std::min(c.acquire_deadline, now +
+                                           std::chrono::milliseconds(std::min<std::uint64_t>(
+                                               wire::num(msg, "fresh_ms"), 10000)) +
+                                           20ms);
     if (auto* cp = msg.if_contains("copy")) {
       auto theirs = wire::decode_copy(cp->as_object());
       if (!c.best || std::pair{theirs.cterm, theirs.top} > std::pair{c.best->cterm, c.best->top})

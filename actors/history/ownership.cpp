@@ -37,6 +37,8 @@ void history_service::impl::acquire(chan& c, clock::time_point now, std::uint64_
     c.promisers.insert(opts.node_id);
   c.best.reset();
   c.acquire_deadline = now + acquire_timeout;
+  if (!vouches(c, now)) // this node's own freshness ends first: try again then
+    c.acquire_deadline = std::min(c.acquire_deadline, started + opts.fresh_window + 20ms);
   for (const auto& p : live)
     send(p, c, boost::json::object{{"t", "prom"}, {"term", term}});
   if (c.promisers.size() >= majority(opts.cluster_size))
@@ -96,13 +98,10 @@ void history_service::impl::step_down(chan& c, std::uint64_t newer) {
 }
 
 void history_service::impl::ensure_replicas(chan& c, clock::time_point now) {
-  // one spare beyond what a commit needs: a replica that cannot hear this
-  // node (one-way loss) does not hold up its commits
   auto ranked = rank_nodes(c.name, live_nodes());
   std::vector<std::string> want;
-  auto wanted = replicas_needed() == 0 ? 0 : replicas_needed() + 1;
   for (const auto& n : ranked)
-    if (n != opts.node_id && want.size() < wanted)
+    if (n != opts.node_id && want.size() < replicas_needed())
       want.push_back(n);
   std::erase_if(c.replicas, [&](const replica& r) {
     return std::find(want.begin(), want.end(), r.node) == want.end();
@@ -141,7 +140,8 @@ void history_service::impl::try_commit(chan& c) {
   }
   if (!c.ready) {
     c.ready = true;
-    c.last_commit_at = clock::now();       // the new owner's top, for the other nodes' streams
+    if (c.commit > 0) // the new owner's top, for the other nodes' streams
+      c.last_commit_at = clock::now();
     for (const auto& e : c.log->entries()) // the old owner may not have sent these
       if (e.off > c.rebroadcast_from && e.off <= c.commit)
         hooks.committed(c.name, c.log->epoch(), e.off, e.frame);

@@ -33,9 +33,6 @@
 //   otherwise take the channel from each other in turn). The owner itself
 //   gives way to a node that ranks before it (a hand-over).
 // - Promises survive restarts (history/term_store.hpp).
-// - The owner copies to one spare replica beyond the majority and commits
-//   when enough of them hold a message, so one replica that cannot hear
-//   the owner (one-way loss) does not stop its publishes.
 // A single node (no mesh) owns every channel, with no replica.
 #pragma once
 

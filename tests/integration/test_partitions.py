@@ -7,7 +7,8 @@ After the faults heal and the cluster is quiet, the invariants of
 docs/protocol.md v1.1 and docs/operations.md "History and recovery" are
 checked; every failed one is listed together, with the numbers, so that a
 run tells the whole story. PARTITION_SECONDS (default 8) sets each cut's
-length; PARTITION_CUT=stall keeps cut bytes instead of dropping them.
+length; PARTITION_CUT=stall keeps cut bytes instead of dropping them;
+PARTITION_LAYOUT=grouped puts each channel's subscribers on one node.
 """
 import asyncio
 import collections
@@ -227,8 +228,11 @@ def scenario(cluster, name, faults):
     fault starts), heals, lets things settle, then checks and reports."""
     book, stop_pub = Book(), threading.Event()
     nodes = cluster.running()
-    # every channel has subscribers on every node
-    subs = [Sub(nodes[i % len(nodes)], CHANNELS[i // len(nodes) % len(CHANNELS)], f"s{i}")
+    # spread: every channel has subscribers on every node; grouped: each
+    # channel's only on one node (a node whose channel nobody else follows)
+    grouped = os.environ.get("PARTITION_LAYOUT") == "grouped"
+    subs = [Sub(nodes[i % len(nodes)],
+                CHANNELS[(i if grouped else i // len(nodes)) % len(CHANNELS)], f"s{i}")
             for i in range(12)]
     cuts = []
 
