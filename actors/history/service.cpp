@@ -237,14 +237,15 @@ bool history_service::impl::holds_for_other(const chan& c, const std::string& fr
                                             clock::time_point now) const {
   if (c.promised_to.empty() || c.promised_to == from || now - c.promised_at >= opts.term_hold)
     return false;
-  if (c.promised_to == opts.node_id) { // this node owns it: it gives way to a better-ranked node
-    if (c.r != role::owner)
-      return false;
-    auto ranked = rank_nodes(c.name, live_nodes());
-    return std::find(ranked.begin(), ranked.end(), from) >
-           std::find(ranked.begin(), ranked.end(), opts.node_id);
-  }
-  return std::find(live.begin(), live.end(), c.promised_to) != live.end();
+  if (c.promised_to == opts.node_id && c.r != role::owner)
+    return false; // an acquisition of this node's that did not finish holds nothing
+  // the holder keeps the channel against nodes that rank after it in this
+  // node's view (or that it cannot see); a better-ranked node takes it
+  // over (a node back from a restart, a hand-over): so in a bridge the
+  // ownership settles once, on the best-ranked side, instead of flapping
+  auto ranked = rank_nodes(c.name, live_nodes());
+  auto holder = std::find(ranked.begin(), ranked.end(), c.promised_to);
+  return holder != ranked.end() && std::find(ranked.begin(), ranked.end(), from) > holder;
 }
 
 void history_service::impl::remote(const std::string& ch, bool is_pub, boost::json::object body,

@@ -28,10 +28,10 @@
 //   never goes back within an epoch). Reads arriving together share one
 //   confirmation round.
 // - No flapping: a node that promised a term to an owner that is alive in
-//   its view and was active within `term_hold` refuses other nodes' newer
-//   terms (in a bridge, where two nodes cannot hear each other, they would
-//   otherwise take the channel from each other in turn). The owner itself
-//   gives way to a node that ranks before it (a hand-over).
+//   its view and was active within `term_hold` refuses newer terms from
+//   nodes that rank after that owner (in a bridge, where two nodes cannot
+//   hear each other, they would otherwise take the channel from each other
+//   in turn); a better-ranked node (back from a restart) takes it over.
 // - Promises survive restarts (history/term_store.hpp).
 // A single node (no mesh) owns every channel, with no replica.
 #pragma once

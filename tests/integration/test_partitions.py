@@ -121,6 +121,7 @@ class Sub:
         self.told = []  # (ep, first, last): offsets it was told are skipped
         self.problems = []
         self.resync_at = []
+        self.last_msg_at = None
         self.counts = collections.Counter()
 
     async def run(self, stop):
@@ -200,6 +201,7 @@ class Sub:
         elif off != self.last + 1:
             self.problems.append(("order", f"silent hole: {off} after {self.last} ({when})"))
         self.got.setdefault((self.ep, off), data)
+        self.last_msg_at = time.monotonic()
         self.last = max(self.last, off)
 
     def is_told(self, ep, off):
@@ -312,7 +314,8 @@ def check(cluster, name, book, subs, cuts):
             stuck.append(s.name)
             fail["every acknowledged message or told"].append(
                 f"{s.name}@{s.node.id} {s.ch}: {len(missing)} missing, first {missing[:3]}, "
-                f"last position {s.last}")
+                f"last position {s.last}, last msg during "
+                f"{phase(s.last_msg_at) if s.last_msg_at else None}")
         if wrong:
             fail["every acknowledged message or told"].append(f"{s.name}: wrong data at {wrong[:3]}")
     marks = [t for t, _ in cuts] + [float("inf")]
