@@ -85,6 +85,7 @@ class Relay:
         self._sel.register(self._listener, selectors.EVENT_READ, "accept")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
+        self.error = None  # what stopped the relay thread, if it died
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -117,8 +118,8 @@ class Relay:
         with self._lock:
             self._commands.append((cmd, done))
         self._wake_w.send(b"x")
-        if not done.wait(5) and self._thread.is_alive():
-            raise RuntimeError(f"{self.name}: {cmd[0]} not applied within 5 s")
+        if not done.wait(5) or (self.error and cmd[0] != "stop"):
+            raise RuntimeError(f"{self.name}: {cmd[0]} not applied ({self.error or 'timeout'})")
 
     # ------------------------------------------------------------ relay thread
     def _run(self):
@@ -141,6 +142,9 @@ class Relay:
                     if not conn.closed and any(p.queue and p.queue[0][0] <= now
                                                for p in conn.pipes.values()):
                         self._flush(conn)
+        except Exception as e:  # noqa: BLE001 - kept for the next caller
+            self.error = repr(e)
+            raise
         finally:
             for conn in list(self._conns):
                 self._drop(conn)

@@ -255,7 +255,7 @@ def scenario(cluster, name, faults):
             await asyncio.sleep(1)
             await asyncio.to_thread(faults, cut)
             cut("healed")
-            cluster.heal_all()
+            await asyncio.to_thread(cluster.heal_all)
             await asyncio.to_thread(cluster.wait_connected, 30)
             await asyncio.sleep(2)
         finally:
