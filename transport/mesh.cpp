@@ -239,8 +239,11 @@ struct zmq_mesh::impl {
       l.set_node(env->origin);
       if (l.connected())
         heard(*env, now);
-      if (topic == mesh::heartbeat_topic)
+      if (topic == mesh::heartbeat_topic) { // it lists the peers it hears
+        if (l.connected() && peers.hears(env->origin, view(parts[2]), opts.node_id))
+          report_view(now);
         continue;
+      }
       if (topic == mesh::confirm_topic) {
         std::string_view list = view(parts[2]);
         while (!list.empty()) {
@@ -313,7 +316,7 @@ struct zmq_mesh::impl {
   }
 
   void heartbeat(clock::time_point now) {
-    send(mesh::heartbeat_topic, ++heartbeat_seq, {});
+    send(mesh::heartbeat_topic, ++heartbeat_seq, peers.heard_list(now));
     std::int64_t up = 0;
     std::string json = "[";
     peers.visit(now, [&](const std::string& id, bool a, clock::duration age, bool was_alive) {

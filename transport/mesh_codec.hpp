@@ -10,7 +10,9 @@
 //             length (1 byte) | origin node id. `epoch` is random per process
 //             start; `seq` counts per (origin, topic).
 //   payload   the encoded client frame, forwarded without re-encoding; for
-//             "!ok|" the topic whose subscription is confirmed.
+//             "!ok|" the topics whose subscriptions are confirmed ('\n'
+//             between); for "!hb|" the ids of the peers the sender hears
+//             (',' between).
 #pragma once
 
 #include "core/backbone.hpp"

@@ -13,13 +13,43 @@ peer_table::change peer_table::heard(std::string_view origin, std::uint64_t epoc
     c = change::up;
   } else if (it->second.epoch != epoch) {
     c = change::restarted;
-  } else if (!alive(it->second, now)) {
+  } else if (!heard_lately(it->second, now)) {
     c = change::back;
   }
   it->second.epoch = epoch;
   it->second.last_seen = now;
   it->second.lost = false;
   return c;
+}
+
+bool peer_table::hears(std::string_view origin, std::string_view list, std::string_view self) {
+  auto it = peers_.find(origin);
+  if (it == peers_.end())
+    return false;
+  bool found = false;
+  while (!list.empty() && !found) {
+    auto comma = list.find(',');
+    found = list.substr(0, comma) == self;
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+  }
+  bool changed = it->second.hears_me != found;
+  it->second.hears_me = found;
+  return changed;
+}
+
+std::string peer_table::heard_list(clock::time_point now) const {
+  std::vector<std::string_view> ids;
+  for (const auto& [id, p] : peers_)
+    if (heard_lately(p, now))
+      ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  std::string out;
+  for (auto id : ids) {
+    if (!out.empty())
+      out += ',';
+    out += id;
+  }
+  return out;
 }
 
 bool peer_table::lost(std::string_view id, clock::time_point now) {

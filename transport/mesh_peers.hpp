@@ -23,7 +23,11 @@ using clock = std::chrono::steady_clock;
 
 /// Peers by what they send: any message is a sign of life, and a peer is
 /// alive while it was heard from within 3 heartbeat intervals, unless its
-/// connection was lost since (lost(): dead at once, until heard again).
+/// connection was lost since (lost(): dead at once, until heard again), and
+/// while it hears this node too: every heartbeat lists the peers its sender
+/// hears, so a one-way loss (A hears B, B does not hear A) takes the link
+/// out of both views rather than leaving A sending to a peer that never
+/// gets it.
 class peer_table {
 public:
   explicit peer_table(clock::duration heartbeat) : heartbeat_(heartbeat) {}
@@ -41,6 +45,12 @@ public:
   /// True when it was alive.
   bool lost(std::string_view id, clock::time_point now);
   bool alive(std::string_view id, clock::time_point now) const;
+  /// `origin`'s heartbeat says whom it hears (`list`: ids joined by ',').
+  /// True when whether it hears `self` changed.
+  bool hears(std::string_view origin, std::string_view list, std::string_view self);
+  /// The peers this node hears (alive or not in the other direction), for
+  /// its own heartbeat: ids joined by ','.
+  std::string heard_list(clock::time_point now) const;
   /// True when every peer alive at `now` is in `ids`.
   bool all_live_in(const std::set<std::string, std::less<>>& ids, clock::time_point now) const;
   /// Live peers at `now`, sorted.
@@ -58,9 +68,13 @@ private:
     clock::time_point last_seen;
     bool reported_alive = false;
     bool lost = false;
+    bool hears_me = true; // until a heartbeat of its says otherwise
   };
-  bool alive(const peer& p, clock::time_point now) const {
+  bool heard_lately(const peer& p, clock::time_point now) const {
     return !p.lost && now - p.last_seen <= 3 * heartbeat_;
+  }
+  bool alive(const peer& p, clock::time_point now) const {
+    return p.hears_me && heard_lately(p, now);
   }
   clock::duration heartbeat_;
   std::unordered_map<std::string, peer, string_hash, std::equal_to<>> peers_;

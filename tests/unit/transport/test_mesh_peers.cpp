@@ -50,6 +50,29 @@ TEST_CASE("peer_table: a lost connection is death now, until the peer is heard a
   CHECK(p.alive("n2", t0 + 900ms));
 }
 
+TEST_CASE("peer_table: a peer that does not hear this node is not alive (one-way loss)") {
+  peer_table p{1000ms};
+  p.heard("n2", 1, t0);
+  p.heard("n3", 1, t0);
+  CHECK(p.alive("n2", t0)); // until its heartbeat says otherwise
+  CHECK_FALSE(p.hears("n2", "n1,n3", "n1"));
+  CHECK(p.alive("n2", t0));
+  CHECK(p.hears("n2", "n3", "n1")); // n2 stopped hearing n1
+  CHECK_FALSE(p.alive("n2", t0 + 10ms));
+  CHECK(p.live(t0 + 10ms) == std::vector<std::string>{"n3"});
+  // n1 still hears n2: its own heartbeat lists n2, or n2 could never learn it is heard
+  CHECK(p.heard_list(t0 + 10ms) == "n2,n3");
+  CHECK(p.hears("n2", "n3,n1", "n1")); // healed
+  CHECK(p.alive("n2", t0 + 20ms));
+  CHECK(p.hears("n2", "n11,n1x", "n1")); // whole ids only: n1 is not among them
+  CHECK_FALSE(p.alive("n2", t0 + 20ms));
+  CHECK_FALSE(p.hears("n2", "", "n1")); // hears nobody: no change
+  CHECK_FALSE(p.alive("n2", t0 + 20ms));
+  CHECK_FALSE(p.hears("n9", "n1", "n1")); // never heard of
+  p.lost("n3", t0 + 30ms);
+  CHECK(p.heard_list(t0 + 30ms) == "n2"); // not heard: its connection reset
+}
+
 TEST_CASE("confirmations: a pending subscription completes when its missing peer is lost") {
   peer_table p{1000ms};
   p.heard("n2", 1, t0);
