@@ -20,6 +20,8 @@
 
 #include "protocol/codec.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -283,6 +285,8 @@ void broker_core::request_fill(std::string_view ch, stream& s) {
     return break_stream(ch, clock::now());
   }
   s.filling = true;
+  spdlog::debug("history: filling {} after {} (epoch {}, {} waiting)", ch, s.last, s.ep,
+                s.ahead.size());
   fill_(std::string{ch}, s.ep, s.last);
 }
 
@@ -306,6 +310,9 @@ void broker_core::note_top(std::string_view ch, std::string_view ep, std::uint64
 void broker_core::fill_done(const std::string& ch, const std::string& ep, std::uint64_t after,
                             bool ok, std::vector<frame_ptr> frames) {
   auto it = streams_.find(ch);
+  spdlog::debug("history: fill of {} after {}: {} with {} messages{}", ch, after,
+                ok ? "ok" : "failed", frames.size(),
+                it == streams_.end() || it->second.ep != ep ? " (stream gone)" : "");
   if (it == streams_.end() || it->second.ep != ep)
     return; // the stream ended or started again meanwhile
   it->second.filling = false;

@@ -142,9 +142,9 @@ struct zmq_mesh::impl {
       return;
     case command::pub: {
       auto it = remote_interest.find(c.topic);
-      if (it == remote_interest.end())
+      if (it == remote_interest.end() || !it->second.wanted)
         return; // no peer wants it
-      send(c.topic, ++it->second, *c.frame);
+      send(c.topic, ++it->second.seq, *c.frame);
       bump(m.mesh_sent, 1);
       return;
     }
@@ -173,7 +173,7 @@ struct zmq_mesh::impl {
       if (topic.starts_with(mesh::control_prefix))
         continue;
       if (v[0] == 1) {
-        remote_interest.try_emplace(std::string{topic}, 0);
+        remote_interest.try_emplace(std::string{topic}).first->second.wanted = true;
         if (!confirm.empty())
           confirm += '\n';
         confirm += topic;
@@ -182,9 +182,15 @@ struct zmq_mesh::impl {
           confirm.clear();
         }
       } else if (v[0] == 0) {
+        // the sequence goes on if the topic is wanted again (a peer's
+        // connection that broke and came back: its old pipe leaves after
+        // the new one joined, or just before): a sequence started over
+        // would look like old messages to the peer, which drops them
         auto it = remote_interest.find(topic);
-        if (it != remote_interest.end())
-          remote_interest.erase(it);
+        if (it != remote_interest.end()) {
+          it->second.wanted = false;
+          it->second.unwanted_since = clock::now();
+        }
       }
     }
     if (!confirm.empty())
@@ -315,7 +321,19 @@ struct zmq_mesh::impl {
     }
   }
 
+  // Topics nobody wanted for a long time: their sequence may start over.
+  void forget_unwanted(clock::time_point now) {
+    constexpr auto keep = std::chrono::minutes(10);
+    if (now - last_forget < std::chrono::minutes(1))
+      return;
+    last_forget = now;
+    std::erase_if(remote_interest, [&](const auto& e) {
+      return !e.second.wanted && now - e.second.unwanted_since > keep;
+    });
+  }
+
   void heartbeat(clock::time_point now) {
+    forget_unwanted(now);
     send(mesh::heartbeat_topic, ++heartbeat_seq, peers.heard_list(now));
     std::int64_t up = 0;
     std::string json = "[";
@@ -365,7 +383,13 @@ struct zmq_mesh::impl {
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
   std::vector<std::unique_ptr<mesh::link>> links; // one per peer
   std::vector<zmq::pollitem_t> items;
-  std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> remote_interest;
+  struct interest {
+    std::uint64_t seq = 0; // the last sequence number sent on the topic
+    bool wanted = true;
+    clock::time_point unwanted_since{};
+  };
+  std::unordered_map<std::string, interest, string_hash, std::equal_to<>> remote_interest;
+  clock::time_point last_forget{};
   mesh::peer_table peers;
   mesh::confirmations pending;
   mesh::seq_tracker tracker;

@@ -85,6 +85,10 @@ seq_tracker::verdict seq_tracker::observe(std::string_view origin, std::uint64_t
     o.last.emplace(std::string{topic}, seq);
     return {};
   }
+  if (seq == 1) { // the origin started the topic's sequence over (nobody wanted it for long)
+    last->second = 1;
+    return {};
+  }
   if (seq <= last->second)
     return {false, 0};
   verdict v{true, seq - last->second - 1};

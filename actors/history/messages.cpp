@@ -57,6 +57,8 @@ void history_service::impl::on_message(const std::string& from, std::string_view
                 .count();
       }
     } else {
+      spdlog::debug("history: {} refuses {} term {} of {} (promised {} to {})", opts.node_id, from,
+                    term, ch, c.promised, c.promised_to);
       reply["ok"] = false;
       reply["promised"] = c.promised;
     }

@@ -27,6 +27,7 @@ void history_service::impl::acquire(chan& c, clock::time_point now, std::uint64_
     c.no_acquire_before = now + acquire_timeout;
     return;
   }
+  spdlog::debug("history: {} acquiring {} (term {})", opts.node_id, c.name, term);
   c.r = role::acquiring;
   c.term = term;
   c.promised = std::max(c.promised, term);

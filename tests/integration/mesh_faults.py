@@ -15,6 +15,7 @@ port of its own relay R(B<-A), which forwards to A's real mesh port:
 reach A); `isolate`/`bridge` blackhole both relays of a pair both ways.
 Relays outlive node restarts (`kill`/`start` keep ports and config).
 """
+import os
 import contextlib
 import json
 import time
@@ -59,6 +60,8 @@ class FaultyCluster:
                 if src != dst:
                     self.relays[(dst, src)] = Relay(self.mesh_port[src], name=f"R({dst}<-{src})")
         cfg = _merge(DEFAULTS, sections)
+        if os.environ.get("WSNODE_LOG_LEVEL"):  # e.g. debug, to follow ownership and fills
+            cfg = _merge(cfg, {"log": {"level": os.environ["WSNODE_LOG_LEVEL"]}})
         for i in self.ids:
             mine = _merge(cfg, {
                 "node": {"id": i},

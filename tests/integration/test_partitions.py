@@ -337,7 +337,9 @@ def check(cluster, name, book, subs, cuts):
           f"{sum(resyncs)}, per cut (max) {dict(zip([c[1] for c in cuts], per_cut))}, "
           f"stuck {len(stuck)}/12, other {dict((k, v) for k, v in total.items() if k not in ('delivered', 'recovered', 'not recovered'))}")
     keys = ("history_takeovers_total", "history_handovers_total", "history_new_epochs_total",
-            "history_unavailable_total", "mesh_gaps_total", "mesh_subscribe_timeouts_total")
+            "history_unavailable_total", "mesh_gaps_total", "mesh_subscribe_timeouts_total",
+            "history_filled_total", "history_fill_failures_total", "mesh_received_total",
+            "mesh_peers_lost_total")
     for n in cluster.running():
         m = n.metrics()
         print(f"metrics {n.id}: " + ", ".join(f"{k.rsplit('_total', 1)[0]} {m.get('wsnode_' + k, 0):g}"
