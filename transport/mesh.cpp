@@ -4,7 +4,6 @@
 #include "transport/mesh_link.hpp"
 #include "transport/mesh_peers.hpp"
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -141,10 +140,10 @@ struct zmq_mesh::impl {
       pending.remove(c.topic);
       return;
     case command::pub: {
-      auto it = remote_interest.find(c.topic);
-      if (it == remote_interest.end() || !it->second.wanted)
+      auto seq = remote_interest.next_seq(c.topic);
+      if (!seq)
         return; // no peer wants it
-      send(c.topic, ++it->second.seq, *c.frame);
+      send(c.topic, *seq, *c.frame);
       bump(m.mesh_sent, 1);
       return;
     }
@@ -173,7 +172,7 @@ struct zmq_mesh::impl {
       if (topic.starts_with(mesh::control_prefix))
         continue;
       if (v[0] == 1) {
-        remote_interest.try_emplace(std::string{topic}).first->second.wanted = true;
+        remote_interest.want(topic);
         if (!confirm.empty())
           confirm += '\n';
         confirm += topic;
@@ -182,15 +181,7 @@ struct zmq_mesh::impl {
           confirm.clear();
         }
       } else if (v[0] == 0) {
-        // the sequence goes on if the topic is wanted again (a peer's
-        // connection that broke and came back: its old pipe leaves after
-        // the new one joined, or just before): a sequence started over
-        // would look like old messages to the peer, which drops them
-        auto it = remote_interest.find(topic);
-        if (it != remote_interest.end()) {
-          it->second.wanted = false;
-          it->second.unwanted_since = clock::now();
-        }
+        remote_interest.unwant(topic, clock::now()); // its sequence is kept a while
       }
     }
     if (!confirm.empty())
@@ -321,33 +312,13 @@ struct zmq_mesh::impl {
     }
   }
 
-  // Topics nobody wanted for a long time: their sequence may start over.
-  void forget_unwanted(clock::time_point now) {
-    constexpr auto keep = std::chrono::minutes(10);
-    if (now - last_forget < std::chrono::minutes(1))
-      return;
-    last_forget = now;
-    std::erase_if(remote_interest, [&](const auto& e) {
-      return !e.second.wanted && now - e.second.unwanted_since > keep;
-    });
-  }
-
   void heartbeat(clock::time_point now) {
-    forget_unwanted(now);
+    remote_interest.forget(now);
     send(mesh::heartbeat_topic, ++heartbeat_seq, peers.heard_list(now));
     std::int64_t up = 0;
-    std::string json = "[";
-    peers.visit(now, [&](const std::string& id, bool a, clock::duration age, bool was_alive) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
-      if (a)
-        ++up;
-      else if (was_alive)
-        spdlog::warn("mesh: peer {} silent for {} ms", id, ms);
-      if (json.size() > 1)
-        json += ',';
-      json += fmt::format(R"({{"node":"{}","alive":{},"last_seen_ms":{}}})", id, a, ms);
+    auto json = peers.json(now, up, [](const std::string& id, std::int64_t ms) {
+      spdlog::warn("mesh: peer {} silent for {} ms", id, ms);
     });
-    json += ']';
     m.mesh_peers.store(up);
     report_view(now);
     std::lock_guard<std::mutex> g{peers_mu};
@@ -383,13 +354,7 @@ struct zmq_mesh::impl {
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
   std::vector<std::unique_ptr<mesh::link>> links; // one per peer
   std::vector<zmq::pollitem_t> items;
-  struct interest {
-    std::uint64_t seq = 0; // the last sequence number sent on the topic
-    bool wanted = true;
-    clock::time_point unwanted_since{};
-  };
-  std::unordered_map<std::string, interest, string_hash, std::equal_to<>> remote_interest;
-  clock::time_point last_forget{};
+  mesh::interest_table remote_interest; // what the peers want from us
   mesh::peer_table peers;
   mesh::confirmations pending;
   mesh::seq_tracker tracker;

@@ -1,5 +1,7 @@
 #include "transport/mesh_peers.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace wsnode::transport::mesh {
@@ -101,6 +103,24 @@ void peer_table::visit(
   }
 }
 
+std::string
+peer_table::json(clock::time_point now, std::int64_t& up,
+                 const std::function<void(const std::string&, std::int64_t)>& went_silent) {
+  up = 0;
+  std::string out = "[";
+  visit(now, [&](const std::string& id, bool a, clock::duration age, bool was_alive) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+    if (a)
+      ++up;
+    else if (was_alive)
+      went_silent(id, ms);
+    if (out.size() > 1)
+      out += ',';
+    out += fmt::format(R"({{"node":"{}","alive":{},"last_seen_ms":{}}})", id, a, ms);
+  });
+  return out + ']';
+}
+
 bool confirmations::complete(const map::iterator& it, const peer_table& peers,
                              clock::time_point now) const {
   return peers.all_live_in(it->second.confirmed_by, now);
@@ -163,6 +183,37 @@ clock::time_point confirmations::earliest_deadline() {
   while (!deadlines_.empty() && !pending_.contains(deadlines_.front().second))
     deadlines_.pop_front();
   return deadlines_.empty() ? clock::time_point::max() : deadlines_.front().first;
+}
+
+void interest_table::want(std::string_view topic) {
+  auto it = topics_.find(topic);
+  if (it == topics_.end())
+    topics_.emplace(std::string{topic}, entry{});
+  else
+    it->second.wanted = true;
+}
+
+void interest_table::unwant(std::string_view topic, clock::time_point now) {
+  if (auto it = topics_.find(topic); it != topics_.end()) {
+    it->second.wanted = false;
+    it->second.unwanted_since = now;
+  }
+}
+
+std::optional<std::uint64_t> interest_table::next_seq(std::string_view topic) {
+  auto it = topics_.find(topic);
+  if (it == topics_.end() || !it->second.wanted)
+    return std::nullopt;
+  return ++it->second.seq;
+}
+
+void interest_table::forget(clock::time_point now) {
+  if (now - last_scan_ < std::chrono::minutes(1) && last_scan_ != clock::time_point{})
+    return;
+  last_scan_ = now;
+  std::erase_if(topics_, [&](const auto& e) {
+    return !e.second.wanted && now - e.second.unwanted_since > keep_;
+  });
 }
 
 } // namespace wsnode::transport::mesh

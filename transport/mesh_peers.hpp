@@ -1,5 +1,6 @@
-// The mesh's bookkeeping that needs no socket: which peers are alive, and
-// which subscriptions every live peer has confirmed. The mesh thread owns
+// The mesh's bookkeeping that needs no socket: which peers are alive,
+// which subscriptions every live peer has confirmed, and which topics the
+// peers want from this node (with each topic's sequence numbers). The mesh thread owns
 // both (transport/mesh.cpp feeds them what it reads); unit tests drive
 // them with a clock of their own.
 #pragma once
@@ -61,6 +62,11 @@ public:
   /// and remembers `alive` for the next call's `was_alive` (to log changes).
   void visit(clock::time_point now,
              const std::function<void(const std::string&, bool, clock::duration, bool)>& f);
+  /// The peers as JSON for /readyz ([{"node","alive","last_seen_ms"}]),
+  /// through visit(): `up` counts the live ones, `went_silent(id, ms)` is
+  /// called for each that was alive at the last call and is not now.
+  std::string json(clock::time_point now, std::int64_t& up,
+                   const std::function<void(const std::string&, std::int64_t)>& went_silent);
 
 private:
   struct peer {
@@ -117,6 +123,41 @@ private:
 
   map pending_;
   std::deque<std::pair<clock::time_point, std::string>> deadlines_; // in order: they only grow
+};
+
+/// The topics peers subscribed to on this node's XPUB socket, each with
+/// the sequence number of the last message sent on it. A topic nobody
+/// wants any more keeps its sequence for `keep`: if a peer wants it again
+/// (its connection broke and was re-made; the old connection's "left" may
+/// come after the new one's "subscribed", or just before), the sequence
+/// goes on; started over, it would look like old messages to that peer,
+/// which drops them.
+class interest_table {
+public:
+  explicit interest_table(clock::duration keep = std::chrono::minutes(10)) : keep_(keep) {}
+
+  /// A peer subscribed to `topic`.
+  void want(std::string_view topic);
+  /// The last peer wanting `topic` left.
+  void unwant(std::string_view topic, clock::time_point now);
+  /// The sequence number for the next message on `topic`; nullopt when
+  /// no peer wants it (the message is not sent).
+  std::optional<std::uint64_t> next_seq(std::string_view topic);
+  /// Forgets topics unwanted for longer than `keep` (their sequence may
+  /// start over at 1, which receivers take as a new baseline); scans at
+  /// most once a minute.
+  void forget(clock::time_point now);
+  std::size_t size() const noexcept { return topics_.size(); }
+
+private:
+  struct entry {
+    std::uint64_t seq = 0;
+    bool wanted = true;
+    clock::time_point unwanted_since{};
+  };
+  clock::duration keep_;
+  clock::time_point last_scan_{};
+  std::unordered_map<std::string, entry, string_hash, std::equal_to<>> topics_;
 };
 
 } // namespace wsnode::transport::mesh

@@ -178,3 +178,26 @@ TEST_CASE("confirmations: removed, or added again, a topic keeps only its latest
   REQUIRE(done.size() == 1);
   CHECK(done[0].timed_out);
 }
+
+TEST_CASE("interest_table: a topic wanted again goes on with its sequence") {
+  interest_table t{10min};
+  CHECK_FALSE(t.next_seq("c:a|")); // nobody wants it: not sent
+  t.want("c:a|");
+  CHECK(t.next_seq("c:a|") == 1u);
+  CHECK(t.next_seq("c:a|") == 2u);
+  // the peer's connection broke: the old one leaves, the new one comes back
+  t.unwant("c:a|", t0 + 1s);
+  CHECK_FALSE(t.next_seq("c:a|")); // dropped meanwhile (the receiver sees a gap)
+  t.want("c:a|");
+  CHECK(t.next_seq("c:a|") == 3u); // not 1: the receiver would drop 1, 2 as old
+  // or the new connection's subscription comes first, then the old one's leave
+  t.want("c:a|");
+  CHECK(t.next_seq("c:a|") == 4u);
+  // unwanted for longer than `keep`: forgotten, and it starts over
+  t.unwant("c:a|", t0 + 2s);
+  t.want("c:b|");
+  t.forget(t0 + 2s + 11min);
+  CHECK(t.size() == 1); // c:b stays: it is wanted
+  t.want("c:a|");
+  CHECK(t.next_seq("c:a|") == 1u); // a new baseline at the receiver (seq_tracker)
+}
