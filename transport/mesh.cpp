@@ -4,6 +4,7 @@
 #include "transport/mesh_link.hpp"
 #include "transport/mesh_peers.hpp"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -113,7 +114,8 @@ struct zmq_mesh::impl {
       }
       now = clock::now();
       bool tick = now >= next_heartbeat || lost_peer;
-      if (now >= next_heartbeat) {
+      if (now >= next_heartbeat || heartbeat_soon) {
+        heartbeat_soon = false;
         heartbeat(now);
         next_heartbeat = now + opts.heartbeat;
       }
@@ -164,13 +166,16 @@ struct zmq_mesh::impl {
   void read_subscriptions() {
     zmq::message_t msg;
     std::string confirm;
+    bool newcomer = false;
     while (pub.recv(msg, zmq::recv_flags::dontwait)) {
       auto v = view(msg);
       if (v.empty())
         continue;
       auto topic = v.substr(1);
-      if (topic.starts_with(mesh::control_prefix))
+      if (topic.starts_with(mesh::control_prefix)) {
+        newcomer |= v[0] == 1; // a peer (re)connected to us
         continue;
+      }
       if (v[0] == 1) {
         remote_interest.want(topic);
         if (!confirm.empty())
@@ -186,6 +191,11 @@ struct zmq_mesh::impl {
     }
     if (!confirm.empty())
       send(mesh::confirm_topic, 0, confirm);
+    // a heartbeat at once, not within the interval: a node that just
+    // (re)started learns who is alive, and that they hear it, in
+    // milliseconds, and does not hold its first requests for a second
+    if (newcomer)
+      heartbeat_soon = true;
   }
 
   // A peer's connection reset: it is dead now (its process died, or the
@@ -237,8 +247,10 @@ struct zmq_mesh::impl {
       if (l.connected())
         heard(*env, now);
       if (topic == mesh::heartbeat_topic) { // it lists the peers it hears
-        if (l.connected() && peers.hears(env->origin, view(parts[2]), opts.node_id))
+        if (l.connected() && peers.hears(env->origin, view(parts[2]), opts.node_id)) {
+          spdlog::debug("mesh: {} hears [{}]", env->origin, view(parts[2]));
           report_view(now);
+        }
         continue;
       }
       if (topic == mesh::confirm_topic) {
@@ -301,12 +313,14 @@ struct zmq_mesh::impl {
       events->on_peer_restart(e.origin); // it lost what it held
       break;
     }
+    heartbeat_soon = true; // tell it at once that we hear it (liveness is mutual)
     report_view(now);
   }
 
   // Tells the brokers the live peers when they changed.
   void report_view(clock::time_point now) {
     if (auto live = peers.view_change(now)) {
+      spdlog::debug("mesh: live peers now {}", fmt::join(*live, ","));
       m.mesh_peers.store(static_cast<std::int64_t>(live->size()));
       events->on_view(std::move(*live));
     }
@@ -340,6 +354,7 @@ struct zmq_mesh::impl {
   std::shared_ptr<backbone_events> events;
   std::uint64_t epoch = 0;
   std::uint64_t heartbeat_seq = 0;
+  bool heartbeat_soon = false; // a peer came (back): heartbeat now, not at the interval
   bool warned_clash = false;
   int efd = -1;
   std::atomic<bool> stopping{false};

@@ -262,6 +262,8 @@ void history_service::impl::on_view(std::vector<std::string> peers) {
         send(first, c, boost::json::object{{"t", "take"}});
     } else if (c.r == role::none && c.log && first_live(name) == opts.node_id) {
       maybe_acquire(c, now); // take over from an owner that is gone
+    } else if (c.r == role::acquiring && first_live(name) != opts.node_id) {
+      give_up_acquire(c); // a node that ranks before this one is back (or was not seen yet)
     }
   }
   for (auto& [rid, r] : requests)
@@ -309,9 +311,12 @@ void history_service::impl::tick(clock::time_point now) {
     if (c.r == role::owner && now - c.chk_sent >= attempt_timeout &&
         !(c.reads_round.empty() && c.reads_next.empty()))
       start_check(c, now); // a lost confirmation: ask again
-    if (c.r == role::acquiring && now >= c.acquire_deadline)
-      acquire(c, now, std::max({c.promised, c.seen_term}) + 1);
-    else if (c.r == role::none && !c.waiting.empty())
+    if (c.r == role::acquiring && now >= c.acquire_deadline) {
+      if (first_live(name) == opts.node_id)
+        acquire(c, now, std::max({c.promised, c.seen_term}) + 1);
+      else
+        give_up_acquire(c); // it ranks first no more (this node saw nobody when it began)
+    } else if (c.r == role::none && !c.waiting.empty())
       maybe_acquire(c, now);
     if (c.r == role::owner) {
       if (c.ready && hooks.announce && now - c.last_commit_at <= opts.tail_window)

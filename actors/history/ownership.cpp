@@ -76,6 +76,16 @@ void history_service::impl::finish_acquire(chan& c, clock::time_point now) {
   ensure_replicas(c, now);
 }
 
+void history_service::impl::give_up_acquire(chan& c) {
+  c.r = role::none;
+  c.promisers.clear();
+  c.best.reset();
+  auto waiting = std::move(c.waiting); // to the node that ranks first now
+  c.waiting.clear();
+  for (auto& w : waiting)
+    w.run();
+}
+
 void history_service::impl::step_down(chan& c, std::uint64_t newer) {
   c.seen_term = std::max(c.seen_term, newer);
   if (c.r == role::none)

@@ -17,9 +17,9 @@ namespace wsnode::actors {
 
 namespace history_detail {
 using namespace std::chrono_literals;
-inline constexpr auto attempt_timeout = 1000ms; // one try of a remote request
+inline constexpr auto attempt_timeout = 500ms; // one try of a remote request
 inline constexpr auto retry_delay = 100ms;
-inline constexpr auto acquire_timeout = 1000ms;
+inline constexpr auto acquire_timeout = 400ms; // promises lost to a link not up yet: ask again soon
 inline constexpr auto resync_interval = 1000ms;
 
 inline read_outcome read_failed(std::string why) {
@@ -175,6 +175,10 @@ struct history_service::impl {
   void finish_acquire(chan& c, clock::time_point now);
 
   void step_down(chan& c, std::uint64_t newer);
+
+  // An acquisition stops: another node ranks first now. What waited for
+  // it goes there.
+  void give_up_acquire(chan& c);
 
   void ensure_replicas(chan& c, clock::time_point now);
 

@@ -21,6 +21,8 @@ from cluster import Cluster
 from harness import _open_clients, recv, run, wait_until
 
 SETS = ["history.timeout_ms=3000", "limits.messages_per_second=0"]
+if os.environ.get("WSNODE_LOG_LEVEL"):  # e.g. debug, to follow ownership and fills
+    SETS.append(f'log.level="{os.environ["WSNODE_LOG_LEVEL"]}"')
 
 
 @pytest.fixture
@@ -193,6 +195,7 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
     # scripts/chaos compares availability with)
     kills_wanted = os.environ.get('CHAOS_KILLS', '1') != '0'
     kill_times = []
+    restart_times = []
     stop_pub = threading.Event()
     acked = {ch: {} for ch in channels}  # ch -> off -> key
     ack_times = {ch: [] for ch in channels}  # when each publish was acknowledged
@@ -248,6 +251,7 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
             cluster.kill(victim)
             counts["kills"] += 1
             time.sleep(2)
+            restart_times.append(time.monotonic())
             cluster.start(victim)
             k += 1
 
@@ -296,6 +300,15 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
     if outages:
         print(f"after each kill, every channel acknowledged again within: median "
               f"{outages[len(outages) // 2]:.2f} s, max {outages[-1]:.2f} s ({len(outages)} kills)")
+    def since_last(events, t):
+        past = [t - e for e in events if e <= t]
+        return f"{min(past):.2f} s" if past else "-"
+    for ch, ts in ack_times.items():
+        if len(ts) > 1:
+            g, start = max((b - a, a) for a, b in zip(ts, ts[1:]))
+            print(f"{ch}: longest gap {g:.2f} s began at {time.time() - time.monotonic() + start:.3f} "
+                  f"(epoch s), {since_last(kill_times, start)} after a kill, "
+                  f"{since_last(restart_times, start)} after a restart")
     print(f"longest time without an ack per channel: "
           + ", ".join(f"{ch} {g:.2f} s" for ch, g in gaps.items()))
     print(f"re-homed subscribers: {len(rehome)}, from losing a session to the sub acked again "

@@ -374,3 +374,27 @@ TEST_CASE("term_store: a reserved term survives a restart; a bad file stops the 
   CHECK(memory_only.reserve(1u << 30));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE(
+    "history_service: a node that saw nobody gives up its acquisition once it sees the owner") {
+  net3 net;
+  const std::string ch = "room:14";
+  auto [owner, replica, third] = roles(ch);
+  REQUIRE(net.publish(third, ch).ok);
+  // the third restarts and, before it hears anyone, gets a publish: alone,
+  // it ranks first and starts acquiring (it cannot finish: no majority)
+  net.restart(third, 0ms);
+  net.nodes.at(third)->on_view({});
+  auto out = std::make_shared<std::optional<publish_outcome>>();
+  net.nodes.at(third)->publish(ch, "u", "1", "k2", [out](publish_outcome o) { *out = o; });
+  net.settle();
+  CHECK_FALSE(*out);
+  // it hears the others: the publish goes to the owner at once, not after
+  // the acquisition fails or the owner's hold runs out
+  net.nodes.at(third)->on_view({owner, replica});
+  net.settle();
+  REQUIRE(*out);
+  CHECK((*out)->ok);
+  CHECK((*out)->off == 2);
+  CHECK(net.m.history_handovers.load() == 0);
+}
