@@ -3,6 +3,7 @@
 #include "transport/mesh_codec.hpp"
 #include "transport/mesh_link.hpp"
 #include "transport/mesh_peers.hpp"
+#include "transport/mesh_queue.hpp"
 
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -13,7 +14,6 @@
 #include <atomic>
 #include <mutex>
 #include <random>
-#include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -24,12 +24,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-struct command {
-  enum op_t : std::uint8_t { sub, unsub, pub } op;
-  std::string topic;
-  frame_ptr frame;
-};
-
 std::string_view view(const zmq::message_t& m) {
   return {static_cast<const char*>(m.data()), m.size()};
 }
@@ -37,7 +31,8 @@ std::string_view view(const zmq::message_t& m) {
 } // namespace
 
 struct zmq_mesh::impl {
-  impl(mesh_options o, metrics& mm) : opts(std::move(o)), m(mm), peers(opts.heartbeat) {
+  impl(mesh_options o, metrics& mm)
+    : opts(std::move(o)), m(mm), commands(opts.queue_limit), peers(opts.heartbeat) {
     std::random_device rd;
     epoch = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
             static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
@@ -45,31 +40,16 @@ struct zmq_mesh::impl {
 
   // ---------------------------------------------------------------- any thread
 
-  void enqueue(command c) {
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> g{mu};
-      if (c.op == command::pub && queue.size() >= opts.queue_limit) {
-        m.drop(drop_reason::mesh_hwm);
-        return;
-      }
-      wake = queue.empty();
-      queue.push_back(std::move(c));
-    }
-    if (wake)
-      signal();
-  }
-
-  void signal() {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+  void enqueue(mesh::command c) {
+    if (!commands.push(std::move(c)))
+      m.drop(drop_reason::mesh_hwm);
   }
 
   // ---------------------------------------------------------------- mesh thread
 
   void run() {
     auto next_heartbeat = clock::now();
-    std::vector<command> batch;
+    std::vector<mesh::command> batch;
     while (!stopping.load()) {
       auto now = clock::now();
       bool paused = inflight.load() >= static_cast<std::int64_t>(opts.max_inflight);
@@ -80,9 +60,9 @@ struct zmq_mesh::impl {
         wait = std::min<clock::duration>(wait, std::chrono::milliseconds(5));
       auto ms =
           std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
-      // [efd][xpub] then per link [monitor][sub]
+      // [commands][xpub] then per link [monitor][sub]
       items.resize(2 + 2 * links.size());
-      items[0] = {nullptr, efd, ZMQ_POLLIN, 0};
+      items[0] = {nullptr, commands.fd(), ZMQ_POLLIN, 0};
       items[1] = {pub.handle(), 0, ZMQ_POLLIN, 0};
       for (std::size_t i = 0; i < links.size(); ++i) {
         items[2 + 2 * i] = {links[i]->monitor().handle(), 0, ZMQ_POLLIN, 0};
@@ -91,12 +71,7 @@ struct zmq_mesh::impl {
       }
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(ms));
       if (items[0].revents & ZMQ_POLLIN) {
-        std::uint64_t n = 0;
-        [[maybe_unused]] auto r = ::read(efd, &n, sizeof n);
-        {
-          std::lock_guard<std::mutex> g{mu};
-          batch.swap(queue);
-        }
+        commands.drain(batch);
         for (auto& c : batch)
           execute(c);
         batch.clear();
@@ -113,7 +88,7 @@ struct zmq_mesh::impl {
           read_messages(*links[i]);
       }
       now = clock::now();
-      bool tick = now >= next_heartbeat || lost_peer;
+      bool tick = now >= next_heartbeat || lost_peer || heartbeat_soon;
       if (now >= next_heartbeat || heartbeat_soon) {
         heartbeat_soon = false;
         heartbeat(now);
@@ -125,7 +100,8 @@ struct zmq_mesh::impl {
     }
   }
 
-  void execute(command& c) {
+  void execute(mesh::command& c) {
+    using mesh::command;
     switch (c.op) {
     case command::sub: {
       for (auto& l : links)
@@ -321,22 +297,26 @@ struct zmq_mesh::impl {
   void report_view(clock::time_point now) {
     if (auto live = peers.view_change(now)) {
       spdlog::debug("mesh: live peers now {}", fmt::join(*live, ","));
-      m.mesh_peers.store(static_cast<std::int64_t>(live->size()));
       events->on_view(std::move(*live));
+      publish_peers(now); // /readyz and the gauge agree with the view at once
     }
   }
 
-  void heartbeat(clock::time_point now) {
-    remote_interest.forget(now);
-    send(mesh::heartbeat_topic, ++heartbeat_seq, peers.heard_list(now));
+  void publish_peers(clock::time_point now) {
     std::int64_t up = 0;
     auto json = peers.json(now, up, [](const std::string& id, std::int64_t ms) {
       spdlog::warn("mesh: peer {} silent for {} ms", id, ms);
     });
     m.mesh_peers.store(up);
-    report_view(now);
     std::lock_guard<std::mutex> g{peers_mu};
     peers_text = std::move(json);
+  }
+
+  void heartbeat(clock::time_point now) {
+    remote_interest.forget(now);
+    send(mesh::heartbeat_topic, ++heartbeat_seq, peers.heard_list(now));
+    publish_peers(now);
+    report_view(now);
   }
 
   // ---------------------------------------------------------------- subscription confirmation
@@ -356,12 +336,10 @@ struct zmq_mesh::impl {
   std::uint64_t heartbeat_seq = 0;
   bool heartbeat_soon = false; // a peer came (back): heartbeat now, not at the interval
   bool warned_clash = false;
-  int efd = -1;
   std::atomic<bool> stopping{false};
   std::atomic<bool> running{false};
   std::atomic<std::int64_t> inflight{0};
-  std::mutex mu;
-  std::vector<command> queue;
+  mesh::command_queue commands;
   mutable std::mutex peers_mu;
   std::string peers_text = "[]";
   // mesh thread only
@@ -387,9 +365,7 @@ zmq_mesh::~zmq_mesh() {
 void zmq_mesh::start(std::shared_ptr<backbone_events> events) {
   auto& d = *impl_;
   d.events = std::move(events);
-  d.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (d.efd < 0)
-    throw std::runtime_error("mesh: eventfd failed");
+  d.commands.open();
   d.pub.set(zmq::sockopt::linger, 0);
   d.pub.set(zmq::sockopt::sndhwm, d.opts.hwm);
   d.pub.set(zmq::sockopt::xpub_verbose, 1); // every subscription, to confirm each
@@ -424,14 +400,13 @@ void zmq_mesh::stop() {
   if (!d.thread.joinable())
     return;
   d.stopping = true;
-  d.signal();
+  d.commands.wake();
   d.thread.join();
   d.pub.close();
   for (auto& l : d.links)
     l->close();
   d.links.clear();
-  ::close(d.efd);
-  d.efd = -1;
+  d.commands.close();
 }
 
 bool zmq_mesh::up() const noexcept {
@@ -444,20 +419,21 @@ std::string zmq_mesh::peers_json() const {
 }
 
 void zmq_mesh::subscribe(topic_kind kind, std::string_view name) {
-  impl_->enqueue({command::sub, mesh::encode_topic(kind, name), nullptr});
+  impl_->enqueue({mesh::command::sub, mesh::encode_topic(kind, name), nullptr});
 }
 
 void zmq_mesh::unsubscribe(topic_kind kind, std::string_view name) {
-  impl_->enqueue({command::unsub, mesh::encode_topic(kind, name), nullptr});
+  impl_->enqueue({mesh::command::unsub, mesh::encode_topic(kind, name), nullptr});
 }
 
 void zmq_mesh::publish(topic_kind kind, std::string_view name, const frame_ptr& frame) {
-  impl_->enqueue({command::pub, mesh::encode_topic(kind, name), frame});
+  impl_->enqueue({mesh::command::pub, mesh::encode_topic(kind, name), frame});
 }
 
 void zmq_mesh::send_to_node(std::string_view node, service_tag service, std::string payload) {
   payload.insert(payload.begin(), static_cast<char>(service));
-  impl_->enqueue({command::pub, "n:" + std::string{node} + "|", make_frame(std::move(payload))});
+  impl_->enqueue(
+      {mesh::command::pub, "n:" + std::string{node} + "|", make_frame(std::move(payload))});
 }
 
 void zmq_mesh::handled() noexcept {
