@@ -25,7 +25,9 @@ from relay import BOTH, TO_CLIENT, Relay
 
 DEFAULTS = {
     "mesh": {"heartbeat_ms": 500},
-    "namespace": [{"name": "room", "history_size": 5000, "recovery_max": 1000}],
+    # a long run (scripts/chaos) must not see its first messages expire (ttl 5 min by default)
+    "namespace": [{"name": "room", "history_size": 5000, "recovery_max": 1000,
+                   "history_ttl_ms": 3600000}],
     "history": {"timeout_ms": 3000},
     "api": {"timeout_ms": 5000},
     "limits": {"messages_per_second": 0},
