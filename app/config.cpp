@@ -1,5 +1,6 @@
 #include "app/config.hpp"
 
+#include "app/config_reader.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/names.hpp"
 
@@ -16,125 +17,11 @@ namespace wsnode {
 using actors::namespace_options;
 using actors::publish_rule;
 using actors::subscribe_rule;
+using config_detail::reader;
+using config_detail::require;
+using config_detail::valid_node_id;
 
 namespace {
-
-// Reads typed values out of a TOML document, remembering which keys it
-// knows, so that anything else can be reported as unknown.
-class reader {
-public:
-  explicit reader(const toml::table& root) : root_(root) {}
-
-  template <class T>
-  void get(std::string_view section, std::string_view key, T& out) {
-    auto name = note(section, key);
-    const toml::node* n = root_.at_path(name).node();
-    if (n == nullptr)
-      return;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (!n->is_string())
-        throw config_error(name, "expected a string");
-      out = n->as_string()->get();
-    } else if constexpr (std::is_same_v<T, bool>) {
-      if (!n->is_boolean())
-        throw config_error(name, "expected true or false");
-      out = n->as_boolean()->get();
-    } else if constexpr (std::is_same_v<T, double>) {
-      if (n->is_integer())
-        out = static_cast<double>(n->as_integer()->get());
-      else if (n->is_floating_point())
-        out = n->as_floating_point()->get();
-      else
-        throw config_error(name, "expected a number");
-    } else {
-      if (!n->is_integer())
-        throw config_error(name, "expected an integer");
-      auto v = n->as_integer()->get();
-      if (v < 0)
-        throw config_error(name, "must not be negative");
-      out = static_cast<T>(v);
-    }
-  }
-
-  void millis(std::string_view section, std::string_view key, std::chrono::milliseconds& out) {
-    std::int64_t v = out.count();
-    get(section, key, v);
-    out = std::chrono::milliseconds{v};
-  }
-
-  void strings(std::string_view section, std::string_view key, std::vector<std::string>& out) {
-    auto name = note(section, key);
-    const toml::node* n = root_.at_path(name).node();
-    if (n == nullptr)
-      return;
-    const toml::array* arr = n->as_array();
-    if (arr == nullptr)
-      throw config_error(name, "expected a list of strings");
-    out.clear();
-    for (const auto& e : *arr) {
-      if (!e.is_string())
-        throw config_error(name, "expected a list of strings");
-      out.push_back(e.as_string()->get());
-    }
-  }
-
-  /// Throws for the first section or key that was never asked for.
-  void check_unknown() const {
-    for (const auto& [section, node] : root_) {
-      std::string s{section.str()};
-      if (s == "namespace")
-        continue; // an array of tables, checked by read_namespaces
-      if (!sections_.contains(s))
-        throw config_error(s, "unknown section");
-      const toml::table* t = node.as_table();
-      if (t == nullptr)
-        throw config_error(s, "expected a table ([" + s + "])");
-      for (const auto& [key, value] : *t) {
-        std::string k = s + "." + std::string{key.str()};
-        if (!keys_.contains(k))
-          throw config_error(k, "unknown key");
-      }
-    }
-  }
-
-private:
-  std::string note(std::string_view section, std::string_view key) {
-    sections_.emplace(section);
-    std::string name = std::string{section} + "." + std::string{key};
-    keys_.insert(name);
-    return name;
-  }
-
-  const toml::table& root_;
-  std::set<std::string, std::less<>> sections_;
-  std::set<std::string, std::less<>> keys_;
-};
-
-void require(bool ok, const char* key, const std::string& msg) {
-  if (!ok)
-    throw config_error(key, msg);
-}
-
-bool valid_node_id(std::string_view id) {
-  if (id.empty() || id.size() > 64)
-    return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.';
-  });
-}
-
-// "tcp://IP:PORT" (bind) or "tcp://HOST:PORT" (peers).
-void check_tcp_endpoint(std::string_view s, const std::string& key) {
-  constexpr std::string_view scheme = "tcp://";
-  if (!s.starts_with(scheme))
-    throw config_error(key, "expected tcp://HOST:PORT, got \"" + std::string{s} + "\"");
-  std::string host;
-  std::uint16_t port = 0;
-  split_host_port(s.substr(scheme.size()), key, host, port);
-  if (port == 0)
-    throw config_error(key, "port must be 1-65535 in \"" + std::string{s} + "\"");
-}
 
 // One [[namespace]] table; `where` names it in messages ("namespace[2]").
 namespace_options read_namespace(const toml::table& t, const std::string& where) {
@@ -365,12 +252,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.millis("history", "idempotency_window_ms", c.idempotency_window);
   r.millis("history", "timeout_ms", c.history_timeout);
   r.get("history", "state_dir", c.history_state_dir);
-  r.get("mesh", "bind", c.mesh_bind);
-  r.strings("mesh", "peers", c.mesh_peers);
-  r.millis("mesh", "heartbeat_ms", c.heartbeat_interval);
-  r.millis("mesh", "subscribe_timeout_ms", c.subscribe_timeout);
-  r.millis("mesh", "unsubscribe_linger_ms", c.unsubscribe_linger);
-  r.get("mesh", "hwm", c.mesh_hwm);
+  config_detail::read_backbone(r, c);
   r.get("runtime", "actor_threads", c.actor_threads);
   r.get("runtime", "broker_shards", c.broker_shards);
   r.get("runtime", "scheduler", c.scheduler);
@@ -421,15 +303,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
           "must be at least 1000");
   require(c.history_timeout.count() >= 100, "history.timeout_ms", "must be at least 100");
   require(c.api_timeout.count() >= 100, "api.timeout_ms", "must be at least 100");
-  require(c.heartbeat_interval.count() >= 10, "mesh.heartbeat_ms", "must be at least 10");
-  require(c.subscribe_timeout.count() >= 1, "mesh.subscribe_timeout_ms", "must be positive");
-  require(c.mesh_hwm >= 100 && c.mesh_hwm <= 10000000, "mesh.hwm", "must be 100-10000000");
-  if (!c.mesh_bind.empty())
-    check_tcp_endpoint(c.mesh_bind, "mesh.bind");
-  require(!c.mesh_bind.empty() || c.mesh_peers.empty(), "mesh.bind",
-          "a node with mesh peers needs its own mesh.bind");
-  for (const auto& p : c.mesh_peers)
-    check_tcp_endpoint(p, "mesh.peers");
+  config_detail::check_backbone(c, base_dir);
   require(c.actor_threads >= 1 && c.actor_threads <= 64, "runtime.actor_threads", "must be 1-64");
   require(c.broker_shards >= 1 && c.broker_shards <= 64, "runtime.broker_shards", "must be 1-64");
   require(c.scheduler == "sharing" || c.scheduler == "stealing", "runtime.scheduler",

@@ -63,7 +63,19 @@ struct config {
   std::chrono::milliseconds idempotency_window{300000};
   std::chrono::milliseconds history_timeout{5000}; ///< a publish/read waits for the owner at most
   std::string history_state_dir; ///< where promised terms survive restarts ("" = nowhere)
-  // [mesh]
+  // [backbone]
+  std::string backbone_kind = "mesh"; ///< "mesh" (ZeroMQ, [mesh]) or "nats" ([nats])
+  // [nats]
+  std::vector<std::string> nats_servers{"nats://127.0.0.1:4222"};
+  std::string nats_user;
+  std::string nats_password;
+  std::string nats_token;
+  std::string nats_creds_file; ///< resolved path; "" = none
+  std::size_t nats_replicas = 3; ///< JetStream replicas of history streams
+  std::chrono::milliseconds nats_timeout{10000};
+  std::string nats_prefix = "wsnode"; ///< first token of every subject and stream name
+  // [mesh] (heartbeat_ms, subscribe_timeout_ms, unsubscribe_linger_ms and hwm
+  // tune the NATS backbone's node view and flow control too)
   std::string mesh_bind;
   std::vector<std::string> mesh_peers;
   std::chrono::milliseconds heartbeat_interval{1000};
@@ -80,6 +92,7 @@ struct config {
   /// True when neither a secret nor a public key is set (identity claimed
   /// by the client).
   bool dev_mode() const noexcept { return auth_secret.empty() && auth_public_keys.empty(); }
+  bool on_nats() const noexcept { return backbone_kind == "nats"; }
 };
 
 /// A refused configuration: `key` is "section.name" (or empty for the file).

@@ -190,6 +190,20 @@ transport::backbone_options make_backbone_options(const config& cfg) {
   mo.hwm = static_cast<int>(cfg.mesh_hwm);
   mo.queue_limit = cfg.mesh_hwm;
   mo.max_inflight = cfg.mesh_hwm;
+  if (cfg.on_nats()) {
+    bo.kind = transport::backbone_options::kind::nats;
+    auto& no = bo.nats;
+    no.node_id = cfg.node_id;
+    no.servers = cfg.nats_servers;
+    no.user = cfg.nats_user;
+    no.password = cfg.nats_password;
+    no.token = cfg.nats_token;
+    no.creds_file = cfg.nats_creds_file;
+    no.prefix = cfg.nats_prefix;
+    no.heartbeat = cfg.heartbeat_interval;
+    no.subscribe_timeout = cfg.subscribe_timeout;
+    no.max_inflight = cfg.mesh_hwm;
+  }
   return bo;
 }
 
@@ -283,7 +297,7 @@ int run_node(const config& cfg, std::string_view version) {
                "io_threads={} actor_threads={} broker_shards={} max_connections={} mesh={}",
                version, cfg.node_id, cfg.host, srv.port(), auth_mode(cfg), cfg.io_threads,
                cfg.actor_threads, cfg.broker_shards, max_conns,
-               cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind);
+               cfg.on_nats() ? "nats" : (cfg.mesh_bind.empty() ? "off" : cfg.mesh_bind));
 
   // ---- drain: unready, refuse upgrades, close sessions with 1001, wait
   int sig = stop_signal.get_future().get();

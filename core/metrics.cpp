@@ -10,7 +10,7 @@ namespace wsnode {
 namespace {
 
 constexpr std::array<std::string_view, drop_reason_count> drop_names{
-    "slow_consumer", "closed", "rate_limited", "mesh_hwm", "lossy"};
+    "slow_consumer", "closed", "rate_limited", "mesh_hwm", "lossy", "backbone"};
 constexpr std::array<std::string_view, refusal_reason_count> refusal_names{
     "no_grant",        "bad_sub_token",      "publish_server",    "not_subscriber",
     "presence_off",    "subscription_limit", "refresh_bad_token", "refresh_other_user",
@@ -32,6 +32,38 @@ void single(std::string& out, std::string_view name, std::string_view type, std:
             V value) {
   head(out, name, type, help);
   fmt::format_to(std::back_inserter(out), "{} {}\n", name, value);
+}
+
+// The backbone's metrics under one set of names whatever the kind, with
+// the kind as a label (the mesh's keep their wsnode_mesh_* names too).
+void render_backbone(std::string& out, const metrics& m) {
+  auto labelled = [&](std::string_view name, std::string_view type, std::string_view help,
+                      auto value) {
+    head(out, name, type, help);
+    fmt::format_to(std::back_inserter(out), "{}{{kind=\"{}\"}} {}\n", name, m.backbone_kind, value);
+  };
+  labelled("wsnode_backbone_up", "gauge", "1 while the backbone can carry messages.",
+           load(m.backbone_up));
+  labelled("wsnode_backbone_peers", "gauge", "Other nodes in this node's view.",
+           load(m.mesh_peers));
+  labelled("wsnode_backbone_sent_total", "counter", "Messages published to the backbone.",
+           load(m.mesh_sent));
+  labelled("wsnode_backbone_received_total", "counter",
+           "Channel and user messages received from the backbone (heartbeats excluded).",
+           load(m.mesh_received));
+  labelled("wsnode_backbone_service_received_total", "counter",
+           "Service messages (history, presence) received from the backbone.",
+           load(m.mesh_service_received));
+  labelled("wsnode_backbone_malformed_total", "counter", "Backbone messages dropped as malformed.",
+           load(m.mesh_malformed));
+  labelled("wsnode_backbone_subscribe_timeouts_total", "counter",
+           "Subscriptions acknowledged after the confirmation timeout.",
+           load(m.mesh_confirm_timeouts));
+  labelled("wsnode_backbone_disconnects_total", "counter",
+           "Connections to the backbone lost (NATS: this node's server connection).",
+           load(m.backbone_disconnects));
+  labelled("wsnode_backbone_reconnects_total", "counter", "Connections to the backbone made again.",
+           load(m.backbone_reconnects));
 }
 
 } // namespace
@@ -129,6 +161,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_mesh_peers_lost_total", "counter",
          "Live peers declared dead at once because their mesh connection reset.",
          load(m.mesh_peers_lost));
+  render_backbone(out, m);
   single(out, "wsnode_history_channels", "gauge",
          "Channels with a history copy on this node (owned or replicated).",
          load(m.history_channels));

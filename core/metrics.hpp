@@ -18,8 +18,9 @@ enum class drop_reason : std::uint8_t {
   rate_limited,  ///< client commands refused by the rate limit
   mesh_hwm,      ///< mesh messages the backbone could not queue
   lossy,         ///< frames of lossy namespaces skipped for a subscriber with a full queue
+  backbone,      ///< messages NATS refused or dropped (disconnected, slow consumer)
 };
-inline constexpr int drop_reason_count = 5;
+inline constexpr int drop_reason_count = 6;
 
 /// Why a client's command was refused by policy (label of
 /// wsnode_refusals_total); each is also an `err` (or a 4001 close).
@@ -82,6 +83,13 @@ struct metrics {
   counter mesh_malformed{0};        ///< mesh messages dropped: frames, envelope, topic or tag
   counter mesh_confirm_timeouts{0}; ///< subscriptions acked without every peer's confirmation
   counter mesh_peers_lost{0};       ///< live peers declared dead because their connection reset
+  /// The backbone's kind ("local", "mesh", "nats"): the label of the
+  /// wsnode_backbone_* metrics (the mesh counters above, under both names).
+  /// Set once by the node's wiring before any thread reads it.
+  const char* backbone_kind = "local";
+  gauge backbone_up{1};            ///< 1 while the backbone can carry messages
+  counter backbone_disconnects{0}; ///< connections to the backbone lost (NATS)
+  counter backbone_reconnects{0};  ///< connections to the backbone made again (NATS)
   // history (namespaces with history_size > 0)
   gauge history_channels{0};        ///< channels with a history copy on this node
   gauge history_messages{0};        ///< messages held in those copies

@@ -1,6 +1,8 @@
 // The demo page in real headless Chromium (Debian's chromium, driven by
 // playwright-core) against a 3-node wsnode cluster behind nginx, started
 // with scripts/cluster. Every process is stopped by PID at the end.
+// WSNODE_BACKBONE=nats links the nodes through 3 nats-servers
+// (`scripts/cluster up 3 --nats`) instead of the ZeroMQ mesh.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import net from "node:net";
@@ -17,6 +19,7 @@ const PYTHON = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTIFACTS = process.env.WSNODE_ARTIFACTS || path.join(ROOT, "build", "browser-artifacts");
 const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "wsnode-browser-"));
+const BACKBONE = process.env.WSNODE_BACKBONE || "mesh";
 
 let cluster; // cluster.json
 let browser;
@@ -60,7 +63,8 @@ const text = (page, id) => page.locator(`#${id}`).textContent();
 
 before(async () => {
   // 3 nodes: the rooms keep history, which needs a majority of the nodes
-  clusterCmd("up", "3", "--port", "0", "--set", "mesh.heartbeat_ms=200");
+  const nats = BACKBONE === "nats" ? ["--nats"] : [];
+  clusterCmd("up", "3", "--port", "0", ...nats, "--set", "mesh.heartbeat_ms=200");
   readCluster();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   browser = await chromium.launch({
@@ -92,7 +96,8 @@ after(async () => {
     clusterCmd("down");
   } finally {
     readCluster();
-    for (const pid of [...cluster.nodes.map((n) => n.pid), cluster.nginx.pid]) {
+    const natsPids = (cluster.nats || []).map((x) => x.pid);
+    for (const pid of [...cluster.nodes.map((n) => n.pid), cluster.nginx.pid, ...natsPids]) {
       if (pid) {
         try {
           process.kill(pid, "SIGKILL");

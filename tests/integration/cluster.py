@@ -1,5 +1,7 @@
 """A 3-node cluster behind nginx for tests, driven through scripts/cluster
-(so that the script and the deploy/ templates are tested too)."""
+(so that the script and the deploy/ templates are tested too). Its backbone
+is WSNODE_BACKBONE's: the ZeroMQ mesh (default) or, with "nats", as many
+nats-servers as nodes (`scripts/cluster up N --nats`)."""
 import json
 import os
 import signal
@@ -7,15 +9,17 @@ import subprocess
 import sys
 
 from harness import ROOT, SANITIZER_REPORTS, WSNODE, Node
+from natsd import BACKBONE
 
 SCRIPT = os.path.join(ROOT, "scripts", "cluster")
 
 
 class Cluster:
-    def __init__(self, run_dir, n=3, sets=()):
+    def __init__(self, run_dir, n=3, sets=(), backbone=None):
         self.dir = str(run_dir)
         self.n = n
-        args = ["up", str(n), "--port", "0"]
+        self.backbone = backbone or BACKBONE
+        args = ["up", str(n), "--port", "0"] + (["--nats"] if self.backbone == "nats" else [])
         for s in sets:
             args += ["--set", s]
         try:
@@ -38,6 +42,8 @@ class Cluster:
             self.state = json.load(f)
         self.nodes = [self.node_view(x) for x in self.state["nodes"]]
         self.port = self.state["nginx"]["port"]
+        # nats-servers (--nats): {"id", "client", "route", "http", "pid", ...}
+        self.nats = self.state.get("nats", [])
 
     @staticmethod
     def node_view(x):
@@ -73,6 +79,20 @@ class Cluster:
     def status(self):
         return json.loads(self.run("status", "--json").stdout)
 
+    # nats-server I (1-based; --nats only): kill -9, SIGTERM, start again
+    # with the same ports and data dir (waits until it is routed again)
+    def nats_kill(self, i):
+        self.run("nats-kill", str(i))
+        self.reload()
+
+    def nats_stop(self, i):
+        self.run("nats-stop", str(i))
+        self.reload()
+
+    def nats_start(self, i):
+        self.run("nats-start", str(i))
+        self.reload()
+
     def finish(self):
         """Stops the cluster (what scripts/cluster leaves running is killed by
         PID, and fails the test), then looks for sanitizer reports in the
@@ -94,4 +114,4 @@ class Cluster:
         self.run("down", check=False)
         self.reload()
         return [p for p in [x["pid"] for x in self.state["nodes"]] + [self.state["nginx"]["pid"]]
-                if p]
+                + [x["pid"] for x in self.nats] if p]
