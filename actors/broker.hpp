@@ -12,6 +12,7 @@
 #include "actors/namespaces.hpp"
 #include "actors/topic_registry.hpp"
 #include "core/backbone.hpp"
+#include "core/history_engine.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 
@@ -123,6 +124,9 @@ public:
   void fill_done(const std::string& ch, const std::string& ep, std::uint64_t after, bool ok,
                  std::vector<frame_ptr> frames);
 
+  /// The history channels with a stream here (local subscribers).
+  std::vector<std::string> history_channels() const;
+
   /// The sink of session `sid`, or null when it is unknown.
   sink_ptr sink_of(sid_type sid) const;
   /// Asks every session to close with `code` (drain: 1001).
@@ -208,6 +212,9 @@ struct broker_options {
   std::chrono::milliseconds unsubscribe_linger{2000};
   std::shared_ptr<const namespace_table> namespaces; ///< null: none
   history_options history;                           ///< when any namespace keeps history
+  /// History kept by an external engine (JetStream) instead of the mesh's
+  /// replication (history_service); null: the mesh's.
+  std::shared_ptr<history_engine> engine;
   std::size_t max_frame_bytes = 65536; ///< largest presence page ([ws] max_message_bytes)
 };
 

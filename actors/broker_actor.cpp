@@ -3,6 +3,7 @@
 // HTTP API and the backbone talk to it by message (actors/messages.hpp).
 #include "actors/broker.hpp"
 
+#include "actors/history/engine_store.hpp"
 #include "actors/messages.hpp"
 #include "actors/presence.hpp"
 #include "protocol/codec.hpp"
@@ -65,7 +66,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
     hooks.committed = [self, m](const std::string& ch, const std::string& ep, std::uint64_t off,
                                 const frame_ptr& frame) {
       bump(m->publishes, 1);
-      self->state.core->deliver_ordered(ch, ep, off, frame, true);
+      self->state.core->deliver_ordered(ch, ep, off, frame, self->state.history->propagates());
     };
     hooks.announce = [self](const std::string& ch, const std::string& ep, std::uint64_t term,
                             std::uint64_t top) {
@@ -73,8 +74,21 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         self->state.bb->publish(topic_kind::channel, ch,
                                 make_frame(broker_core::encode_top(ep, term, top)));
     };
-    st.history =
-        std::make_unique<history_service>(opts.history, opts.namespaces, *m, std::move(hooks));
+    if (opts.engine) {
+      engine_hooks eh;
+      eh.post = [self](std::function<void()> f) {
+        caf::anon_send(self, atoms::run::value, shard_task{std::move(f)});
+      };
+      eh.top = [self](const std::string& ch, const std::string& ep, std::uint64_t top) {
+        self->state.core->note_top(ch, ep, 0, top);
+      };
+      eh.watched = [self] { return self->state.core->history_channels(); };
+      st.history = std::make_unique<engine_store>(opts.engine, opts.namespaces, *m,
+                                                  std::move(hooks), std::move(eh));
+    } else {
+      st.history =
+          std::make_unique<history_service>(opts.history, opts.namespaces, *m, std::move(hooks));
+    }
     // a gap in a stream here is filled from the channel's owner
     st.core->set_filler([self](const std::string& ch, const std::string& ep, std::uint64_t after) {
       read_request r;
@@ -282,6 +296,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::mesh_ok, std::uint8_t kind, const std::string& name) {
         self->state.core->confirmed(static_cast<topic_kind>(kind), name);
       },
+      [=](atoms::run, const shard_task& task) { task.fn(); },
       [=](atoms::tick) {
         self->state.core->expire();
         auto now = cluster_service::clock::now();

@@ -195,12 +195,7 @@ std::size_t broker_core::deliver_ordered(std::string_view ch, std::string_view e
                                          std::uint64_t off, const frame_ptr& frame,
                                          bool propagate) {
   if (propagate && backbone_->clustered()) {
-    std::string wire;
-    wire.reserve(ep.size() + 1 + frame->size());
-    wire += ep;
-    wire += '|';
-    wire += *frame;
-    backbone_->publish(topic_kind::channel, ch, make_frame(std::move(wire)));
+    backbone_->publish(topic_kind::channel, ch, make_frame(encode_ordered(ep, *frame)));
   }
   if (channels_.find(ch) == nullptr)
     return 0;
@@ -375,6 +370,14 @@ bool broker_core::split_ordered(const std::string& wire, std::string_view& ep, f
   ep = std::string_view{wire}.substr(0, bar);
   frame = make_frame(wire.substr(bar + 1));
   return true;
+}
+
+std::vector<std::string> broker_core::history_channels() const {
+  std::vector<std::string> out;
+  out.reserve(streams_.size());
+  for (const auto& [ch, s] : streams_)
+    out.push_back(ch);
+  return out;
 }
 
 } // namespace wsnode::actors

@@ -59,6 +59,12 @@ enum class session_event : std::uint8_t {
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
 
+/// Work another thread hands a broker shard (an external history engine's
+/// answers, actors/history/engine_store.hpp), run on the shard's thread.
+struct shard_task {
+  std::function<void()> fn;
+};
+
 } // namespace wsnode::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
@@ -66,6 +72,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::api_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_messages)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_task)
 
 namespace wsnode::actors::atoms {
 
@@ -122,6 +129,7 @@ using closed = caf::atom_constant<caf::atom("closed")>; ///< () the connection i
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)
 using mesh_ok = caf::atom_constant<caf::atom("mesh_ok")>; ///< (kind, name) subscription live
 using tick = caf::atom_constant<caf::atom("tick")>;       ///< () housekeeping timer
+using run = caf::atom_constant<caf::atom("run")>;         ///< (shard_task) from another thread
 
 // node -> broker
 using drain = caf::atom_constant<caf::atom("drain")>;       ///< () close sessions with 1001

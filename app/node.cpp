@@ -203,6 +203,18 @@ transport::backbone_options make_backbone_options(const config& cfg) {
     no.heartbeat = cfg.heartbeat_interval;
     no.subscribe_timeout = cfg.subscribe_timeout;
     no.max_inflight = cfg.mesh_hwm;
+    transport::js_history_options ho;
+    for (const auto& ns : cfg.namespaces)
+      if (ns.history_size > 0)
+        ho.namespaces.emplace(ns.name, ns.history_size);
+    if (!ho.namespaces.empty()) {
+      ho.prefix = cfg.nats_prefix;
+      ho.node_id = cfg.node_id;
+      ho.replicas = cfg.nats_replicas;
+      ho.timeout = cfg.nats_timeout;
+      ho.window = cfg.idempotency_window;
+      no.history = std::move(ho);
+    }
   }
   return bo;
 }
@@ -272,6 +284,7 @@ int run_node(const config& cfg, std::string_view version) {
     bo.history.state_file = cfg.history_state_dir + "/history-terms";
     bo.history.term_floor = term_store::floor_of_dir(cfg.history_state_dir); // throws
   }
+  bo.engine = transport::history_engine_of(bb); // JetStream on NATS; null on the mesh
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, bb, bo));
   startup_guard guard{*brokers, *bb};

@@ -44,6 +44,19 @@ inline bool to_service_tag(std::uint8_t byte, service_tag& out) noexcept {
   }
 }
 
+/// What the backbone carries for a message of a history channel: its epoch,
+/// '|', then the encoded msg frame (which carries the offset). The mesh
+/// gets it from the publishing node; NATS builds it from what JetStream
+/// republishes (transport/js_history.hpp). broker_core::split_ordered reads it.
+inline std::string encode_ordered(std::string_view ep, std::string_view frame) {
+  std::string wire;
+  wire.reserve(ep.size() + 1 + frame.size());
+  wire += ep;
+  wire += '|';
+  wire += frame;
+  return wire;
+}
+
 /// What a backbone reports. Called on the backbone's own thread, one call
 /// at a time; an implementation must not block.
 class backbone_events {

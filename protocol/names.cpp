@@ -1,5 +1,8 @@
 #include "protocol/names.hpp"
 
+#include <chrono>
+#include <random>
+
 namespace wsnode::protocol {
 
 namespace {
@@ -35,6 +38,17 @@ bool valid_user(std::string_view user) noexcept {
 std::string_view channel_namespace(std::string_view ch) noexcept {
   auto pos = ch.find(':');
   return pos == std::string_view::npos ? std::string_view{} : ch.substr(0, pos);
+}
+
+std::string make_epoch() {
+  static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  std::string e(8, '0');
+  for (auto& c : e)
+    c = digits[rng() % 36];
+  return e;
 }
 
 } // namespace wsnode::protocol

@@ -1,6 +1,7 @@
-// Channel and user name rules of client protocol v1.
+// Channel and user name rules of client protocol v1, and v1.1's epochs.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace wsnode::protocol {
@@ -19,5 +20,8 @@ bool valid_user(std::string_view user) noexcept;
 /// Returns the namespace of a channel: the part before the first ':', or an
 /// empty view when the name has no ':'.
 std::string_view channel_namespace(std::string_view ch) noexcept;
+
+/// A new random epoch of a history channel: 8 characters of [0-9a-z].
+std::string make_epoch();
 
 } // namespace wsnode::protocol

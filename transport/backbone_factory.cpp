@@ -11,4 +11,9 @@ std::shared_ptr<backbone> make_backbone(backbone_options opts, metrics& m) {
   return std::make_shared<zmq_mesh>(std::move(opts.mesh), m);
 }
 
+std::shared_ptr<history_engine> history_engine_of(const std::shared_ptr<backbone>& bb) {
+  auto nats = std::dynamic_pointer_cast<nats_backbone>(bb);
+  return nats ? nats->history() : nullptr;
+}
+
 } // namespace wsnode::transport

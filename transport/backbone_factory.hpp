@@ -22,4 +22,8 @@ struct backbone_options {
 /// The backbone `opts` describe; not started yet (backbone::start).
 std::shared_ptr<backbone> make_backbone(backbone_options opts, metrics& m);
 
+/// The engine keeping channel history on `bb`'s side (JetStream on NATS),
+/// or null when history is the mesh's own replication.
+std::shared_ptr<history_engine> history_engine_of(const std::shared_ptr<backbone>& bb);
+
 } // namespace wsnode::transport

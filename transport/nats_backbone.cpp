@@ -1,5 +1,6 @@
 #include "transport/nats_backbone.hpp"
 
+#include "transport/js_client.hpp"
 #include "transport/mesh_codec.hpp"
 #include "transport/mesh_peers.hpp"
 #include "transport/nats_subjects.hpp"
@@ -51,6 +52,8 @@ struct nats_backbone::impl {
     incarnation = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
                   static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
     hb_subject = nats::heartbeat_subject(opts.prefix);
+    if (opts.history)
+      history = std::make_shared<js_history>(*opts.history, m);
     my_subject = nats::node_subject(opts.prefix, opts.node_id);
   }
 
@@ -65,6 +68,10 @@ struct nats_backbone::impl {
   natsConnection* nc = nullptr;
   natsSubscription* hb_sub = nullptr;
   natsSubscription* node_sub = nullptr;
+  // channel history in JetStream (when a namespace keeps history)
+  std::shared_ptr<js_history> history;
+  std::unique_ptr<js::client> jsc;
+  std::vector<natsSubscription*> advisory_subs;
   std::atomic<bool> connected{false};
   std::atomic<bool> stopping{false};
   std::atomic<int> in_callback{0}; // nats.c threads inside one of ours
@@ -113,6 +120,15 @@ struct nats_backbone::impl {
     self.heartbeat_message(msg);
     natsMsg_Destroy(msg);
   }
+  static void on_advisory(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto& self = *static_cast<impl*>(closure);
+    callback_scope scope{self};
+    natsMsg_Destroy(msg);
+    // a stream's new leader republishes from its own point: what the old
+    // one had stored but not republished yet is found by a check of the tops
+    if (self.history && !self.stopping.load())
+      self.history->suspect();
+  }
   static void on_disconnected(natsConnection*, void* closure) {
     auto& self = *static_cast<impl*>(closure);
     callback_scope scope{self};
@@ -151,12 +167,24 @@ struct nats_backbone::impl {
       bump(m.mesh_malformed, 1);
       return;
     }
+    std::string data;
+    if (js::reply r{msg}; history && !r.header("Nats-Stream").empty()) {
+      // a history channel's message, republished by JetStream once stored
+      auto wire = live_frame(r, t->name);
+      if (!wire) {
+        if (r.header_u64("Wsn-Off") != 0) // 0: an epoch's marker, not a message
+          bump(m.mesh_malformed, 1);
+        return;
+      }
+      data = std::move(*wire);
+    } else {
+      data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    }
     wait_for_room();
     if (stopping.load())
       return;
     bump(m.mesh_received, 1);
     inflight.fetch_add(1, std::memory_order_relaxed);
-    std::string data{natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
     std::lock_guard<std::mutex> g{events_mu};
     events->on_remote(t->kind, std::move(t->name), make_frame(std::move(data)));
   }
@@ -262,6 +290,10 @@ struct nats_backbone::impl {
     if (up) {
       bump(m.backbone_reconnects, 1);
       spdlog::info("nats: connected to a server");
+      if (history && jsc) { // streams may be new; live messages may have been missed
+        history->connected(*jsc);
+        history->suspect();
+      }
     } else {
       bump(m.backbone_disconnects, 1);
       spdlog::warn("nats: connection to the server lost; reconnecting");
@@ -427,6 +459,17 @@ void nats_backbone::start(std::shared_ptr<backbone_events> events) {
         "subscribe");
   check(natsConnection_Subscribe(&i.node_sub, i.nc, i.my_subject.c_str(), impl::on_node, &i),
         "subscribe");
+  if (i.history) {
+    i.jsc = std::make_unique<js::client>(i.nc);
+    i.jsc->start();
+    for (const auto& subject : i.history->advisory_subjects()) {
+      natsSubscription* sub = nullptr;
+      check(natsConnection_Subscribe(&sub, i.nc, subject.c_str(), impl::on_advisory, &i),
+            "subscribe");
+      i.advisory_subs.push_back(sub);
+    }
+    i.history->connected(*i.jsc);
+  }
   i.timer = std::thread([&i] { i.run(); });
 }
 
@@ -444,6 +487,8 @@ void nats_backbone::stop() {
   }
   if (i.timer.joinable())
     i.timer.join();
+  if (i.jsc)
+    i.jsc->stop(); // what still waits is answered as timed out
   if (i.nc != nullptr)
     natsConnection_Close(i.nc);
   // nats.c's threads may be inside a callback of ours: wait them out
@@ -453,6 +498,9 @@ void nats_backbone::stop() {
   for (auto& [subject, sub] : i.subs)
     natsSubscription_Destroy(sub);
   i.subs.clear();
+  for (auto* sub : i.advisory_subs)
+    natsSubscription_Destroy(sub);
+  i.advisory_subs.clear();
   natsSubscription_Destroy(i.hb_sub);
   natsSubscription_Destroy(i.node_sub);
   i.hb_sub = i.node_sub = nullptr;
@@ -519,6 +567,10 @@ void nats_backbone::send_to_node(std::string_view node, service_tag service, std
   auto& i = *impl_;
   i.publish_raw(nats::node_subject(i.opts.prefix, node),
                 encode_node_message(static_cast<char>(service), i.opts.node_id, payload));
+}
+
+std::shared_ptr<history_engine> nats_backbone::history() const {
+  return impl_->history;
 }
 
 void nats_backbone::handled() noexcept {

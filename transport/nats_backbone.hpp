@@ -22,10 +22,13 @@
 #pragma once
 
 #include "core/backbone.hpp"
+#include "core/history_engine.hpp"
 #include "core/metrics.hpp"
+#include "transport/js_history.hpp"
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,8 @@ struct nats_options {
   std::size_t max_inflight = 100000; ///< received, not yet handled by the broker
   /// Bytes nats.c buffers for publishes while it reconnects (then: dropped, counted).
   int reconnect_buffer = 8 << 20;
+  /// Channel history in JetStream, when a namespace keeps history.
+  std::optional<js_history_options> history;
 };
 
 class nats_backbone final : public backbone {
@@ -67,6 +72,9 @@ public:
   void publish(topic_kind kind, std::string_view name, const frame_ptr& frame) override;
   void send_to_node(std::string_view node, service_tag service, std::string payload) override;
   void handled() noexcept override;
+
+  /// The JetStream history engine (null without history namespaces).
+  std::shared_ptr<history_engine> history() const;
 
 private:
   struct impl;

@@ -1,19 +1,6 @@
 #include "actors/history/log.hpp"
 
-#include <random>
-
 namespace wsnode::actors {
-
-std::string make_epoch() {
-  static constexpr char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-  thread_local std::mt19937_64 rng{
-      std::random_device{}() ^
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
-  std::string e(8, '0');
-  for (auto& c : e)
-    c = digits[rng() % 36];
-  return e;
-}
 
 void history_log::append(frame_ptr frame, std::string_view key, clock::time_point now) {
   ++top_;

@@ -10,8 +10,10 @@
 
 #include "core/ports.hpp"
 
+#include "protocol/names.hpp"
 #include <chrono>
 #include <cstdint>
+
 #include <deque>
 #include <optional>
 #include <string>
@@ -21,8 +23,7 @@
 
 namespace wsnode::actors {
 
-/// A new random epoch: 8 characters of [0-9a-z].
-std::string make_epoch();
+using protocol::make_epoch;
 
 class history_log {
 public:

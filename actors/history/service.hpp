@@ -130,6 +130,9 @@ public:
                        publish_done done) = 0;
   /// Reads `ch`'s position (and messages) from its owner.
   virtual void read(const std::string& ch, read_request req, read_done done) = 0;
+  /// True when the broker sends committed messages to the other nodes
+  /// itself; false when the store's engine has its own live feed.
+  virtual bool propagates() const noexcept { return true; }
 };
 
 class history_service final : public history_store {
