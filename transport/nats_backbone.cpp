@@ -55,6 +55,7 @@ struct nats_backbone::impl {
     if (opts.history)
       history = std::make_shared<js_history>(*opts.history, m);
     my_subject = nats::node_subject(opts.prefix, opts.node_id);
+    gone_prefix = opts.prefix + ".gone." + nats::encode_token(opts.node_id) + ".";
   }
 
   nats_options opts;
@@ -62,6 +63,12 @@ struct nats_backbone::impl {
   std::uint64_t incarnation = 0;
   std::string hb_subject;
   std::string my_subject;
+  // Barriers are sent as requests with a reply subject under this prefix
+  // (+ the peer's token): the servers answer "no responders" there at once
+  // when the peer's connection is gone, so a killed node leaves the view
+  // when a sub asks for it, not 3 heartbeats later.
+  std::string gone_prefix;
+  natsSubscription* gone_sub = nullptr;
   std::shared_ptr<backbone_events> events;
   std::mutex events_mu; // events are reported one call at a time
 
@@ -128,6 +135,17 @@ struct nats_backbone::impl {
     // one had stored but not republished yet is found by a check of the tops
     if (self.history && !self.stopping.load())
       self.history->suspect();
+  }
+  static void on_gone(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto& self = *static_cast<impl*>(closure);
+    callback_scope scope{self};
+    if (natsMsg_IsNoResponders(msg)) {
+      std::string_view subject = natsMsg_GetSubject(msg);
+      if (auto peer = nats::decode_token(subject.substr(std::min(subject.size(),
+                                                                 self.gone_prefix.size()))))
+        self.peer_gone(*peer);
+    }
+    natsMsg_Destroy(msg);
   }
   static void on_disconnected(natsConnection*, void* closure) {
     auto& self = *static_cast<impl*>(closure);
@@ -280,6 +298,15 @@ struct nats_backbone::impl {
     }
   }
 
+  void peer_gone(const std::string& peer) {
+    std::lock_guard<std::mutex> g{mu};
+    if (peers.lost(peer, clock::now())) {
+      bump(m.mesh_peers_lost, 1);
+      spdlog::info("nats: peer {} is gone (no subscriber on its subject)", peer);
+      poke_locked(); // the view and the confirmations waiting for it
+    }
+  }
+
   void link_changed(bool up) {
     if (stopping.load())
       return;
@@ -395,8 +422,13 @@ struct nats_backbone::impl {
     }
     barrier_topics.clear();
     auto msg = encode_node_message(barrier_ask, opts.node_id, body);
-    for (const auto& peer : peers.live(now))
-      publish_raw(nats::node_subject(opts.prefix, peer), msg);
+    for (const auto& peer : peers.live(now)) {
+      auto subject = nats::node_subject(opts.prefix, peer);
+      auto reply = gone_prefix + nats::encode_token(peer);
+      if (natsConnection_PublishRequest(nc, subject.c_str(), reply.c_str(), msg.data(),
+                                        static_cast<int>(msg.size())) != NATS_OK)
+        m.drop(drop_reason::backbone);
+    }
   }
 };
 
@@ -459,6 +491,9 @@ void nats_backbone::start(std::shared_ptr<backbone_events> events) {
         "subscribe");
   check(natsConnection_Subscribe(&i.node_sub, i.nc, i.my_subject.c_str(), impl::on_node, &i),
         "subscribe");
+  check(natsConnection_Subscribe(&i.gone_sub, i.nc, (i.gone_prefix + "*").c_str(), impl::on_gone,
+                                 &i),
+        "subscribe");
   if (i.history) {
     i.jsc = std::make_unique<js::client>(i.nc);
     i.jsc->start();
@@ -503,7 +538,8 @@ void nats_backbone::stop() {
   i.advisory_subs.clear();
   natsSubscription_Destroy(i.hb_sub);
   natsSubscription_Destroy(i.node_sub);
-  i.hb_sub = i.node_sub = nullptr;
+  natsSubscription_Destroy(i.gone_sub);
+  i.hb_sub = i.node_sub = i.gone_sub = nullptr;
   natsConnection_Destroy(i.nc);
   i.nc = nullptr;
 }

@@ -97,6 +97,7 @@ class Node:
                 cfg.setdefault(name, {}).update(keys)
         cfg["http"].setdefault("static_dir", os.path.join(ROOT, "web"))
         self.id = cfg["node"]["id"]
+        self.config = cfg  # as rendered (conftest may have added [backbone]/[nats])
         self.config_path = os.path.join(self.workdir, "config.toml")
         with open(self.config_path, "w") as f:
             f.write(toml_text(cfg))

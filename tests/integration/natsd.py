@@ -8,9 +8,13 @@ are scripts/cluster_nats.py's, the same code as `scripts/cluster up --nats`.
         node = Node(tmp_path / "n1", {**sections, **ns.node_sections(0)})
 
 WSNODE_BACKBONE ("mesh" by default, or "nats") says which backbone the
-multi-node tests run on (tests/CMakeLists.txt runs some of them on both).
+tests run on (tests/CMakeLists.txt runs some of them on both): the
+multi-node ones through cluster.py, and the single nodes of conftest's
+make_node on one nats-server shared by the session (SessionNats).
 """
+import atexit
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -94,3 +98,86 @@ def nats_servers(workdir, n=3, **kwargs):
     finally:
         problems = ns.finish()
     assert not problems, problems
+
+
+class SessionNats:
+    """One nats-server (JetStream, no cluster: replicas = 1) for the single
+    nodes of a test session on NATS (conftest's make_node with
+    WSNODE_BACKBONE=nats). Started by the first node that asks for it, in
+    the directory `make_dir()` gives; stopped by PID by `finish` (conftest,
+    at the end of the session, also when tests failed) or at interpreter
+    exit (atexit), whichever comes first.
+
+    Every node gets its own [nats] subject_prefix ("t1", "t2", ...), so its
+    subjects and streams (<prefix>_H_<namespace>, <prefix>_K_<namespace>)
+    are its own: nodes of different tests never see each other's messages
+    or history. The prefix is in the node's config file, so a node stopped
+    and started again (Node.stop, Node.start) finds its history again."""
+
+    def __init__(self, make_dir):
+        self._make_dir = make_dir
+        self._servers = None
+        self._failed = None
+        self._prefixes = (f"t{i}" for i in itertools.count(1))
+
+    def node_sections(self):
+        """[backbone] and [nats] tables for a new node (starts the server
+        on the first call)."""
+        if self._failed is not None:
+            raise RuntimeError(f"the session's nats-server did not start: {self._failed}")
+        if self._servers is None:
+            ns = NatsServers.__new__(NatsServers)
+            self._servers = ns
+            atexit.register(self.finish)
+            try:
+                ns.__init__(self._make_dir(), 1)
+            except BaseException as e:
+                self._failed = e
+                self.finish()
+                raise
+        elif not self._servers.pids():
+            raise RuntimeError("the session's nats-server is gone; see "
+                               f"{self._servers.servers[0]['log']}")
+        sections = self._servers.node_sections(0, replicas=1)
+        sections["nats"]["subject_prefix"] = next(self._prefixes)
+        return sections
+
+    def streams(self, prefix):
+        """{stream name: state} of the JetStream streams under subject prefix
+        `prefix` (PREFIX_H_NS, PREFIX_K_NS), from the server's /jsz; a
+        state has "messages", "first_seq", "last_seq", "num_subjects" (the
+        channels, or keys, it holds; absent when none)."""
+        status, body = cluster_nats.get_json(self._servers.servers[0],
+                                             "/jsz?streams=true&config=true")
+        assert status == 200, (status, body)
+        return {s["name"]: s["state"]
+                for account in body.get("account_details") or []
+                for s in account.get("stream_detail") or []
+                if s["name"].startswith(prefix + "_")}
+
+    def finish(self):
+        """Stops the server if it runs (SIGTERM, SIGKILL after 10 s);
+        returns problems. Safe to call more than once."""
+        ns, self._servers = self._servers, None
+        atexit.unregister(self.finish)
+        if ns is None:
+            return []
+        servers = getattr(ns, "servers", [])  # none if it failed in plan()
+        pids = [x["pid"] for x in servers if cluster_nats.alive(x["pid"])]
+        if cluster_nats.stop_all(servers, 10):
+            return []
+        return [f"nats-server needed SIGKILL (pids {pids}); see the logs in {ns.dir}"]
+
+
+def single_node_sections(sections, session):
+    """`sections` of a single node (conftest's make_node) on the session's
+    nats-server when the tests run on NATS; as they are when not, or when
+    the test chose the node's backbone itself ([backbone], or [mesh]
+    bind/peers). A test's own [nats] keys win over the session's."""
+    mesh = sections.get("mesh") or {}
+    if not on_nats() or "backbone" in sections or mesh.get("bind") or mesh.get("peers"):
+        return sections
+    out = dict(sections)
+    for name, keys in session.node_sections().items():
+        out[name] = {**keys, **(sections.get(name) or {})}
+    return out

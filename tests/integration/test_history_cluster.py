@@ -255,6 +255,24 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
             cluster.start(victim)
             k += 1
 
+    on_nats = os.environ.get("WSNODE_BACKBONE") == "nats"
+    nats_kill_times = []
+
+    def nats_chaos():
+        """On NATS: SIGKILL of a random nats-server twice (at 2/5 and 4/5 of
+        the run, between node kills), each restarted 5 s later."""
+        rng = random.Random(11)
+        t0 = time.monotonic()
+        for at in (duration * 2 / 5 + 2.5, duration * 4 / 5 + 2.5):
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            if stop_pub.is_set():
+                return
+            i = rng.randrange(1, len(cluster.state["nats"]) + 1)
+            nats_kill_times.append(time.monotonic())
+            cluster.run("nats-kill", str(i))
+            time.sleep(5)
+            cluster.run("nats-start", str(i))
+
     subs = [Subscriber(cluster.ws_url(f"s{i}"), channels[i % 3], f"s{i}") for i in range(30)]
 
     async def body():
@@ -264,9 +282,14 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
         pubs = [threading.Thread(target=publisher, args=(i,)) for i in range(8)]
         for p in pubs:
             p.start()
+        nats_thread = threading.Thread(target=nats_chaos) if on_nats and kills_wanted else None
+        if nats_thread:
+            nats_thread.start()
         try:
             await asyncio.to_thread(chaos)
         finally:
+            if nats_thread:
+                await asyncio.to_thread(nats_thread.join, 30)
             stop_pub.set()
             for p in pubs:
                 await asyncio.to_thread(p.join, 40)
@@ -297,6 +320,12 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
         waits = [min((t for t in ts if t > k), default=k + 30) - k for ts in ack_times.values()]
         outages.append(max(waits))
     outages.sort()
+    if nats_kill_times:
+        nats_outages = sorted(
+            max(min((t for t in ts if t > k), default=k + 30) - k for ts in ack_times.values())
+            for k in nats_kill_times)
+        print(f"nats-server kills: {len(nats_kill_times)}; every channel acknowledged again "
+              f"within: " + ", ".join(f"{x:.2f} s" for x in nats_outages))
     if outages:
         print(f"after each kill, every channel acknowledged again within: median "
               f"{outages[len(outages) // 2]:.2f} s, max {outages[-1]:.2f} s ({len(outages)} kills)")
@@ -327,6 +356,7 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
             why[k] = why.get(k, 0) + v
     print(f"reconnect reasons: {why}")
     assert counts["kills"] >= 10 or not kills_wanted
+    assert len(nats_kill_times) == 2 or not (on_nats and kills_wanted)
     for s in subs:
         assert not s.problems, (s.name, s.problems[:5])
         assert len(s.epochs) == 1, (s.name, s.epochs)
@@ -337,6 +367,9 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
             assert s.data[off] == {"k": key}, (s.name, off, s.data[off], key)
 
 
+@pytest.mark.skipif(os.environ.get("WSNODE_BACKBONE") == "nats",
+                    reason="on NATS, JetStream holds the copies, not the nodes: "
+                           "test_nats_faults.py kills nats-servers instead")
 def test_owner_and_replica_killed_together_is_never_silent(cluster):
     ch = "room:both"
     a = cluster.nodes[0]
