@@ -37,14 +37,12 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 
 namespace wsnode::transport {
 
 namespace js {
 class client;
-class reply;
 } // namespace js
 
 struct js_history_options {
@@ -55,11 +53,6 @@ struct js_history_options {
   std::chrono::milliseconds window{300000};      ///< idempotency window
   std::map<std::string, std::size_t> namespaces; ///< history namespaces: name -> history_size
 };
-
-/// What the backbone hands the broker for a message JetStream republished
-/// to channel `ch`'s live subject (encode_ordered of its msg frame);
-/// nullopt for an epoch marker or a message wsnode did not write.
-std::optional<std::string> live_frame(const js::reply& r, std::string_view ch);
 
 class js_history final : public history_engine {
 public:

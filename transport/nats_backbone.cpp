@@ -1,9 +1,10 @@
 #include "transport/nats_backbone.hpp"
 
 #include "transport/js_client.hpp"
-#include "transport/mesh_codec.hpp"
-#include "transport/mesh_peers.hpp"
+#include "transport/js_wire.hpp"
+#include "transport/nats_connect.hpp"
 #include "transport/nats_subjects.hpp"
+#include "transport/nats_view.hpp"
 
 #include <fmt/ranges.h>
 #include <nats/nats.h>
@@ -23,39 +24,23 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// The first byte of a message on a node's subject: a service's tag
-// (core/backbone.hpp), or one of the barrier's two halves.
-constexpr char barrier_ask = '?';    // "answer me": the topics just subscribed
-constexpr char barrier_answer = '!'; // the same topics, back: the sender's server knows them
-
-void check(natsStatus s, const char* what) {
-  if (s != NATS_OK)
-    throw std::runtime_error(fmt::format("nats: {}: {}", what, natsStatus_GetText(s)));
-}
-
-// [kind][origin length][origin][body]
-std::string encode_node_message(char kind, std::string_view origin, std::string_view body) {
-  std::string out;
-  out.reserve(2 + origin.size() + body.size());
-  out.push_back(kind);
-  out.push_back(static_cast<char>(origin.size()));
-  out.append(origin);
-  out.append(body);
-  return out;
+std::string_view data_of(natsMsg* msg) {
+  return {natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
 }
 
 } // namespace
 
 struct nats_backbone::impl {
-  impl(nats_options o, metrics& mm) : opts(std::move(o)), m(mm), peers(opts.heartbeat) {
+  impl(nats_options o, metrics& mm)
+    : opts(std::move(o)), m(mm), view(opts.node_id, opts.heartbeat) {
     std::random_device rd;
     incarnation = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
                   static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
     hb_subject = nats::heartbeat_subject(opts.prefix);
-    if (opts.history)
-      history = std::make_shared<js_history>(*opts.history, m);
     my_subject = nats::node_subject(opts.prefix, opts.node_id);
     gone_prefix = opts.prefix + ".gone." + nats::encode_token(opts.node_id) + ".";
+    if (opts.history)
+      history = std::make_shared<js_history>(*opts.history, m);
   }
 
   nats_options opts;
@@ -68,31 +53,23 @@ struct nats_backbone::impl {
   // when the peer's connection is gone, so a killed node leaves the view
   // when a sub asks for it, not 3 heartbeats later.
   std::string gone_prefix;
-  natsSubscription* gone_sub = nullptr;
   std::shared_ptr<backbone_events> events;
   std::mutex events_mu; // events are reported one call at a time
 
   natsConnection* nc = nullptr;
-  natsSubscription* hb_sub = nullptr;
-  natsSubscription* node_sub = nullptr;
+  std::vector<natsSubscription*> fixed_subs; // heartbeats, our subject, "gone", advisories
   // channel history in JetStream (when a namespace keeps history)
   std::shared_ptr<js_history> history;
   std::unique_ptr<js::client> jsc;
-  std::vector<natsSubscription*> advisory_subs;
   std::atomic<bool> connected{false};
   std::atomic<bool> stopping{false};
   std::atomic<int> in_callback{0}; // nats.c threads inside one of ours
 
-  // guarded by mu: interest, the view, confirmations
-  mutable std::mutex mu;
+  nats::node_view view;
+  std::mutex mu; // subs, work, peers_text
   std::condition_variable wake;
   bool work = false;
-  bool heartbeat_soon = true;
-  std::unordered_map<std::string, natsSubscription*> subs; // by subject
-  std::vector<std::string> barrier_topics;                 // subscribed since the last barrier
-  std::vector<std::string> confirmed_now;                  // confirmed without waiting
-  mesh::peer_table peers;
-  mesh::confirmations pending;
+  std::unordered_map<std::string, natsSubscription*> subs; // topic subscriptions by subject
   std::string peers_text = "[]";
   std::thread timer;
 
@@ -109,42 +86,13 @@ struct nats_backbone::impl {
     impl& self;
   };
 
-  static void on_topic(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  // Runs (self.*f)(msg) for a message callback, then frees the message.
+  template <void (impl::*F)(natsMsg*)>
+  static void on(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
     auto& self = *static_cast<impl*>(closure);
     callback_scope scope{self};
-    self.topic_message(msg);
-    natsMsg_Destroy(msg);
-  }
-  static void on_node(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto& self = *static_cast<impl*>(closure);
-    callback_scope scope{self};
-    self.node_message(msg);
-    natsMsg_Destroy(msg);
-  }
-  static void on_heartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto& self = *static_cast<impl*>(closure);
-    callback_scope scope{self};
-    self.heartbeat_message(msg);
-    natsMsg_Destroy(msg);
-  }
-  static void on_advisory(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto& self = *static_cast<impl*>(closure);
-    callback_scope scope{self};
-    natsMsg_Destroy(msg);
-    // a stream's new leader republishes from its own point: what the old
-    // one had stored but not republished yet is found by a check of the tops
-    if (self.history && !self.stopping.load())
-      self.history->suspect();
-  }
-  static void on_gone(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto& self = *static_cast<impl*>(closure);
-    callback_scope scope{self};
-    if (natsMsg_IsNoResponders(msg)) {
-      std::string_view subject = natsMsg_GetSubject(msg);
-      if (auto peer = nats::decode_token(subject.substr(std::min(subject.size(),
-                                                                 self.gone_prefix.size()))))
-        self.peer_gone(*peer);
-    }
+    if (!self.stopping.load())
+      (self.*F)(msg);
     natsMsg_Destroy(msg);
   }
   static void on_disconnected(natsConnection*, void* closure) {
@@ -171,12 +119,18 @@ struct nats_backbone::impl {
 
   // ---------------------------------------------------------------- delivery thread
 
-  void wait_for_room() {
+  // Waits while the broker has too many messages of ours unhandled: nats.c
+  // queues behind (bounded per subscription; past it, dropped and counted).
+  bool take_room() {
     auto max = static_cast<std::int64_t>(opts.max_inflight);
-    if (inflight.load(std::memory_order_relaxed) < max)
-      return;
-    std::unique_lock<std::mutex> l{flow_mu};
-    flow.wait(l, [&] { return inflight.load() < max || stopping.load(); });
+    if (inflight.load(std::memory_order_relaxed) >= max) {
+      std::unique_lock<std::mutex> l{flow_mu};
+      flow.wait(l, [&] { return inflight.load() < max || stopping.load(); });
+    }
+    if (stopping.load())
+      return false;
+    inflight.fetch_add(1, std::memory_order_relaxed);
+    return true;
   }
 
   void topic_message(natsMsg* msg) {
@@ -188,123 +142,92 @@ struct nats_backbone::impl {
     std::string data;
     if (js::reply r{msg}; history && !r.header("Nats-Stream").empty()) {
       // a history channel's message, republished by JetStream once stored
-      auto wire = live_frame(r, t->name);
+      auto wire = js::live_frame(r, t->name);
       if (!wire) {
-        if (r.header_u64("Wsn-Off") != 0) // 0: an epoch's marker, not a message
+        if (r.header_u64(js::h_off) != 0) // 0: an epoch's marker, not a message
           bump(m.mesh_malformed, 1);
         return;
       }
       data = std::move(*wire);
     } else {
-      data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+      data = data_of(msg);
     }
-    wait_for_room();
-    if (stopping.load())
+    if (!take_room())
       return;
     bump(m.mesh_received, 1);
-    inflight.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g{events_mu};
     events->on_remote(t->kind, std::move(t->name), make_frame(std::move(data)));
   }
 
   void node_message(natsMsg* msg) {
-    std::string_view data{natsMsg_GetData(msg),
-                          static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
-    if (data.size() < 2 || data.size() < 2 + std::size_t{static_cast<unsigned char>(data[1])} ||
-        data[1] == 0) {
+    auto nm = nats::decode_node_message(data_of(msg));
+    if (!nm) {
       bump(m.mesh_malformed, 1);
       return;
     }
-    char kind = data[0];
-    std::string origin{data.substr(2, static_cast<unsigned char>(data[1]))};
-    auto body = data.substr(2 + origin.size());
-    auto now = clock::now();
-    if (kind == barrier_ask) {
+    if (nm->kind == nats::barrier_ask) {
       // our server routed their SUBs before this message: answer through it
-      publish_raw(nats::node_subject(opts.prefix, origin),
-                  encode_node_message(barrier_answer, opts.node_id, body));
+      publish_raw(nats::node_subject(opts.prefix, nm->origin),
+                  nats::encode_node_message(nats::barrier_answer, opts.node_id, nm->body));
       return;
     }
-    if (kind == barrier_answer) {
-      std::lock_guard<std::mutex> g{mu};
-      std::size_t start = 0;
-      while (start <= body.size()) {
-        auto end = body.find('\n', start);
-        if (end == std::string_view::npos)
-          end = body.size();
-        auto topic = body.substr(start, end - start);
-        if (!topic.empty() && pending.confirm(topic, origin, peers, now))
-          confirmed_now.emplace_back(topic);
-        start = end + 1;
-      }
-      poke_locked();
+    if (nm->kind == nats::barrier_answer) {
+      view.answered(nm->origin, nm->body, clock::now());
+      poke();
       return;
     }
     service_tag tag{};
-    if (!to_service_tag(static_cast<std::uint8_t>(kind), tag)) {
+    if (!to_service_tag(static_cast<std::uint8_t>(nm->kind), tag)) {
       bump(m.mesh_malformed, 1);
       return;
     }
-    wait_for_room();
-    if (stopping.load())
+    if (!take_room())
       return;
     bump(m.mesh_service_received, 1);
-    inflight.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g{events_mu};
-    events->on_service_message(std::move(origin), tag, std::string{body});
+    events->on_service_message(std::move(nm->origin), tag, std::string{nm->body});
   }
 
   void heartbeat_message(natsMsg* msg) {
-    std::string_view data{natsMsg_GetData(msg),
-                          static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
-    // [envelope: origin and incarnation][the ids the sender hears]
-    constexpr std::size_t fixed = 18; // the envelope without its origin
-    std::size_t size = data.size() < fixed ? 0 : fixed + static_cast<unsigned char>(data[17]);
-    auto env = size > 0 && size <= data.size() ? mesh::decode_envelope(data.substr(0, size))
-                                               : std::nullopt;
-    if (!env || env->origin == opts.node_id) {
-      if (!env)
-        bump(m.mesh_malformed, 1);
+    auto hb = nats::decode_heartbeat(data_of(msg));
+    if (!hb) {
+      bump(m.mesh_malformed, 1);
       return;
     }
-    auto heard_by = data.substr(size);
-    auto now = clock::now();
-    std::string restarted;
-    {
-      std::lock_guard<std::mutex> g{mu};
-      auto change = peers.heard(env->origin, env->epoch, now);
-      bool mutual = peers.hears(env->origin, heard_by, opts.node_id);
-      switch (change) {
-      case mesh::peer_table::change::none:
-        break;
-      case mesh::peer_table::change::up:
-        spdlog::info("nats: peer {} is up", env->origin);
-        break;
-      case mesh::peer_table::change::back:
-        spdlog::info("nats: peer {} is back", env->origin);
-        break;
-      case mesh::peer_table::change::restarted:
-        spdlog::info("nats: peer {} restarted", env->origin);
-        restarted = env->origin;
-        break;
-      }
-      if (change != mesh::peer_table::change::none || mutual)
-        heartbeat_soon = true; // tell it at once that we hear it
-      poke_locked();
-    }
-    if (!restarted.empty()) {
+    if (hb->origin == opts.node_id)
+      return;
+    using change = mesh::peer_table::change;
+    auto c = view.heard(*hb, clock::now());
+    if (c == change::up)
+      spdlog::info("nats: peer {} is up", hb->origin);
+    else if (c == change::back)
+      spdlog::info("nats: peer {} is back", hb->origin);
+    else if (c == change::restarted)
+      spdlog::info("nats: peer {} restarted", hb->origin);
+    poke();
+    if (c == change::restarted) {
       std::lock_guard<std::mutex> g{events_mu};
-      events->on_peer_restart(restarted); // it lost what it held
+      events->on_peer_restart(hb->origin); // it lost what it held
     }
   }
 
-  void peer_gone(const std::string& peer) {
-    std::lock_guard<std::mutex> g{mu};
-    if (peers.lost(peer, clock::now())) {
+  void gone_message(natsMsg* msg) {
+    if (!natsMsg_IsNoResponders(msg))
+      return;
+    std::string_view subject = natsMsg_GetSubject(msg);
+    auto peer = nats::decode_token(subject.substr(std::min(subject.size(), gone_prefix.size())));
+    if (peer && view.gone(*peer, clock::now())) {
       bump(m.mesh_peers_lost, 1);
-      spdlog::info("nats: peer {} is gone (no subscriber on its subject)", peer);
-      poke_locked(); // the view and the confirmations waiting for it
+      spdlog::info("nats: peer {} is gone (no subscriber on its subject)", *peer);
+      poke(); // the view and the confirmations waiting for it
     }
+  }
+
+  // A stream's new leader republishes from its own point: what the old one
+  // had stored but not republished yet is found by a check of the tops.
+  void advisory_message(natsMsg*) {
+    if (history)
+      history->suspect();
   }
 
   void link_changed(bool up) {
@@ -317,6 +240,7 @@ struct nats_backbone::impl {
     if (up) {
       bump(m.backbone_reconnects, 1);
       spdlog::info("nats: connected to a server");
+      view.heartbeat_soon();
       if (history && jsc) { // streams may be new; live messages may have been missed
         history->connected(*jsc);
         history->suspect();
@@ -324,33 +248,23 @@ struct nats_backbone::impl {
     } else {
       bump(m.backbone_disconnects, 1);
       spdlog::warn("nats: connection to the server lost; reconnecting");
+      view.link_lost(clock::now()); // nobody is reachable until a server is
     }
-    std::lock_guard<std::mutex> g{mu};
-    if (!up) {
-      // nobody is reachable until a server is: peers leave the view at
-      // once instead of after 3 silent heartbeat intervals
-      auto now = clock::now();
-      for (const auto& id : peers.live(now))
-        peers.lost(id, now);
-    }
-    heartbeat_soon = true;
-    poke_locked();
+    poke();
   }
 
   // ---------------------------------------------------------------- any thread
 
-  void poke_locked() {
+  void poke() {
+    std::lock_guard<std::mutex> g{mu};
     work = true;
     wake.notify_one();
   }
 
   bool publish_raw(const std::string& subject, std::string_view data) {
-    if (nc == nullptr)
-      return false;
-    natsStatus s =
-        natsConnection_Publish(nc, subject.c_str(), data.data(), static_cast<int>(data.size()));
-    if (s != NATS_OK) {
-      m.drop(drop_reason::backbone);
+    if (natsConnection_Publish(nc, subject.c_str(), data.data(), static_cast<int>(data.size())) !=
+        NATS_OK) {
+      m.drop(drop_reason::backbone); // disconnected and the reconnect buffer is full
       return false;
     }
     return true;
@@ -359,76 +273,49 @@ struct nats_backbone::impl {
   // ---------------------------------------------------------------- timer thread
 
   void run() {
-    auto next_heartbeat = clock::now();
+    auto next = clock::now();
     while (!stopping.load()) {
-      std::vector<std::string> ready;
-      std::optional<std::vector<std::string>> view;
       {
         std::unique_lock<std::mutex> l{mu};
-        auto until = std::min(next_heartbeat, pending.earliest_deadline());
-        wake.wait_until(l, until, [&] { return work || stopping.load(); });
+        wake.wait_until(l, next, [&] { return work || stopping.load(); });
         work = false;
-        if (stopping.load())
-          break;
-        auto now = clock::now();
-        if (heartbeat_soon || now >= next_heartbeat) {
-          heartbeat_soon = false;
-          next_heartbeat = now + opts.heartbeat;
-          send_heartbeat_locked(now);
-        }
-        send_barriers_locked(now);
-        ready.swap(confirmed_now);
-        for (auto& d : pending.expire(peers, now, true)) {
-          if (d.timed_out)
-            bump(m.mesh_confirm_timeouts, 1);
-          ready.push_back(std::move(d.topic));
-        }
-        view = peers.view_change(now);
-        if (view)
-          spdlog::debug("nats: live peers now {}", fmt::join(*view, ","));
-        std::int64_t up = 0;
-        auto json = peers.json(now, up, [](const std::string& id, std::int64_t ms) {
-          spdlog::warn("nats: peer {} silent for {} ms", id, ms);
-        });
-        m.mesh_peers.store(up);
-        peers_text = std::move(json);
       }
+      if (stopping.load())
+        break;
+      auto r = view.step(clock::now(), incarnation, next);
+      if (r.heartbeat_body)
+        publish_raw(hb_subject, *r.heartbeat_body);
+      if (!r.barrier_peers.empty()) {
+        auto msg = nats::encode_node_message(nats::barrier_ask, opts.node_id, r.barrier_body);
+        for (const auto& peer : r.barrier_peers) {
+          auto subject = nats::node_subject(opts.prefix, peer);
+          auto reply = gone_prefix + nats::encode_token(peer);
+          if (natsConnection_PublishRequest(nc, subject.c_str(), reply.c_str(), msg.data(),
+                                            static_cast<int>(msg.size())) != NATS_OK)
+            m.drop(drop_reason::backbone);
+        }
+      }
+      bump(m.mesh_confirm_timeouts, r.timed_out);
+      m.mesh_peers.store(r.live);
+      {
+        std::lock_guard<std::mutex> g{mu};
+        peers_text = std::move(r.peers_json);
+      }
+      if (r.view)
+        spdlog::debug("nats: live peers now {}", fmt::join(*r.view, ","));
       std::lock_guard<std::mutex> g{events_mu};
-      for (auto& topic : ready)
+      for (auto& topic : r.ready)
         if (auto t = nats::parse_topic_subject(opts.prefix, topic))
           events->on_subscribed(t->kind, std::move(t->name));
-      if (view)
-        events->on_view(std::move(*view));
+      if (r.view)
+        events->on_view(std::move(*r.view));
     }
   }
 
-  void send_heartbeat_locked(clock::time_point now) {
-    mesh::envelope e{opts.node_id, incarnation, 0};
-    auto body = mesh::encode_envelope(e);
-    body += peers.heard_list(now);
-    publish_raw(hb_subject, body);
-  }
-
-  // Each live peer answers the topics subscribed since the last round;
-  // its answer comes back through its server after our SUBs did.
-  void send_barriers_locked(clock::time_point now) {
-    if (barrier_topics.empty())
-      return;
-    std::string body;
-    for (const auto& t : barrier_topics) {
-      if (!body.empty())
-        body.push_back('\n');
-      body += t;
-    }
-    barrier_topics.clear();
-    auto msg = encode_node_message(barrier_ask, opts.node_id, body);
-    for (const auto& peer : peers.live(now)) {
-      auto subject = nats::node_subject(opts.prefix, peer);
-      auto reply = gone_prefix + nats::encode_token(peer);
-      if (natsConnection_PublishRequest(nc, subject.c_str(), reply.c_str(), msg.data(),
-                                        static_cast<int>(msg.size())) != NATS_OK)
-        m.drop(drop_reason::backbone);
-    }
+  void subscribe_fixed(const std::string& subject, natsMsgHandler cb) {
+    natsSubscription* sub = nullptr;
+    check(natsConnection_Subscribe(&sub, nc, subject.c_str(), cb, this), "subscribe");
+    fixed_subs.push_back(sub);
   }
 };
 
@@ -444,39 +331,10 @@ void nats_backbone::start(std::shared_ptr<backbone_events> events) {
   i.events = std::move(events);
   i.m.backbone_kind = "nats";
   i.m.backbone_up.store(0);
-  natsOptions* o = nullptr;
-  check(natsOptions_Create(&o), "options");
-  std::unique_ptr<natsOptions, decltype(&natsOptions_Destroy)> guard{o, natsOptions_Destroy};
-  std::vector<const char*> urls;
-  for (const auto& s : i.opts.servers)
-    urls.push_back(s.c_str());
-  check(natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size())), "servers");
-  check(natsOptions_SetNoRandomize(o, true), "servers");
-  check(natsOptions_SetName(o, ("wsnode " + i.opts.node_id).c_str()), "name");
-  if (!i.opts.user.empty())
-    check(natsOptions_SetUserInfo(o, i.opts.user.c_str(), i.opts.password.c_str()), "user");
-  if (!i.opts.token.empty())
-    check(natsOptions_SetToken(o, i.opts.token.c_str()), "token");
-  if (!i.opts.creds_file.empty())
-    check(natsOptions_SetUserCredentialsFromFiles(o, i.opts.creds_file.c_str(), nullptr),
-          "creds_file");
-  check(natsOptions_SetNoEcho(o, true), "no echo"); // the broker delivers its own locally
-  // one delivery thread for every subscription, not one each
-  check(natsOptions_UseGlobalMessageDelivery(o, true), "delivery");
-  check(natsOptions_SetTimeout(o, 2000), "timeout");
-  check(natsOptions_SetMaxReconnect(o, -1), "reconnect");
-  check(natsOptions_SetReconnectWait(o, 100), "reconnect");
-  check(natsOptions_SetReconnectJitter(o, 100, 1000), "reconnect");
-  check(natsOptions_SetReconnectBufSize(o, i.opts.reconnect_buffer), "reconnect buffer");
-  // a silent server (no RST: a partition) is left after ~3 missed pings
-  auto ping = std::max<std::int64_t>(1000, 2 * i.opts.heartbeat.count());
-  check(natsOptions_SetPingInterval(o, ping), "ping");
-  check(natsOptions_SetMaxPingsOut(o, 3), "ping");
-  check(natsOptions_SetDisconnectedCB(o, impl::on_disconnected, &i), "callbacks");
-  check(natsOptions_SetReconnectedCB(o, impl::on_connected, &i), "callbacks");
-  check(natsOptions_SetErrorHandler(o, impl::on_error, &i), "callbacks");
-  check(natsOptions_SetRetryOnFailedConnect(o, true, impl::on_connected, &i), "retry");
-  natsStatus s = natsConnection_Connect(&i.nc, o);
+  nats_callbacks cb{impl::on_disconnected, impl::on_connected, impl::on_error, &i};
+  std::unique_ptr<natsOptions, decltype(&natsOptions_Destroy)> o{make_nats_options(i.opts, cb),
+                                                                 natsOptions_Destroy};
+  natsStatus s = natsConnection_Connect(&i.nc, o.get());
   if (s == NATS_OK) {
     i.connected.store(true);
     i.m.backbone_up.store(1);
@@ -487,22 +345,14 @@ void nats_backbone::start(std::shared_ptr<backbone_events> events) {
   } else {
     throw std::runtime_error(fmt::format("nats: connect: {}", natsStatus_GetText(s)));
   }
-  check(natsConnection_Subscribe(&i.hb_sub, i.nc, i.hb_subject.c_str(), impl::on_heartbeat, &i),
-        "subscribe");
-  check(natsConnection_Subscribe(&i.node_sub, i.nc, i.my_subject.c_str(), impl::on_node, &i),
-        "subscribe");
-  check(natsConnection_Subscribe(&i.gone_sub, i.nc, (i.gone_prefix + "*").c_str(), impl::on_gone,
-                                 &i),
-        "subscribe");
+  i.subscribe_fixed(i.hb_subject, impl::on<&impl::heartbeat_message>);
+  i.subscribe_fixed(i.my_subject, impl::on<&impl::node_message>);
+  i.subscribe_fixed(i.gone_prefix + "*", impl::on<&impl::gone_message>);
   if (i.history) {
     i.jsc = std::make_unique<js::client>(i.nc);
     i.jsc->start();
-    for (const auto& subject : i.history->advisory_subjects()) {
-      natsSubscription* sub = nullptr;
-      check(natsConnection_Subscribe(&sub, i.nc, subject.c_str(), impl::on_advisory, &i),
-            "subscribe");
-      i.advisory_subs.push_back(sub);
-    }
+    for (const auto& subject : i.history->advisory_subjects())
+      i.subscribe_fixed(subject, impl::on<&impl::advisory_message>);
     i.history->connected(*i.jsc);
   }
   i.timer = std::thread([&i] { i.run(); });
@@ -512,10 +362,7 @@ void nats_backbone::stop() {
   auto& i = *impl_;
   if (i.stopping.exchange(true))
     return;
-  {
-    std::lock_guard<std::mutex> g{i.mu};
-    i.wake.notify_all();
-  }
+  i.poke();
   {
     std::lock_guard<std::mutex> g{i.flow_mu};
     i.flow.notify_all();
@@ -533,13 +380,9 @@ void nats_backbone::stop() {
   for (auto& [subject, sub] : i.subs)
     natsSubscription_Destroy(sub);
   i.subs.clear();
-  for (auto* sub : i.advisory_subs)
+  for (auto* sub : i.fixed_subs)
     natsSubscription_Destroy(sub);
-  i.advisory_subs.clear();
-  natsSubscription_Destroy(i.hb_sub);
-  natsSubscription_Destroy(i.node_sub);
-  natsSubscription_Destroy(i.gone_sub);
-  i.hb_sub = i.node_sub = i.gone_sub = nullptr;
+  i.fixed_subs.clear();
   natsConnection_Destroy(i.nc);
   i.nc = nullptr;
 }
@@ -557,34 +400,34 @@ void nats_backbone::subscribe(topic_kind kind, std::string_view name) {
   auto& i = *impl_;
   auto subject = nats::topic_subject(i.opts.prefix, kind, name);
   auto now = clock::now();
-  std::lock_guard<std::mutex> g{i.mu};
-  if (i.stopping.load() || i.nc == nullptr)
-    return;
-  auto [it, fresh] = i.subs.try_emplace(subject, nullptr);
-  if (fresh) {
-    natsSubscription* sub = nullptr;
-    natsStatus s = natsConnection_Subscribe(&sub, i.nc, subject.c_str(), impl::on_topic, &i);
-    if (s != NATS_OK) {
-      spdlog::warn("nats: subscribe {}: {}", subject, natsStatus_GetText(s));
-      i.subs.erase(it);
-    } else {
-      // nats.c holds at most this much per subscription; past it: dropped, counted
-      natsSubscription_SetPendingLimits(sub, 1 << 20, 256 << 20);
-      it->second = sub;
+  {
+    std::lock_guard<std::mutex> g{i.mu};
+    if (i.stopping.load() || i.nc == nullptr)
+      return;
+    auto [it, fresh] = i.subs.try_emplace(subject, nullptr);
+    if (fresh) {
+      natsSubscription* sub = nullptr;
+      natsStatus s =
+          natsConnection_Subscribe(&sub, i.nc, subject.c_str(), impl::on<&impl::topic_message>, &i);
+      if (s != NATS_OK) {
+        spdlog::warn("nats: subscribe {}: {}", subject, natsStatus_GetText(s));
+        i.subs.erase(it);
+      } else {
+        // nats.c holds at most this much per subscription; past it: dropped, counted
+        natsSubscription_SetPendingLimits(sub, 1 << 20, 256 << 20);
+        it->second = sub;
+      }
     }
   }
-  if (i.pending.add(subject, now + i.opts.subscribe_timeout, i.peers, now))
-    i.confirmed_now.push_back(subject);
-  else
-    i.barrier_topics.push_back(subject);
-  i.poke_locked();
+  i.view.subscribed(std::move(subject), now + i.opts.subscribe_timeout, now);
+  i.poke();
 }
 
 void nats_backbone::unsubscribe(topic_kind kind, std::string_view name) {
   auto& i = *impl_;
   auto subject = nats::topic_subject(i.opts.prefix, kind, name);
+  i.view.unsubscribed(subject);
   std::lock_guard<std::mutex> g{i.mu};
-  i.pending.remove(subject);
   auto it = i.subs.find(subject);
   if (it == i.subs.end())
     return;
@@ -602,7 +445,7 @@ void nats_backbone::publish(topic_kind kind, std::string_view name, const frame_
 void nats_backbone::send_to_node(std::string_view node, service_tag service, std::string payload) {
   auto& i = *impl_;
   i.publish_raw(nats::node_subject(i.opts.prefix, node),
-                encode_node_message(static_cast<char>(service), i.opts.node_id, payload));
+                nats::encode_node_message(static_cast<char>(service), i.opts.node_id, payload));
 }
 
 std::shared_ptr<history_engine> nats_backbone::history() const {
