@@ -1,7 +1,8 @@
 // libFuzzer target for every parser that reads network input: client
 // commands, API bodies, server frames (clients/tools), JWTs (?token=), the
 // WebSocket framing of client bytes, permessage-deflate offers and
-// compressed messages.
+// compressed messages, and the NATS backbone's subject tokens, node messages,
+// heartbeats and JetStream answers.
 // The first byte picks the parser; the rest is the input. Besides "no crash,
 // no leak, no UB" it checks that what parses re-encodes to something that
 // parses to the same command.
@@ -11,6 +12,9 @@
 #include "protocol/json_scan.hpp"
 #include "protocol/websocket.hpp"
 #include "protocol/ws_deflate.hpp"
+#include "transport/js_wire.hpp"
+#include "transport/nats_subjects.hpp"
+#include "transport/nats_view.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -132,13 +136,39 @@ void presence_messages(std::string_view in) {
   check(t.count("room:1") == 0);
 }
 
+// The NATS backbone's parsers: subject tokens, node messages, heartbeats
+// (what other nodes send) and JetStream's answers (transport/js_wire).
+void nats_wire(std::string_view in) {
+  using namespace wsnode::transport;
+  if (auto name = nats::decode_token(in))
+    check(nats::encode_token(*name) == in); // one spelling per name
+  if (!in.empty()) // names are never empty
+    check(nats::decode_token(nats::encode_token(in)) == std::string{in});
+  if (auto t = nats::parse_topic_subject("p", in))
+    check(nats::topic_subject("p", t->kind, t->name) == in);
+  if (auto m = nats::decode_node_message(in))
+    check(nats::encode_node_message(m->kind, m->origin, m->body) == in);
+  if (auto hb = nats::decode_heartbeat(in)) {
+    nats::node_view v{"n1", std::chrono::milliseconds(1000)};
+    v.heard(*hb, nats::clock::now());
+    nats::clock::time_point next;
+    (void)v.step(nats::clock::now(), 1, next);
+  }
+  auto a = js::parse_ack(false, 0, in);
+  check(a.what != js::pub_ack::kind::ok || a.seq > 0);
+  (void)js::stream_created(in);
+  (void)js::stream_differs(in);
+  for (auto seq : js::split_links(in, 16))
+    check(seq > 0);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0)
     return 0;
   std::string_view in{reinterpret_cast<const char*>(data) + 1, size - 1};
   parse_limits limits;
   limits.max_data_bytes = 256;
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
   case 0: {
     auto r = parse_command(in, limits);
     if (auto* c = std::get_if<command>(&r)) {
@@ -174,6 +204,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     break;
   case 6:
     presence_messages(in);
+    break;
+  case 7:
+    nats_wire(in);
     break;
   }
   return 0;
