@@ -18,6 +18,7 @@ using js::pub_ack;
 
 namespace {
 constexpr int max_conflicts = 1000;
+constexpr std::size_t max_cached = 100000; // channels whose top this node remembers
 constexpr auto key_poll = std::chrono::milliseconds(100);
 } // namespace
 
@@ -81,22 +82,26 @@ struct js_history::impl : js::store {
       c.busy = false;
       if (!r.ok)
         c.last.reset(); // what the channel holds now is unknown
-      if (c.queue.empty() && !c.last)
+      // what is cached of idle channels stays bounded: past max_cached,
+      // an idle channel's top is read again at its next write
+      if (c.queue.empty() && (!c.last || chans.size() > max_cached))
         chans.erase(ch);
     }
     o->done(std::move(r));
     kick(ch);
   }
 
-  void fail(const std::string& ch, const op_ptr& o) {
+  void fail(const std::string& ch, const op_ptr& o, std::string why = js::unavailable) {
     engine_append_result r;
-    r.error = js::unavailable;
+    r.error = std::move(why);
     finish(ch, o, std::move(r));
   }
 
   // A keyed publish first claims its key: only if nobody has (JetStream
   // checks "no message yet" when it applies the write).
   void step_key(const std::string& ch, const op_ptr& o) {
+    if (clock::now() >= o->deadline) // waited its whole time behind others
+      return fail(ch, o, "queued behind other publishes of the channel past nats.timeout_ms");
     if (o->key.empty() || o->key_claimed)
       return step_last(ch, o);
     auto s = self();
@@ -207,7 +212,7 @@ struct js_history::impl : js::store {
                 return s->conflict(ch, o);
               case pub_ack::kind::error:
                 spdlog::warn("nats: history append to {}: {}", ch, a.error);
-                return s->fail(ch, o);
+                return s->fail(ch, o, "JetStream: " + a.error);
               case pub_ack::kind::timeout:
                 return s->fail(ch, o);
               }

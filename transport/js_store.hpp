@@ -20,7 +20,8 @@ namespace wsnode::transport::js {
 
 using clock = std::chrono::steady_clock;
 
-inline constexpr const char* unavailable = "channel history unavailable";
+/// Why a history call failed when JetStream did not answer.
+inline constexpr const char* unavailable = "no answer from JetStream within nats.timeout_ms";
 
 /// The names of one history namespace's streams.
 struct stream_names {

@@ -69,6 +69,7 @@ struct nats_backbone::impl {
   std::mutex mu; // subs, work, peers_text
   std::condition_variable wake;
   bool work = false;
+  bool closed = false; // nats.c made its last connection callback
   std::unordered_map<std::string, natsSubscription*> subs; // topic subscriptions by subject
   std::string peers_text = "[]";
   std::thread timer;
@@ -104,6 +105,15 @@ struct nats_backbone::impl {
     auto& self = *static_cast<impl*>(closure);
     callback_scope scope{self};
     self.link_changed(true);
+  }
+  // nats.c calls the connection's callbacks from its own thread, after
+  // natsConnection_Close returned: stop() waits for this last one.
+  static void on_closed(natsConnection*, void* closure) {
+    auto& self = *static_cast<impl*>(closure);
+    callback_scope scope{self};
+    std::lock_guard<std::mutex> g{self.mu};
+    self.closed = true;
+    self.wake.notify_all();
   }
   static void on_error(natsConnection*, natsSubscription* sub, natsStatus err, void* closure) {
     auto& self = *static_cast<impl*>(closure);
@@ -331,7 +341,7 @@ void nats_backbone::start(std::shared_ptr<backbone_events> events) {
   i.events = std::move(events);
   i.m.backbone_kind = "nats";
   i.m.backbone_up.store(0);
-  nats_callbacks cb{impl::on_disconnected, impl::on_connected, impl::on_error, &i};
+  nats_callbacks cb{impl::on_disconnected, impl::on_connected, impl::on_error, impl::on_closed, &i};
   std::unique_ptr<natsOptions, decltype(&natsOptions_Destroy)> o{make_nats_options(i.opts, cb),
                                                                  natsOptions_Destroy};
   natsStatus s = natsConnection_Connect(&i.nc, o.get());
@@ -371,8 +381,11 @@ void nats_backbone::stop() {
     i.timer.join();
   if (i.jsc)
     i.jsc->stop(); // what still waits is answered as timed out
-  if (i.nc != nullptr)
+  if (i.nc != nullptr) {
     natsConnection_Close(i.nc);
+    std::unique_lock<std::mutex> l{i.mu};
+    i.wake.wait_for(l, std::chrono::seconds(5), [&] { return i.closed; });
+  }
   // nats.c's threads may be inside a callback of ours: wait them out
   while (i.in_callback.load() > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

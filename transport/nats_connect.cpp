@@ -46,6 +46,7 @@ natsOptions* make_nats_options(const nats_options& opts, const nats_callbacks& c
   check(natsOptions_SetDisconnectedCB(o, cb.disconnected, cb.closure), "callbacks");
   check(natsOptions_SetReconnectedCB(o, cb.reconnected, cb.closure), "callbacks");
   check(natsOptions_SetErrorHandler(o, cb.error, cb.closure), "callbacks");
+  check(natsOptions_SetClosedCB(o, cb.closed, cb.closure), "callbacks");
   check(natsOptions_SetRetryOnFailedConnect(o, true, cb.reconnected, cb.closure), "retry");
   return guard.release();
 }

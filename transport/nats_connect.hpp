@@ -13,6 +13,7 @@ struct nats_callbacks {
   natsConnectionHandler disconnected = nullptr;
   natsConnectionHandler reconnected = nullptr; ///< also the first connect, when it came late
   natsErrHandler error = nullptr;
+  natsConnectionHandler closed = nullptr; ///< the last callback nats.c makes
   void* closure = nullptr;
 };
 
