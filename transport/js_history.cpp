@@ -33,6 +33,9 @@ struct js_history::impl : js::store {
     std::string pid;
     int conflicts = 0;
     bool key_claimed = false;
+    /// Publishes of the same channel queued behind this one and written in
+    /// the same record (none for a keyed publish): offsets follow this one's.
+    std::vector<std::shared_ptr<op>> riders;
   };
   struct chan {
     std::optional<js::last_msg> last; // what this node knows of the channel's top
@@ -87,8 +90,32 @@ struct js_history::impl : js::store {
       if (c.queue.empty() && (!c.last || chans.size() > max_cached))
         chans.erase(ch);
     }
+    auto riders = std::move(o->riders);
+    for (std::size_t i = 0; i < riders.size(); ++i) {
+      auto rr = r;
+      rr.off = r.ok ? r.off + i + 1 : 0;
+      riders[i]->done(std::move(rr));
+    }
     o->done(std::move(r));
     kick(ch);
+  }
+
+  // The publishes queued behind `o` that can share its record: no key,
+  // at most max_batch in all, about 256 KiB of data.
+  void gather_riders(const std::string& ch, const op_ptr& o) {
+    if (!o->key.empty() || !o->riders.empty())
+      return;
+    std::lock_guard<std::mutex> g{mu};
+    auto& q = chans[ch].queue;
+    std::size_t bytes = o->data.size();
+    while (q.size() > 1 && o->riders.size() + 1 < js::max_batch) {
+      const auto& next = q[1];
+      if (!next->key.empty() || bytes + next->data.size() > (256u << 10))
+        break;
+      bytes += next->data.size();
+      o->riders.push_back(next);
+      q.erase(q.begin() + 1);
+    }
   }
 
   void fail(const std::string& ch, const op_ptr& o, std::string why = js::unavailable) {
@@ -176,9 +203,11 @@ struct js_history::impl : js::store {
   // sequence and fenced by the offset's Msg-Id. A retry after a timeout
   // sends the same Msg-Id: stored at most once.
   void step_write(const std::string& ch, const op_ptr& o) {
+    gather_riders(ch, o);
     auto l = *known_last(ch);
     const auto& n = *space_of(ch);
     auto off = l.off + 1;
+    auto count = 1 + o->riders.size();
     auto links = js::next_links(l.seq, l.links);
     js::headers hdrs{{js::h_msg_id, js::offset_fence(ch, l.ep, off)},
                      {js::h_expect, std::to_string(l.seq)},
@@ -187,15 +216,25 @@ struct js_history::impl : js::store {
                      {js::h_time, std::to_string(js::unix_ms())},
                      {js::h_prev, links},
                      {js::h_pid, o->pid}};
-    if (!o->from.empty())
-      hdrs.emplace_back(js::h_from, o->from);
+    std::string body;
+    if (count == 1) {
+      body = o->data;
+      if (!o->from.empty())
+        hdrs.emplace_back(js::h_from, o->from);
+    } else { // one record for the batch: one round trip, one fence
+      std::vector<js::record_item> items{{o->from, o->data}};
+      for (const auto& r : o->riders)
+        items.push_back({r->from, r->data});
+      body = js::pack_record(items);
+      hdrs.emplace_back(js::h_count, std::to_string(count));
+    }
     auto s = self();
-    auto committed = [s, ch, o, off, ep = l.ep, links](std::uint64_t seq) {
-      s->set_last(ch, js::last_msg{seq, off, ep, links});
+    auto committed = [s, ch, o, off, top = off + count - 1, ep = l.ep, links](std::uint64_t seq) {
+      s->set_last(ch, js::last_msg{seq, top, ep, links});
       s->committed(ch, o, ep, off);
     };
     auto stream = n.data_stream;
-    publish(data_subject(n, ch), o->data, std::move(hdrs), o->deadline,
+    publish(data_subject(n, ch), std::move(body), std::move(hdrs), o->deadline,
             [s, ch, o, committed, stream](pub_ack a) {
               switch (a.what) {
               case pub_ack::kind::ok:

@@ -80,7 +80,12 @@ void read_top(const std::shared_ptr<store>& s, const walk_ptr& w) {
       w->result.ep = last->ep;
       w->result.top = last->off;
       if (wanted(*w) > 0) {
-        w->got.emplace(last->off, s->message_of(r));
+        auto msgs = s->messages(r);
+        if (!msgs || msgs->empty() || msgs->front().off <= w->after + 1)
+          w->ended = true; // not ours, or reached `after`
+        for (auto& msg : msgs.value_or(std::vector<engine_message>{}))
+          if (msg.off > w->after)
+            w->got.emplace(msg.off, std::move(msg));
         w->next_links = last->links;
       }
     }
@@ -113,11 +118,16 @@ void read_more(const std::shared_ptr<store>& s, const walk_ptr& w) {
         } else if (r.status() == 404) {
           w->ended = true; // dropped (history_size): older ones are gone too
         } else {
-          auto msg = s->message_of(r);
-          if (msg.off == 0 || r.header(h_ep) != w->result.ep || msg.off <= w->after)
-            w->ended = true; // the marker, an earlier epoch, or far enough
-          else
-            w->got.emplace(msg.off, std::move(msg));
+          auto msgs = s->messages(r);
+          if (!msgs || msgs->empty() || r.header(h_ep) != w->result.ep) {
+            w->ended = true; // not ours, the marker, or an earlier epoch
+          } else {
+            for (auto& msg : *msgs)
+              if (msg.off > w->after)
+                w->got.emplace(msg.off, std::move(msg));
+            if (msgs->front().off <= w->after + 1)
+              w->ended = true; // far enough
+          }
           if (seq == w->oldest_asked)
             w->next_links = std::string{r.header(h_prev)};
         }

@@ -167,7 +167,7 @@ std::optional<last_msg> store::parse_last(const reply& r) {
     return std::nullopt;
   last_msg l;
   l.seq = r.header_u64("Nats-Sequence");
-  l.off = r.header_u64(h_off);
+  l.off = record_top(r);
   l.ep = std::string{r.header(h_ep)};
   l.links = std::string{r.header(h_prev)};
   if (l.seq == 0 || l.ep.empty() || l.ep.size() > protocol::max_epoch_length) {
@@ -177,13 +177,18 @@ std::optional<last_msg> store::parse_last(const reply& r) {
   return l;
 }
 
-engine_message store::message_of(const reply& r) const {
-  engine_message msg;
-  msg.off = r.header_u64(h_off);
-  msg.from = std::string{r.header(h_from)};
-  msg.data = std::string{r.data()};
-  msg.time_ms = to_i64(r.header(h_time));
-  return msg;
+std::optional<std::vector<engine_message>> store::messages(const reply& r) {
+  auto stored = messages_of(r);
+  if (!stored) {
+    bump(m.history_bad_messages, 1);
+    return std::nullopt;
+  }
+  auto time = to_i64(r.header(h_time));
+  std::vector<engine_message> out;
+  out.reserve(stored->size());
+  for (const auto& s : *stored)
+    out.push_back({s.off, std::string{s.from}, std::string{s.data}, time});
+  return out;
 }
 
 } // namespace wsnode::transport::js

@@ -75,7 +75,9 @@ struct store : std::enable_shared_from_this<store> {
 
   /// The message a DirectGet answered with, when wsnode wrote it.
   std::optional<last_msg> parse_last(const reply& r);
-  engine_message message_of(const reply& r) const;
+  /// The messages of a stored record (none for a marker); nullopt (and
+  /// counted) for a record wsnode did not write.
+  std::optional<std::vector<engine_message>> messages(const reply& r);
 
 private:
   void create_stream(const std::string& name, const std::string& config, bool update);

@@ -110,15 +110,95 @@ std::int64_t unix_ms() {
       .count();
 }
 
-std::optional<std::string> live_frame(const reply& r, std::string_view ch) {
-  auto ep = r.header(h_ep);
-  auto off = r.header_u64(h_off);
-  auto from = r.header(h_from);
-  // written by wsnode, or not passed on: clients get valid frames only
-  if (off == 0 || ep.empty() || ep.size() > protocol::max_epoch_length ||
-      !(from.empty() || protocol::valid_user(from)) || !protocol::json::validate(r.data()))
+std::string pack_record(const std::vector<record_item>& items) {
+  std::string out = "[";
+  for (const auto& it : items) {
+    if (out.size() > 1)
+      out.push_back(',');
+    out += "[\"";
+    out += it.from;
+    out += "\",";
+    out += it.data;
+    out.push_back(']');
+  }
+  out.push_back(']');
+  return out;
+}
+
+std::optional<std::vector<record_item>> unpack_record(std::string_view body, std::size_t count) {
+  using protocol::json::detail::skip_value;
+  using protocol::json::detail::skip_ws;
+  if (count < 2 || count > max_batch || !protocol::json::validate(body))
     return std::nullopt;
-  return encode_ordered(ep, protocol::encode_msg(ch, from, off, r.data()));
+  std::vector<record_item> out;
+  std::size_t i = skip_ws(body, 0);
+  if (i >= body.size() || body[i] != '[')
+    return std::nullopt;
+  i = skip_ws(body, i + 1);
+  while (i < body.size() && body[i] == '[') {
+    std::size_t from_start = skip_ws(body, i + 1);
+    std::size_t from_end = skip_value(body, from_start);
+    if (from_start >= body.size() || body[from_start] != '"' || from_end < from_start + 2)
+      return std::nullopt;
+    auto from = body.substr(from_start + 1, from_end - from_start - 2);
+    std::size_t comma = skip_ws(body, from_end);
+    if (comma >= body.size() || body[comma] != ',')
+      return std::nullopt;
+    std::size_t data_start = skip_ws(body, comma + 1);
+    std::size_t data_end = skip_value(body, data_start);
+    std::size_t close = skip_ws(body, data_end);
+    if (close >= body.size() || body[close] != ']' || data_end <= data_start)
+      return std::nullopt;
+    if (!(from.empty() || protocol::valid_user(from)))
+      return std::nullopt;
+    out.push_back({from, body.substr(data_start, data_end - data_start)});
+    i = skip_ws(body, close + 1);
+    if (i < body.size() && body[i] == ',')
+      i = skip_ws(body, i + 1);
+  }
+  if (out.size() != count)
+    return std::nullopt;
+  return out;
+}
+
+std::uint64_t record_top(const reply& r) {
+  auto off = r.header_u64(h_off);
+  auto count = r.header_u64(h_count);
+  return off == 0 ? 0 : off + (count > 1 ? count - 1 : 0);
+}
+
+std::optional<std::vector<stored_message>> messages_of(const reply& r) {
+  auto off = r.header_u64(h_off);
+  auto count = r.header_u64(h_count);
+  std::vector<stored_message> out;
+  if (off == 0)
+    return out; // the epoch's marker
+  if (count > 1) {
+    auto items = unpack_record(r.data(), count);
+    if (!items)
+      return std::nullopt;
+    for (std::size_t i = 0; i < items->size(); ++i)
+      out.push_back({off + i, (*items)[i].from, (*items)[i].data});
+    return out;
+  }
+  auto from = r.header(h_from);
+  if (!(from.empty() || protocol::valid_user(from)) || !protocol::json::validate(r.data()))
+    return std::nullopt;
+  out.push_back({off, from, r.data()});
+  return out;
+}
+
+std::optional<std::vector<std::string>> live_frames(const reply& r, std::string_view ch) {
+  auto ep = r.header(h_ep);
+  if (ep.empty() || ep.size() > protocol::max_epoch_length)
+    return std::nullopt;
+  auto msgs = messages_of(r); // written by wsnode, or not passed on: valid frames only
+  if (!msgs)
+    return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& m : *msgs)
+    out.push_back(encode_ordered(ep, protocol::encode_msg(ch, m.from, m.off, m.data)));
+  return out;
 }
 
 } // namespace wsnode::transport::js

@@ -24,6 +24,11 @@ inline constexpr const char* h_prev = "Wsn-Prev"; // stream seqs of earlier mess
 inline constexpr const char* h_pid = "Wsn-Pid";   // this write's unique id
 inline constexpr const char* h_expect = "Nats-Expected-Last-Subject-Sequence";
 inline constexpr const char* h_msg_id = "Nats-Msg-Id";
+/// A record of several messages (a batch of one channel from one node):
+/// Wsn-Off is the first's offset, the body `[["FROM",DATA],...]`.
+inline constexpr const char* h_count = "Wsn-Count";
+/// Most messages one record holds.
+inline constexpr std::size_t max_batch = 64;
 /// How many earlier messages a message links to (a read asks for that
 /// many at once).
 inline constexpr std::size_t prev_links = 16;
@@ -60,12 +65,36 @@ std::vector<std::uint64_t> split_links(std::string_view list, std::size_t max);
 /// The links of the message after one stored at `last_seq` with `last_links`.
 std::string next_links(std::uint64_t last_seq, std::string_view last_links);
 
+/// One message of a record: who published it ("" for the API) and its data.
+struct record_item {
+  std::string_view from;
+  std::string_view data;
+};
+/// The body of a record of several messages (FROM is a valid user id or
+/// "", DATA valid JSON: both were checked when published).
+std::string pack_record(const std::vector<record_item>& items);
+/// The messages of a record's body; nullopt unless it holds exactly
+/// `count` (2 to max_batch) valid messages.
+std::optional<std::vector<record_item>> unpack_record(std::string_view body, std::size_t count);
+
 /// Now, in Unix ms.
 std::int64_t unix_ms();
 
-/// What the backbone hands the broker for a message JetStream republished
-/// to channel `ch`'s live subject (encode_ordered of its msg frame);
-/// nullopt for an epoch marker or a message wsnode did not write.
-std::optional<std::string> live_frame(const reply& r, std::string_view ch);
+/// The messages a stored record holds, oldest first (one, or a batch),
+/// each with the record's time; empty for an epoch's marker, nullopt for
+/// a record wsnode did not write.
+struct stored_message {
+  std::uint64_t off = 0;
+  std::string_view from;
+  std::string_view data;
+};
+std::optional<std::vector<stored_message>> messages_of(const reply& r);
+/// The newest offset a stored record holds (0 for a marker).
+std::uint64_t record_top(const reply& r);
+
+/// What the backbone hands the broker for a record JetStream republished
+/// to channel `ch`'s live subject: encode_ordered of each message's msg
+/// frame; nullopt for a record wsnode did not write (empty for a marker).
+std::optional<std::vector<std::string>> live_frames(const reply& r, std::string_view ch);
 
 } // namespace wsnode::transport::js

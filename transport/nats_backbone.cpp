@@ -149,24 +149,27 @@ struct nats_backbone::impl {
       bump(m.mesh_malformed, 1);
       return;
     }
-    std::string data;
-    if (js::reply r{msg}; history && !r.header("Nats-Stream").empty()) {
-      // a history channel's message, republished by JetStream once stored
-      auto wire = js::live_frame(r, t->name);
-      if (!wire) {
-        if (r.header_u64(js::h_off) != 0) // 0: an epoch's marker, not a message
-          bump(m.mesh_malformed, 1);
+    js::reply r{msg};
+    if (history && !r.header("Nats-Stream").empty()) {
+      // a history channel's record, republished by JetStream once stored
+      auto frames = js::live_frames(r, t->name);
+      if (!frames) {
+        bump(m.mesh_malformed, 1);
         return;
       }
-      data = std::move(*wire);
-    } else {
-      data = data_of(msg);
+      for (auto& f : *frames) // none for an epoch's marker
+        deliver(t->kind, t->name, std::move(f));
+      return;
     }
+    deliver(t->kind, std::move(t->name), std::string{data_of(msg)});
+  }
+
+  void deliver(topic_kind kind, std::string name, std::string data) {
     if (!take_room())
       return;
     bump(m.mesh_received, 1);
     std::lock_guard<std::mutex> g{events_mu};
-    events->on_remote(t->kind, std::move(t->name), make_frame(std::move(data)));
+    events->on_remote(kind, std::move(name), make_frame(std::move(data)));
   }
 
   void node_message(natsMsg* msg) {

@@ -142,7 +142,7 @@ void nats_wire(std::string_view in) {
   using namespace wsnode::transport;
   if (auto name = nats::decode_token(in))
     check(nats::encode_token(*name) == in); // one spelling per name
-  if (!in.empty()) // names are never empty
+  if (!in.empty())                          // names are never empty
     check(nats::decode_token(nats::encode_token(in)) == std::string{in});
   if (auto t = nats::parse_topic_subject("p", in))
     check(nats::topic_subject("p", t->kind, t->name) == in);
@@ -160,6 +160,11 @@ void nats_wire(std::string_view in) {
   (void)js::stream_differs(in);
   for (auto seq : js::split_links(in, 16))
     check(seq > 0);
+  for (std::size_t count = 2; count <= 4; ++count)
+    if (auto items = js::unpack_record(in, count)) {
+      check(items->size() == count);
+      check(js::unpack_record(js::pack_record(*items), count).has_value());
+    }
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

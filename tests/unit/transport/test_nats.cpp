@@ -195,3 +195,23 @@ TEST_CASE("js wire: links walk back 16 messages at a time") {
   CHECK(js::split_links("0,5", 10).empty());
   CHECK(js::split_links("", 10).empty());
 }
+
+TEST_CASE("js wire: a batch record packs and unpacks exactly, or not at all") {
+  std::vector<js::record_item> items{{"alice", R"({"a": [1, 2]})"}, {"", "\"x\""}, {"b.o@b", "3"}};
+  auto body = js::pack_record(items);
+  CHECK(body == R"([["alice",{"a": [1, 2]}],["","x"],["b.o@b",3]])");
+  auto back = js::unpack_record(body, 3);
+  REQUIRE(back);
+  REQUIRE(back->size() == 3);
+  CHECK((*back)[0].from == "alice");
+  CHECK((*back)[0].data == R"({"a": [1, 2]})"); // the client's exact bytes
+  CHECK((*back)[1].from.empty());
+  CHECK((*back)[1].data == "\"x\"");
+  CHECK((*back)[2].data == "3");
+  CHECK_FALSE(js::unpack_record(body, 2));                     // not the count the header says
+  CHECK_FALSE(js::unpack_record(body, 1));                     // a single message is not a record
+  CHECK_FALSE(js::unpack_record("[[\"a\",1]", 2));             // not JSON
+  CHECK_FALSE(js::unpack_record(R"([["a b",1],["c",2]])", 2)); // not a user id
+  CHECK_FALSE(js::unpack_record(R"([["a",1,2],["c",2]])", 2));
+  CHECK_FALSE(js::unpack_record(R"([1,2])", 2));
+}
