@@ -183,8 +183,14 @@ void client::request(const std::string& subject, std::string_view body, const he
   }
   auto reply_to = i.inbox + std::to_string(id);
   natsMsg* m = nullptr;
-  natsStatus s = natsMsg_Create(&m, subject.c_str(), reply_to.c_str(), body.data(),
-                                static_cast<int>(body.size()));
+  // Not while disconnected: nats.c would buffer the request and send it on
+  // reconnect, after its caller was told "no answer" (a publish answered
+  // "unavailable" would then be stored anyway). The caller retries.
+  natsStatus s =
+      natsConnection_Status(i.nc) == NATS_CONN_STATUS_CONNECTED ? NATS_OK : NATS_NOT_YET_CONNECTED;
+  if (s == NATS_OK)
+    s = natsMsg_Create(&m, subject.c_str(), reply_to.c_str(), body.data(),
+                       static_cast<int>(body.size()));
   for (const auto& [k, v] : hdrs)
     if (s == NATS_OK)
       s = natsMsgHeader_Set(m, k.c_str(), v.c_str());
