@@ -8,12 +8,20 @@
 // once, on one of the engine's threads, within the engine's timeout.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 namespace wsnode {
+
+/// Now, in Unix ms: the clock of engine_message::time_ms.
+inline std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 /// One message as the engine holds it.
 struct engine_message {

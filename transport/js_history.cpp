@@ -213,7 +213,7 @@ struct js_history::impl : js::store {
                      {js::h_expect, std::to_string(l.seq)},
                      {js::h_ep, l.ep},
                      {js::h_off, std::to_string(off)},
-                     {js::h_time, std::to_string(js::unix_ms())},
+                     {js::h_time, std::to_string(wsnode::unix_ms())},
                      {js::h_prev, links},
                      {js::h_pid, o->pid}};
     std::string body;

@@ -58,6 +58,18 @@ void finish(const walk_ptr& w, bool ok) {
 
 void read_more(const std::shared_ptr<store>& s, const walk_ptr& w);
 
+// Keeps a record's messages above `after`. A record wsnode did not write,
+// the epoch's marker, or one that reaches `after` ends the walk. Under w.mu.
+void take(walk& w, std::optional<std::vector<engine_message>> msgs) {
+  if (!msgs || msgs->empty() || msgs->front().off <= w.after + 1)
+    w.ended = true;
+  if (!msgs)
+    return;
+  for (auto& msg : *msgs)
+    if (msg.off > w.after)
+      w.got.emplace(msg.off, std::move(msg));
+}
+
 void read_top(const std::shared_ptr<store>& s, const walk_ptr& w) {
   const auto& n = *s->space_of(w->ch);
   s->direct_last(n.data_stream, s->data_subject(n, w->ch), w->deadline, [s, w](const reply& r) {
@@ -80,12 +92,7 @@ void read_top(const std::shared_ptr<store>& s, const walk_ptr& w) {
       w->result.ep = last->ep;
       w->result.top = last->off;
       if (wanted(*w) > 0) {
-        auto msgs = s->messages(r);
-        if (!msgs || msgs->empty() || msgs->front().off <= w->after + 1)
-          w->ended = true; // not ours, or reached `after`
-        for (auto& msg : msgs.value_or(std::vector<engine_message>{}))
-          if (msg.off > w->after)
-            w->got.emplace(msg.off, std::move(msg));
+        take(*w, s->messages(r));
         w->next_links = last->links;
       }
     }
@@ -118,16 +125,10 @@ void read_more(const std::shared_ptr<store>& s, const walk_ptr& w) {
         } else if (r.status() == 404) {
           w->ended = true; // dropped (history_size): older ones are gone too
         } else {
-          auto msgs = s->messages(r);
-          if (!msgs || msgs->empty() || r.header(h_ep) != w->result.ep) {
-            w->ended = true; // not ours, the marker, or an earlier epoch
-          } else {
-            for (auto& msg : *msgs)
-              if (msg.off > w->after)
-                w->got.emplace(msg.off, std::move(msg));
-            if (msgs->front().off <= w->after + 1)
-              w->ended = true; // far enough
-          }
+          if (r.header(h_ep) != w->result.ep)
+            w->ended = true; // an earlier epoch
+          else
+            take(*w, s->messages(r));
           if (seq == w->oldest_asked)
             w->next_links = std::string{r.header(h_prev)};
         }

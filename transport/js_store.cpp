@@ -101,7 +101,7 @@ void store::write_marker(const std::string& ch, clock::time_point deadline,
   auto ep = protocol::make_epoch();
   auto* counter = &m.history_new_epochs;
   publish(data_subject(n, ch), {},
-          {{h_expect, "0"}, {h_ep, ep}, {h_off, "0"}, {h_time, std::to_string(unix_ms())}},
+          {{h_expect, "0"}, {h_ep, ep}, {h_off, "0"}, {h_time, std::to_string(wsnode::unix_ms())}},
           deadline, [fn = std::move(fn), ep, counter](pub_ack a) {
             if (a.what == pub_ack::kind::ok)
               bump(*counter, 1);

@@ -104,12 +104,6 @@ std::string next_links(std::uint64_t last_seq, std::string_view last_links) {
   return out;
 }
 
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string pack_record(const std::vector<record_item>& items) {
   std::string out = "[";
   for (const auto& it : items) {

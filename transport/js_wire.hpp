@@ -77,9 +77,6 @@ std::string pack_record(const std::vector<record_item>& items);
 /// `count` (2 to max_batch) valid messages.
 std::optional<std::vector<record_item>> unpack_record(std::string_view body, std::size_t count);
 
-/// Now, in Unix ms.
-std::int64_t unix_ms();
-
 /// The messages a stored record holds, oldest first (one, or a batch),
 /// each with the record's time; empty for an epoch's marker, nullopt for
 /// a record wsnode did not write.

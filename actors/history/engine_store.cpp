@@ -13,12 +13,6 @@ namespace {
 using namespace std::chrono_literals;
 constexpr auto first_check = 1s; // after a subscription: its first live message may be missed
 
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The engine's messages as frames, oldest first, from the first one still
 // held (within the ttl, and whole); `whole` says whether any was left out.
 std::vector<frame_ptr> frames_of(const std::string& ch, std::vector<engine_message>& msgs,
