@@ -38,6 +38,9 @@ struct namespace_options {
   bool join_leave = false;
   bool lossy = false;
   std::size_t max_subscribers = 0; ///< 0 = unlimited
+  // the application's hooks ([hooks] subscribe_url, publish_url)
+  bool subscribe_hook = false;
+  bool publish_hook = false;
 
   bool has_history() const noexcept { return history_size > 0; }
 };

@@ -26,6 +26,7 @@ public:
     std::string id;
     std::string ch;
     bool release = false; ///< a history sub: its channel is reported once sent
+    bool server = false;  ///< a server-side sub: answered `subscribed`, not `ack`
     bool ready = false;
   };
 

@@ -1,466 +1,324 @@
+// A session actor's life: start, input held until `hello` (or behind a
+// hook), the shards' answers put in their place among the replies, token
+// expiry, the end. What each command does: session_commands.cpp; the
+// application's hooks: session_hooks.cpp.
 #include "actors/session.hpp"
 
 #include "actors/broker.hpp"
-#include "actors/messages.hpp"
-#include "actors/rate_limiter.hpp"
-#include "actors/reply_order.hpp"
-#include "actors/session_policy.hpp"
-#include "protocol/names.hpp"
+#include "actors/session_state.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
-#include <memory>
 #include <utility>
-#include <vector>
 
 namespace wsnode::actors {
 
-namespace {
-
 using protocol::error_code;
+
+namespace {
 
 std::atomic<std::uint64_t> next_sid{1};
 
-/// Commands a session keeps while it waits for `joined` (hello).
+/// Commands a session keeps while it waits for `joined` (hello) or a hook.
 constexpr std::size_t max_early = 256;
-/// Users per presence page when the command gives no limit (the most a page holds).
-constexpr std::uint64_t default_presence_limit = 1000;
 
-// The state of one session actor: everything the session owns. Its
-// handlers run one at a time on a CAF worker (the actor's mailbox orders
-// them), so nothing here needs a lock.
-class session_state {
-public:
-  explicit session_state(caf::event_based_actor* self) : self_(self) {}
-  session_state(const session_state&) = delete;
-  session_state& operator=(const session_state&) = delete;
-  ~session_state() {
-    leave(); // also when the actor ends without `closed` (system shutdown)
-    if (env_)
-      bump(env_->m.session_actors, -1);
-  }
+} // namespace
 
-  static inline const char* name = "wsnode.session";
+session_state::~session_state() {
+  leave(); // also when the actor ends without `closed` (system shutdown)
+  if (env_)
+    bump(env_->m.session_actors, -1);
+}
 
-  void init(std::shared_ptr<const session_env> env, session_identity who, sink_ptr sink,
-            std::uint64_t sid) {
-    env_ = std::move(env);
-    bump(env_->m.session_actors, 1);
-    sink_ = std::move(sink);
-    sid_ = sid;
-    user_ = std::move(who.user);
-    set_token(who.exp, std::move(who.channels));
-    arm_expiry();
-    rate_ = token_bucket{env_->rate};
-    errors_ = token_bucket{env_->errors};
-    // The broker sends hello once the user is reachable from every node,
-    // then tells us `joined`; commands that arrive before are kept until then.
-    const auto& node = env_->cfg.node_id;
-    caf::anon_send(
-        env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
-        make_frame(protocol::encode_hello(node, user_, node + "-" + std::to_string(sid_))),
-        handle());
-  }
-
-  void on_messages(client_messages& batch) {
-    {
-      send_batch replies; // the replies to one read reach the I/O thread together
-      for (auto& msg : batch)
-        on_message(std::move(msg.text), msg.binary);
-    }
-    release_subscriptions();
-  }
-
-  // ---- answers from the shards of history channels
-
-  void on_sub_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
-                   std::int8_t recovered, frame_list& frames, const std::string& error) {
-    auto* r = slot_of(slot);
-    if (r == nullptr)
-      return;
-    if (ok) {
-      std::optional<bool> rec;
-      if (recovered >= 0) {
-        rec = recovered == 1;
-        bump(*rec ? env_->m.recoveries_ok : env_->m.recoveries_failed, 1);
-      }
-      r->frame = make_frame(protocol::encode_sub_ack(r->id, ep, off, rec));
-      r->more = std::move(frames);
-      r->release = true;
-    } else {
-      std::erase(subs_, r->ch);
-      if (env_->cfg.namespaces->of_channel(r->ch).presence)
-        caf::anon_send(env_->brokers->owner(r->ch), atoms::presence_remove::value, sid_, r->ch);
-      r->frame = unavailable(r->id, error);
-    }
-    complete(*r);
-  }
-
-  void on_presence_done(std::uint64_t slot, std::string& frame) {
-    if (auto* r = slot_of(slot)) {
-      r->frame = make_frame(std::move(frame));
-      complete(*r);
-    }
-  }
-
-  // The token's exp plus the grace has passed, unless a refresh moved it.
-  void on_expire(std::uint64_t generation) {
-    if (generation != expiry_gen_ || exp_ == no_exp || closing_)
-      return;
-    if (std::chrono::system_clock::now() < expiry_deadline())
-      return arm_expiry(); // woke early
+void session_state::init(std::shared_ptr<const session_env> env, session_identity who,
+                         sink_ptr sink, std::uint64_t sid) {
+  env_ = std::move(env);
+  bump(env_->m.session_actors, 1);
+  sink_ = std::move(sink);
+  sid_ = sid;
+  if (who.close_code != 0) { // the connect hook said disconnect
     closing_ = true;
-    env_->m.refuse(refusal_reason::token_expired);
-    sink_->close(close_code::token_expired, "token expired");
+    sink_->close(who.close_code, std::move(who.close_reason));
+    return;
   }
+  user_ = std::move(who.user);
+  set_token(who.exp, std::move(who.channels));
+  refresh_by_hook_ = who.from_hook && hook_on(hook_kind::refresh);
+  if (!who.meta.empty())
+    hook_state().meta = std::move(who.meta);
+  if (!who.subscribe.empty())
+    server_subs_ = std::make_unique<std::vector<std::string>>(std::move(who.subscribe));
+  arm_expiry();
+  rate_ = token_bucket{env_->rate};
+  errors_ = token_bucket{env_->errors};
+  // The broker sends hello once the user is reachable from every node,
+  // then tells us `joined`; commands that arrive before are kept until then.
+  const auto& node = env_->cfg.node_id;
+  caf::anon_send(env_->brokers->owner(user_), atoms::join::value, sid_, user_, sink_,
+                 make_frame(protocol::encode_hello(node, user_, sid_text())), handle());
+}
 
-  void on_pub_done(std::uint64_t slot, bool ok, std::uint64_t off, const std::string& error) {
-    if (auto* r = slot_of(slot)) {
-      r->frame = ok ? make_frame(protocol::encode_pub_ack(r->id, off)) : unavailable(r->id, error);
-      complete(*r);
-    }
+void session_state::on_messages(client_messages& batch) {
+  {
+    send_batch replies; // the replies to one read reach the I/O thread together
+    for (auto& msg : batch)
+      on_message(std::move(msg.text), msg.binary);
   }
+  release_subscriptions();
+}
 
-  void on_hist_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
-                    const frame_list& frames, const std::string& error) {
-    auto* r = slot_of(slot);
-    if (r == nullptr)
-      return;
-    if (ok) {
-      r->frame = make_frame(protocol::encode_history(r->id, r->ch, ep, off, frames, false));
-    } else {
-      r->frame = unavailable(r->id, error);
+void session_state::on_sub_done(std::uint64_t slot, bool ok, const std::string& ep,
+                                std::uint64_t off, std::int8_t recovered, frame_list& frames,
+                                const std::string& error) {
+  auto* r = slot_of(slot);
+  if (r == nullptr)
+    return;
+  if (ok) {
+    std::optional<bool> rec;
+    if (recovered >= 0) {
+      rec = recovered == 1;
+      bump(*rec ? env_->m.recoveries_ok : env_->m.recoveries_failed, 1);
     }
+    r->frame = make_frame(r->server ? protocol::encode_subscribed(r->ch, ep, off)
+                                    : protocol::encode_sub_ack(r->id, ep, off, rec));
+    r->more = std::move(frames);
+    r->release = true;
+  } else {
+    std::erase(subs_, r->ch);
+    if (env_->cfg.namespaces->of_channel(r->ch).presence)
+      caf::anon_send(env_->brokers->owner(r->ch), atoms::presence_remove::value, sid_, r->ch);
+    r->frame = unavailable(r->id, r->server ? "server-side subscription to " + r->ch + ": " + error
+                                            : error);
+  }
+  complete(*r);
+}
+
+void session_state::on_presence_done(std::uint64_t slot, std::string& frame) {
+  if (auto* r = slot_of(slot)) {
+    r->frame = make_frame(std::move(frame));
     complete(*r);
   }
+}
 
-  void on_message(std::string text, bool binary) {
-    if (!joined_) {
-      // Kept until hello; transport stops reading at max_pending_input, but
-      // one read can hold many small frames, so the count is capped here too.
-      if (!early_)
-        early_ = std::make_unique<client_messages>();
-      if (early_->size() >= max_early) {
-        if (!closing_) {
-          closing_ = true;
-          env_->m.drop(drop_reason::rate_limited);
-          sink_->close(close_code::policy, "too many messages before hello");
-        }
-        sink_->input_done();
-        return;
+// The token's exp plus the grace has passed, unless a refresh moved it.
+void session_state::on_expire(std::uint64_t generation) {
+  if (generation != expiry_gen_ || exp_ == no_exp || closing_)
+    return;
+  if (std::chrono::system_clock::now() < expiry_deadline())
+    return arm_expiry(); // woke early
+  env_->m.refuse(refusal_reason::token_expired);
+  close(close_code::token_expired, refresh_by_hook_ ? "session expired" : "token expired");
+}
+
+void session_state::on_pub_done(std::uint64_t slot, bool ok, std::uint64_t off,
+                                const std::string& error) {
+  if (auto* r = slot_of(slot)) {
+    r->frame = ok ? make_frame(protocol::encode_pub_ack(r->id, off)) : unavailable(r->id, error);
+    complete(*r);
+  }
+}
+
+void session_state::on_hist_done(std::uint64_t slot, bool ok, const std::string& ep,
+                                 std::uint64_t off, const frame_list& frames,
+                                 const std::string& error) {
+  auto* r = slot_of(slot);
+  if (r == nullptr)
+    return;
+  if (ok) {
+    r->frame = make_frame(protocol::encode_history(r->id, r->ch, ep, off, frames, false));
+  } else {
+    r->frame = unavailable(r->id, error);
+  }
+  complete(*r);
+}
+
+void session_state::on_message(std::string text, bool binary) {
+  if (blocked()) {
+    // Kept until hello (or the hook's answer); transport stops reading at
+    // max_pending_input, but one read can hold many small frames, so the
+    // count is capped here too.
+    if (!early_)
+      early_ = std::make_unique<client_messages>();
+    if (early_->size() >= max_early) {
+      if (!closing_) {
+        env_->m.drop(drop_reason::rate_limited);
+        close(close_code::policy, joined_ ? "too many messages waiting for a hook"
+                                          : "too many messages before hello");
       }
-      early_->push_back({std::move(text), binary});
+      sink_->input_done();
       return;
     }
-    input(text, binary);
+    early_->push_back({std::move(text), binary});
+    return;
   }
+  input(text, binary);
+}
 
-  // What arrives as `event`: the broker's session_events, and two of the
-  // session's own (folded into that one handler: every handler of a
-  // behavior costs each of the node's idle sessions some 45 bytes).
-  static constexpr std::uint8_t input_end_event = 128;    // arg: the close code
-  static constexpr std::uint8_t expiry_check_event = 129; // arg: the generation
-  void on_event(std::uint8_t code, std::uint64_t arg) {
-    if (code == input_end_event)
-      return on_input_end(static_cast<std::uint16_t>(arg));
-    if (code == expiry_check_event)
-      return on_expire(arg);
-    switch (static_cast<session_event>(code)) {
-    case session_event::joined: {
-      if (joined_)
-        return;
-      joined_ = true;
-      if (auto early = std::move(early_))
-        for (auto& msg : *early)
-          input(msg.text, msg.binary);
-      maybe_end_input();
+void session_state::on_event(std::uint8_t code, std::uint64_t arg) {
+  if (code == input_end_event)
+    return on_input_end(static_cast<std::uint16_t>(arg));
+  if (code == expiry_check_event)
+    return on_expire(arg);
+  if (code == refresh_due_event) {
+    if (arg == expiry_gen_)
+      ask_refresh();
+    return;
+  }
+  switch (static_cast<session_event>(code)) {
+  case session_event::joined: {
+    if (joined_)
       return;
+    joined_ = true;
+    if (auto subs = std::move(server_subs_))
+      subscribe_server_side(std::move(*subs));
+    resume();
+    return;
+  }
+  case session_event::subscribed:
+    if (auto* r = slot_of(arg))
+      complete(*r);
+    return;
+  }
+}
+
+// Handles the commands kept while blocked(), in order, until one blocks
+// again (it waits for its hook).
+void session_state::resume() {
+  if (early_) {
+    auto waiting = std::move(early_);
+    std::size_t i = 0;
+    while (i < waiting->size() && !blocked()) {
+      auto& msg = (*waiting)[i++];
+      input(msg.text, msg.binary);
     }
-    case session_event::subscribed:
-      if (auto* r = slot_of(arg))
-        complete(*r);
-      return;
-    }
-  }
-
-  void on_input_end(std::uint16_t code) {
-    end_code_ = code;
-    maybe_end_input();
-  }
-
-  void leave() {
-    if (left_ || !env_)
-      return;
-    left_ = true;
-    for (const auto& shard : env_->brokers->all()) // it may have subscribed in any
-      caf::anon_send(shard, atoms::leave::value, sid_);
-  }
-
-private:
-  using held_reply = reply_order::held_reply;
-
-  held_reply* slot_of(std::uint64_t slot) { return replies_.slot(slot); }
-
-  // A held reply is ready: send what can go, in command order.
-  void complete(held_reply& r) {
-    r.ready = true;
-    {
-      send_batch batch; // not unused: while it lives, sends are handed over together
-      replies_.flush(*sink_, releases_);
-    }
-    release_subscriptions();
-    maybe_end_input();
-  }
-
-  std::uint64_t hold(std::string_view id, std::string_view ch) { return replies_.hold(id, ch); }
-
-  frame_ptr unavailable(std::string_view id, const std::string& why) {
-    bump(env_->m.history_unavailable, 1);
-    env_->m.error(error_code::rate_limited);
-    return make_frame(protocol::encode_err(id, error_code::rate_limited,
-                                           "channel history unavailable; retry" +
-                                               (why.empty() ? std::string{} : " (" + why + ")")));
-  }
-
-  // The acks (and replays) of these history subscriptions are handed to
-  // the connection: their shards may deliver live messages now.
-  void release_subscriptions() {
-    for (auto& ch : releases_)
-      caf::anon_send(env_->brokers->owner(ch), atoms::live::value, sid_, ch);
-    releases_.clear();
-  }
-
-  caf::actor handle() const { return caf::actor_cast<caf::actor>(self_); }
-
-  std::chrono::system_clock::time_point expiry_deadline() const {
-    return std::chrono::system_clock::time_point{std::chrono::seconds{exp_}} +
-           env_->cfg.expiry_grace;
-  }
-
-  // The connection token's (or the latest refresh's) exp and channels claim.
-  void set_token(std::optional<std::int64_t> exp, std::vector<std::string> channels) {
-    exp_ = exp.value_or(no_exp);
-    if (channels.empty())
-      grants_.reset();
-    else
-      grants_ = std::make_unique<session_grants>(session_grants{std::move(channels)});
-  }
-  const session_grants& grants() const {
-    static const session_grants none;
-    return grants_ ? *grants_ : none;
-  }
-
-  // Schedules the check of the token's expiry (a refresh schedules anew;
-  // the older timer then finds another generation and does nothing; should
-  // the 16-bit generation wrap onto a live one, on_expire still checks the
-  // deadline, so a stale wake-up only re-arms).
-  void arm_expiry() {
-    ++expiry_gen_;
-    if (exp_ == no_exp)
-      return;
-    auto left = expiry_deadline() - std::chrono::system_clock::now();
-    auto delay =
-        std::chrono::duration_cast<std::chrono::milliseconds>(left) + std::chrono::milliseconds(1);
-    self_->delayed_send(self_, std::max(delay, std::chrono::milliseconds(1)), atoms::event::value,
-                        expiry_check_event, std::uint64_t{expiry_gen_});
-  }
-
-  // An err for a command refused by policy, counted by reason.
-  void refuse(std::string_view id, const refusal& r, error_code code = error_code::forbidden) {
-    env_->m.refuse(r.reason);
-    reply_error(id, code, r.msg);
-  }
-
-  bool subscribed(std::string_view ch) const {
-    return std::find(subs_.begin(), subs_.end(), ch) != subs_.end();
-  }
-
-  // history and presence: allowed to whoever may subscribe
-  std::optional<refusal> may_read(const namespace_options& ns, const protocol::command& cmd) const {
-    if (subscribed(cmd.ch))
-      return std::nullopt;
-    return may_join(ns, cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get());
-  }
-
-  void refresh(const protocol::command& cmd) {
-    auto v = check_refresh(cmd.token, user_, env_->cfg.verifier.get());
-    switch (v.what) {
-    case refresh_verdict::kind::ok:
-      set_token(v.exp, std::move(v.channels));
-      arm_expiry();
-      return reply(make_frame(protocol::encode_refresh_ack(cmd.id, v.exp)));
-    case refresh_verdict::kind::other_user:
-      return refuse(cmd.id, {refusal_reason::refresh_other_user, v.msg});
-    case refresh_verdict::kind::no_auth:
-      return refuse(cmd.id, {refusal_reason::refresh_no_auth, v.msg}, error_code::bad_request);
-    case refresh_verdict::kind::bad_token:
-      refuse(cmd.id, {refusal_reason::refresh_bad_token, v.msg});
-      closing_ = true;
-      sink_->close(close_code::token_expired, "refresh refused: " + v.msg);
-      return;
+    if (i < waiting->size()) { // nothing arrived meanwhile: the rest goes back as it was
+      waiting->erase(waiting->begin(), waiting->begin() + static_cast<std::ptrdiff_t>(i));
+      early_ = std::move(waiting);
     }
   }
+  maybe_end_input();
+}
 
-  // The client's input ended: once every earlier command is answered (held
-  // before hello, or behind a `sub` not live yet), the connection closes.
-  void maybe_end_input() {
-    if (end_code_ == 0 || !joined_ || !replies_.empty())
-      return;
-    sink_->close(end_code_, {});
-    end_code_ = 0;
+void session_state::on_input_end(std::uint16_t code) {
+  end_code_ = code;
+  maybe_end_input();
+}
+
+void session_state::leave() {
+  if (left_ || !env_)
+    return;
+  left_ = true;
+  for (const auto& shard : env_->brokers->all()) // it may have subscribed in any
+    caf::anon_send(shard, atoms::leave::value, sid_);
+}
+
+// A held reply is ready: send what can go, in command order.
+void session_state::complete(held_reply& r) {
+  r.ready = true;
+  {
+    send_batch batch; // not unused: while it lives, sends are handed over together
+    replies_.flush(*sink_, releases_);
   }
+  release_subscriptions();
+  maybe_end_input();
+}
 
-  void input(const std::string& text, bool binary) {
-    bump(env_->m.messages_in, 1);
-    if (!closing_)
-      handle(text, binary);
-    sink_->input_done();
-  }
+frame_ptr session_state::unavailable(std::string_view id, const std::string& why) {
+  bump(env_->m.history_unavailable, 1);
+  env_->m.error(error_code::rate_limited);
+  return make_frame(protocol::encode_err(id, error_code::rate_limited,
+                                         "channel history unavailable; retry" +
+                                             (why.empty() ? std::string{} : " (" + why + ")")));
+}
 
-  // Replies go out in the order of the commands they answer (reply_order).
-  // A `sub` is answered when the broker reports it live (at once on a
-  // single node, after the mesh confirmed it in a cluster).
-  void reply(frame_ptr f) { replies_.reply(*sink_, std::move(f)); }
+// The acks (and replays) of these history subscriptions are handed to the
+// connection: their shards may deliver live messages now.
+void session_state::release_subscriptions() {
+  for (auto& ch : releases_)
+    caf::anon_send(env_->brokers->owner(ch), atoms::live::value, sid_, ch);
+  releases_.clear();
+}
 
-  // Sends an err frame; closes the session with 1008 once the client has
-  // used up its error budget (repeated abuse).
-  void reply_error(std::string_view id, error_code code, std::string_view msg) {
-    env_->m.error(code);
-    reply(make_frame(protocol::encode_err(id, code, msg)));
-    if (!errors_.take(env_->errors)) {
-      closing_ = true;
-      sink_->close(close_code::policy, "too many errors");
-    }
-  }
+std::chrono::system_clock::time_point session_state::expiry_deadline() const {
+  return std::chrono::system_clock::time_point{std::chrono::seconds{exp_}} +
+         env_->cfg.expiry_grace;
+}
 
-  void handle(const std::string& text, bool binary) {
-    if (binary)
-      return reply_error({}, error_code::bad_request, "binary frames are not supported");
-    auto parsed = protocol::parse_command(text, env_->cfg.limits);
-    if (auto* err = std::get_if<protocol::command_error>(&parsed))
-      return reply_error(err->id, err->code, err->msg);
-    auto& cmd = std::get<protocol::command>(parsed);
-    if (!rate_.take(env_->rate)) {
-      env_->m.drop(drop_reason::rate_limited);
-      return reply_error(cmd.id, error_code::rate_limited, "too many messages; slow down");
-    }
-    const auto& ns = env_->cfg.namespaces->of_channel(cmd.ch);
-    switch (cmd.kind) {
-    case protocol::op::sub:
-      if (!subscribed(cmd.ch)) {
-        if (auto no = may_join(ns, cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get()))
-          return refuse(cmd.id, *no);
-        if (subs_.size() >= env_->cfg.max_subscriptions)
-          return refuse(cmd.id, {refusal_reason::subscription_limit,
-                                 "subscription limit reached (" +
-                                     std::to_string(env_->cfg.max_subscriptions) + ")"});
-        subs_.emplace_back(cmd.ch);
-        if (ns.presence)
-          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence_add::value, sid_,
-                         std::string{cmd.ch}, user_);
-      }
-      // answered once the broker reports the subscription live on every
-      // node (and, with history, the channel's position is known)
-      if (ns.has_history()) {
-        auto slot = hold(cmd.id, cmd.ch);
-        bool since = cmd.since.has_value();
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_subscribe::value, sid_,
-                       std::string{cmd.ch}, slot, sink_, handle(), since,
-                       since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0);
-        return;
-      }
-      {
-        auto slot = hold({}, {});
-        slot_of(slot)->frame = make_frame(protocol::encode_ack(cmd.id));
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::sub::value, sid_, std::string{cmd.ch},
-                       slot, sink_, handle());
-      }
-      return;
-    case protocol::op::unsub:
-      if (auto it = std::find(subs_.begin(), subs_.end(), cmd.ch); it != subs_.end()) {
-        subs_.erase(it);
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_,
-                       std::string{cmd.ch});
-        if (ns.presence)
-          caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence_remove::value, sid_,
-                         std::string{cmd.ch});
-      }
-      return reply(make_frame(protocol::encode_ack(cmd.id)));
-    case protocol::op::pub: {
-      if (auto no = may_publish(ns, subscribed(cmd.ch)))
-        return refuse(cmd.id, *no);
-      if (ns.has_history()) { // answered with its offset once it is held safely
-        auto slot = hold(cmd.id, {});
-        caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_publish::value,
-                       std::string{cmd.ch}, user_, std::string{cmd.data}, std::move(cmd.key), slot,
-                       handle());
-        return;
-      }
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::pub::value, std::string{cmd.ch},
-                     make_frame(protocol::encode_msg(cmd.ch, user_, cmd.data)));
-      return reply(make_frame(protocol::encode_ack(cmd.id)));
-    }
-    case protocol::op::history: {
-      if (!ns.has_history())
-        return reply_error(cmd.id, error_code::bad_request,
-                           "this channel's namespace keeps no history");
-      if (auto no = may_read(ns, cmd))
-        return refuse(cmd.id, *no);
-      auto slot = hold(cmd.id, cmd.ch);
-      bool since = cmd.since.has_value();
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::history_read::value, std::string{cmd.ch},
-                     since, since ? cmd.since->ep : std::string{}, since ? cmd.since->off : 0,
-                     cmd.limit.has_value(), std::uint64_t{cmd.limit.value_or(0)}, slot, handle());
-      return;
-    }
-    case protocol::op::send:
-      caf::anon_send(env_->brokers->owner(cmd.to), atoms::dm::value, std::string{cmd.to},
-                     make_frame(protocol::encode_dm(user_, cmd.data)));
-      return reply(make_frame(protocol::encode_ack(cmd.id)));
-    case protocol::op::presence: {
-      if (!ns.presence)
-        return refuse(
-            cmd.id, {refusal_reason::presence_off, "presence is off for this channel's namespace"});
-      if (auto no = may_read(ns, cmd))
-        return refuse(cmd.id, *no);
-      auto slot = hold(cmd.id, cmd.ch);
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence::value, std::string{cmd.ch},
-                     std::uint64_t{cmd.limit.value_or(default_presence_limit)},
-                     std::move(cmd.cursor), std::string{cmd.id}, slot, handle());
-      return;
-    }
-    case protocol::op::refresh:
-      return refresh(cmd);
-    case protocol::op::ping:
-      return reply(make_frame(protocol::encode_pong(cmd.id)));
-    }
-  }
+// The connection token's (or the latest refresh's) exp and channels claim.
+void session_state::set_token(std::optional<std::int64_t> exp, std::vector<std::string> channels) {
+  exp_ = exp.value_or(no_exp);
+  if (channels.empty())
+    grants_.reset();
+  else
+    grants_ = std::make_unique<session_grants>(session_grants{std::move(channels)});
+}
 
-  caf::event_based_actor* self_;
-  std::shared_ptr<const session_env> env_;
-  sink_ptr sink_; // the connection: released when the actor exits
-  std::uint64_t sid_ = 0;
-  std::string user_;
-  // Kept small: an idle node holds one of these per connection.
-  static constexpr std::int64_t no_exp = std::numeric_limits<std::int64_t>::min();
-  std::int64_t exp_ = no_exp;              // see set_token
-  std::unique_ptr<session_grants> grants_; // null: the token lists no channels
-  std::vector<std::string> subs_;          // a few per session: a vector beats a hash set
-  token_bucket rate_;                      // set by init()
-  token_bucket errors_;                    // set by init()
-  reply_order replies_;                    // replies waiting behind a `sub` that is not live yet
-  // Commands received before `joined` (made on the first: most sessions
-  // join before their first command, and an empty vector costs 24 bytes).
-  std::unique_ptr<client_messages> early_;
-  std::vector<std::string> releases_; // see release_subscriptions
-  // The client's input ended (on_input_end) and this close is due.
-  std::uint16_t end_code_ = 0;
-  std::uint16_t expiry_gen_ = 0; // see arm_expiry
-  bool joined_ = false;
-  bool closing_ = false;
-  bool left_ = false;
-};
+const session_grants& session_state::grants() const {
+  static const session_grants none;
+  return grants_ ? *grants_ : none;
+}
+
+// Schedules the check of the token's expiry (a refresh schedules anew; the
+// older timer then finds another generation and does nothing; should the
+// 16-bit generation wrap onto a live one, on_expire still checks the
+// deadline, so a stale wake-up only re-arms). A session the connect hook
+// gave an expiry asks the refresh hook at `exp`, within the grace.
+void session_state::arm_expiry() {
+  ++expiry_gen_;
+  if (exp_ == no_exp)
+    return;
+  auto now = std::chrono::system_clock::now();
+  auto after = [&](std::chrono::system_clock::time_point t) {
+    auto d = std::chrono::duration_cast<std::chrono::milliseconds>(t - now) +
+             std::chrono::milliseconds(1);
+    return std::max(d, std::chrono::milliseconds(1));
+  };
+  self_->delayed_send(self_, after(expiry_deadline()), atoms::event::value, expiry_check_event,
+                      std::uint64_t{expiry_gen_});
+  if (refresh_by_hook_)
+    self_->delayed_send(self_,
+                        after(std::chrono::system_clock::time_point{std::chrono::seconds{exp_}}),
+                        atoms::event::value, refresh_due_event, std::uint64_t{expiry_gen_});
+}
+
+// An err for a command refused by policy, counted by reason.
+void session_state::refuse(std::string_view id, const refusal& r, error_code code) {
+  env_->m.refuse(r.reason);
+  reply_error(id, code, r.msg);
+}
+
+// The client's input ended: once every earlier command is answered (held
+// before hello, behind a hook, or behind a `sub` not live yet), the
+// connection closes.
+void session_state::maybe_end_input() {
+  if (end_code_ == 0 || blocked() || early_ || !replies_.empty())
+    return;
+  sink_->close(end_code_, {});
+  end_code_ = 0;
+}
+
+void session_state::input(const std::string& text, bool binary) {
+  bump(env_->m.messages_in, 1);
+  if (!closing_)
+    handle(text, binary);
+  sink_->input_done();
+}
+
+// Sends an err frame; closes the session with 1008 once the client has
+// used up its error budget (repeated abuse).
+void session_state::reply_error(std::string_view id, error_code code, std::string_view msg) {
+  env_->m.error(code);
+  reply(make_frame(protocol::encode_err(id, code, msg)));
+  if (!errors_.take(env_->errors))
+    close(close_code::policy, "too many errors");
+}
+
+void session_state::close(std::uint16_t code, std::string reason) {
+  closing_ = true;
+  sink_->close(code, std::move(reason));
+}
+
+namespace {
 
 using session_actor = caf::stateful_actor<session_state>;
 
@@ -482,6 +340,9 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::presence_done, std::uint64_t slot, std::string& frame) {
         self->state.on_presence_done(slot, frame);
       },
+      [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
+        self->state.on_hook_done(purpose, a);
+      },
       [=](atoms::closed) {
         self->state.leave();
         self->quit();
@@ -490,9 +351,9 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
 }
 
 // Transport's side of a session: hands what the connection reads to the
-// session actor, in the order transport saw it,
-// the messages of one read in one actor message. Holds the actor's handle:
-// the actor lives as long as the connection (and quits at `closed`).
+// session actor, in the order transport saw it, the messages of one read
+// in one actor message. Holds the actor's handle: the actor lives as long
+// as the connection (and quits at `closed`).
 class session_link final : public session_handler {
 public:
   explicit session_link(caf::actor a) : actor_(std::move(a)) {}
@@ -532,8 +393,10 @@ private:
 
 } // namespace
 
-session_env::session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b)
-  : cfg(std::move(c)), m(mm), brokers(std::move(b)), rate{cfg.messages_per_second, cfg.burst} {
+session_env::session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
+                         std::shared_ptr<hook_port> h)
+  : cfg(std::move(c)), m(mm), brokers(std::move(b)), hooks(std::move(h)),
+    rate{cfg.messages_per_second, cfg.burst} {
   double window_s = std::chrono::duration<double>(cfg.error_window).count();
   errors = {window_s > 0 ? cfg.max_errors / window_s : 0, cfg.max_errors};
 }

@@ -23,6 +23,7 @@
 
 #include "actors/namespaces.hpp"
 #include "actors/rate_limiter.hpp"
+#include "core/hooks.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "protocol/auth_token.hpp"
@@ -60,10 +61,12 @@ struct session_config {
 /// from them, the metrics and the brokers. One per node, so that a session
 /// holds one pointer instead of each part.
 struct session_env {
-  session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b);
+  session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
+              std::shared_ptr<hook_port> h = nullptr);
   session_config cfg;
   metrics& m;
   std::shared_ptr<const broker_set> brokers;
+  std::shared_ptr<hook_port> hooks; ///< the application's hooks; null: none configured
   bucket_limits rate;   ///< messages_per_second, burst
   bucket_limits errors; ///< max_errors per error_window
 };

@@ -28,7 +28,8 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   namespace_options ns;
   static const std::set<std::string, std::less<>> known{
       "name",    "history_size", "history_ttl_ms", "recovery_max", "subscribe",
-      "publish", "presence",     "join_leave",     "lossy",        "max_subscribers"};
+      "publish", "presence",     "join_leave",     "lossy",        "max_subscribers",
+      "subscribe_hook", "publish_hook"};
   for (const auto& [key, value] : t)
     if (!known.contains(key.str()))
       throw config_error(where + "." + std::string{key.str()}, "unknown key");
@@ -95,6 +96,8 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   flag("presence", ns.presence);
   flag("join_leave", ns.join_leave);
   flag("lossy", ns.lossy);
+  flag("subscribe_hook", ns.subscribe_hook);
+  flag("publish_hook", ns.publish_hook);
   count("max_subscribers", ns.max_subscribers);
   if (ns.join_leave && !ns.presence)
     throw config_error(key("join_leave"), "join/leave events need presence = true");
@@ -253,6 +256,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.millis("history", "timeout_ms", c.history_timeout);
   r.get("history", "state_dir", c.history_state_dir);
   config_detail::read_backbone(r, c);
+  config_detail::read_hooks(r, c);
   r.get("runtime", "actor_threads", c.actor_threads);
   r.get("runtime", "broker_shards", c.broker_shards);
   r.get("runtime", "scheduler", c.scheduler);
@@ -304,6 +308,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   require(c.history_timeout.count() >= 100, "history.timeout_ms", "must be at least 100");
   require(c.api_timeout.count() >= 100, "api.timeout_ms", "must be at least 100");
   config_detail::check_backbone(c, base_dir);
+  config_detail::check_hooks(c);
   require(c.actor_threads >= 1 && c.actor_threads <= 64, "runtime.actor_threads", "must be 1-64");
   require(c.broker_shards >= 1 && c.broker_shards <= 64, "runtime.broker_shards", "must be 1-64");
   require(c.scheduler == "sharing" || c.scheduler == "stealing", "runtime.scheduler",
@@ -315,9 +320,10 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
 
   // Security by default: without a secret or key, only loopback listeners.
   if (!is_loopback(c.host)) {
-    require(!c.dev_mode(), "auth.secret",
-            "dev mode (no secret, no public_key_file) is refused on the non-loopback listener " +
-                c.listen + "; set a secret or listen on 127.0.0.1");
+    require(!c.dev_mode() || c.connect_hook(), "auth.secret",
+            "dev mode (no secret, no public_key_file, no hooks.connect_url) is refused on the "
+            "non-loopback listener " +
+                c.listen + "; set a secret or a connect hook, or listen on 127.0.0.1");
     require(!c.api_key.empty(), "api.key",
             "an empty API key is refused on the non-loopback listener " + c.listen);
   }

@@ -63,6 +63,19 @@ struct config {
   std::chrono::milliseconds idempotency_window{300000};
   std::chrono::milliseconds history_timeout{5000}; ///< a publish/read waits for the owner at most
   std::string history_state_dir; ///< where promised terms survive restarts ("" = nowhere)
+  // [hooks] (the application's backend; "" = that hook off)
+  std::string hook_connect_url;
+  std::string hook_refresh_url;
+  std::string hook_subscribe_url;
+  std::string hook_publish_url;
+  std::string hook_rpc_url;
+  std::string hook_events_url; ///< webhooks: not supported yet (refused when set)
+  std::vector<std::string> hook_events;
+  std::chrono::milliseconds hook_timeout{2000};
+  std::size_t hook_max_in_flight = 256;
+  std::vector<std::string> hook_forward_headers;
+  std::string hook_secret;
+  std::size_t hook_max_answer_bytes = 1 << 20;
   // [backbone]
   std::string backbone_kind = "mesh"; ///< "mesh" (ZeroMQ, [mesh]) or "nats" ([nats])
   // [nats]
@@ -93,6 +106,8 @@ struct config {
   /// by the client).
   bool dev_mode() const noexcept { return auth_secret.empty() && auth_public_keys.empty(); }
   bool on_nats() const noexcept { return backbone_kind == "nats"; }
+  /// True when identity comes from the application's connect hook.
+  bool connect_hook() const noexcept { return !hook_connect_url.empty(); }
 };
 
 /// A refused configuration: `key` is "section.name" (or empty for the file).

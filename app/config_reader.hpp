@@ -138,4 +138,9 @@ void read_backbone(reader& r, config& c);
 /// Checks them once everything is read; paths resolve against `base_dir`.
 void check_backbone(config& c, const std::filesystem::path& base_dir);
 
+/// [hooks] (app/config_hooks.cpp).
+void read_hooks(reader& r, config& c);
+/// Checks [hooks] against itself and the namespaces' hook switches.
+void check_hooks(const config& c);
+
 } // namespace wsnode::config_detail

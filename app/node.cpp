@@ -8,6 +8,7 @@
 #include "actors/shard_router.hpp"
 #include "protocol/codec.hpp"
 #include "transport/backbone_factory.hpp"
+#include "transport/hook_client.hpp"
 #include "transport/io_pool.hpp"
 #include "transport/server.hpp"
 
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <future>
 #include <sys/resource.h>
@@ -36,7 +38,8 @@ public:
   node_impl(const config& cfg, std::string_view version, metrics& m, caf::actor_system& sys,
             std::shared_ptr<const broker_set> brokers, std::shared_ptr<backbone> bb,
             std::shared_ptr<const namespace_table> namespaces,
-            std::shared_ptr<const protocol::token_verifier> verifier)
+            std::shared_ptr<const protocol::token_verifier> verifier,
+            std::shared_ptr<hook_port> hooks)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
       bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m) {
     session_config sc;
@@ -50,7 +53,8 @@ public:
     sc.namespaces = namespaces_;
     sc.verifier = std::move(verifier);
     sc.expiry_grace = cfg.expiry_grace;
-    session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_);
+    session_env_ =
+        std::make_shared<const session_env>(std::move(sc), m_, brokers_, std::move(hooks));
   }
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
@@ -134,6 +138,8 @@ std::size_t max_connections_for(std::size_t configured, rlim_t fd_limit) {
 
 // How clients are identified, for the start-up log.
 std::string auth_mode(const config& cfg) {
+  if (cfg.connect_hook())
+    return "connect-hook(" + cfg.hook_connect_url + ")";
   if (cfg.dev_mode())
     return "dev (?user=, loopback only)";
   std::string m = "jwt";
@@ -177,6 +183,24 @@ make_server_options(const config& cfg, rlim_t fd_limit,
   o.flush_helper_min = cfg.flush_helper_min;
   o.limits.max_data_bytes = cfg.max_data_bytes;
   return o;
+}
+
+// The application's hooks, when any is configured.
+std::shared_ptr<transport::hook_client> make_hooks(const config& cfg, metrics& m) {
+  transport::hook_options h;
+  auto url = [&](hook_kind k) -> std::string& { return h.urls[static_cast<std::size_t>(k)]; };
+  url(hook_kind::connect) = cfg.hook_connect_url;
+  url(hook_kind::refresh) = cfg.hook_refresh_url;
+  url(hook_kind::subscribe) = cfg.hook_subscribe_url;
+  url(hook_kind::publish) = cfg.hook_publish_url;
+  url(hook_kind::rpc) = cfg.hook_rpc_url;
+  if (std::all_of(h.urls.begin(), h.urls.end(), [](const std::string& u) { return u.empty(); }))
+    return nullptr;
+  h.timeout = cfg.hook_timeout;
+  h.max_in_flight = cfg.hook_max_in_flight;
+  h.secret = cfg.hook_secret;
+  h.max_answer_bytes = cfg.hook_max_answer_bytes;
+  return std::make_shared<transport::hook_client>(std::move(h), m.hooks);
 }
 
 transport::backbone_options make_backbone_options(const config& cfg) {
@@ -290,8 +314,13 @@ int run_node(const config& cfg, std::string_view version) {
   startup_guard guard{*brokers, *bb};
   bb->start(route_to_shards(brokers)); // throws when the mesh port is taken
   auto verifier = make_verifier(cfg);
-  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier};
+  // Held here past the session actors (which call it) and the listener;
+  // released before the actor system, which its last answers are sent into.
+  auto hooks = make_hooks(cfg, m);
+  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier, hooks};
   auto opts = make_server_options(cfg, fd_limit, verifier);
+  opts.hooks = hooks;
+  opts.forward_headers = cfg.hook_forward_headers;
   auto max_conns = opts.max_connections;
   transport::server srv{io, std::move(opts), node, m};
   srv.start(); // throws when the port is taken

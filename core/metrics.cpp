@@ -15,8 +15,8 @@ constexpr std::array<std::string_view, refusal_reason_count> refusal_names{
     "no_grant",        "bad_sub_token",      "publish_server",    "not_subscriber",
     "presence_off",    "subscription_limit", "refresh_bad_token", "refresh_other_user",
     "refresh_no_auth", "token_expired"};
-constexpr std::array<std::string_view, reject_reason_count> reject_names{"auth", "origin", "limit",
-                                                                         "draining", "bad_request"};
+constexpr std::array<std::string_view, reject_reason_count> reject_names{
+    "auth", "origin", "limit", "draining", "bad_request", "hook", "hook_failed"};
 
 template <class A>
 auto load(const A& a) {
@@ -66,7 +66,65 @@ void render_backbone(std::string& out, const metrics& m) {
            load(m.backbone_reconnects));
 }
 
+// wsnode_hook_*: calls by hook and result, the latency histogram, open and
+// waiting calls.
+void render_hooks(std::string& out, const hook_metrics& h) {
+  using protocol::hook_kind;
+  using protocol::hook_kind_count;
+  head(out, "wsnode_hook_calls_total", "counter",
+       "Calls to the application's hooks, by hook and result (ok, error, disconnect: its answer; "
+       "the rest are failures).");
+  for (int k = 0; k < hook_kind_count; ++k)
+    for (int r = 0; r < hook_metrics::result_count; ++r) {
+      std::string_view result = r == 0   ? "ok"
+                                : r == 1 ? "error"
+                                : r == 2 ? "disconnect"
+                                         : protocol::to_string(static_cast<protocol::hook_failure>(r - 2));
+      fmt::format_to(std::back_inserter(out), "wsnode_hook_calls_total{{hook=\"{}\",result=\"{}\"}} {}\n",
+                     protocol::to_string(static_cast<hook_kind>(k)), result,
+                     load(h.calls[static_cast<std::size_t>(k)][static_cast<std::size_t>(r)]));
+    }
+  head(out, "wsnode_hook_duration_seconds", "histogram",
+       "Time from asking a hook call to its answer (queue wait included), by hook.");
+  for (int k = 0; k < hook_kind_count; ++k) {
+    auto name = protocol::to_string(static_cast<hook_kind>(k));
+    const auto& b = h.buckets[static_cast<std::size_t>(k)];
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      total += load(b[i]);
+      if (i < hook_metrics::bounds.size())
+        fmt::format_to(std::back_inserter(out),
+                       "wsnode_hook_duration_seconds_bucket{{hook=\"{}\",le=\"{}\"}} {}\n", name,
+                       hook_metrics::bounds[i], total);
+      else
+        fmt::format_to(std::back_inserter(out),
+                       "wsnode_hook_duration_seconds_bucket{{hook=\"{}\",le=\"+Inf\"}} {}\n", name,
+                       total);
+    }
+    fmt::format_to(std::back_inserter(out),
+                   "wsnode_hook_duration_seconds_sum{{hook=\"{}\"}} {}\n"
+                   "wsnode_hook_duration_seconds_count{{hook=\"{}\"}} {}\n",
+                   name, static_cast<double>(load(h.micros[static_cast<std::size_t>(k)])) / 1e6,
+                   name, total);
+  }
+  single(out, "wsnode_hook_in_flight", "gauge", "Hook calls open to the application now.",
+         load(h.in_flight));
+  single(out, "wsnode_hook_queued", "gauge",
+         "Hook calls waiting for a free slot ([hooks] max_in_flight).", load(h.queued));
+}
+
 } // namespace
+
+void hook_metrics::observe(protocol::hook_kind k, const protocol::hook_answer& a,
+                           double seconds) noexcept {
+  auto ki = static_cast<std::size_t>(k);
+  calls[ki][static_cast<std::size_t>(result_index(a))].fetch_add(1, std::memory_order_relaxed);
+  std::size_t b = 0;
+  while (b < bounds.size() && seconds > bounds[b])
+    ++b;
+  buckets[ki][b].fetch_add(1, std::memory_order_relaxed);
+  micros[ki].fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
 
 void metrics::close(std::uint16_t code) noexcept {
   std::size_t i = 0;
@@ -213,6 +271,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          load(m.presence_resyncs));
   single(out, "wsnode_presence_bad_messages_total", "counter",
          "Malformed presence messages received from the mesh.", load(m.presence_bad_messages));
+  render_hooks(out, m.hooks);
   single(out, "process_resident_memory_bytes", "gauge", "Resident set size.", process_rss_bytes());
   return out;
 }

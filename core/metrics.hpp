@@ -3,6 +3,7 @@
 #pragma once
 
 #include "protocol/codec.hpp"
+#include "protocol/hook_codec.hpp"
 
 #include <array>
 #include <atomic>
@@ -39,12 +40,44 @@ enum class refusal_reason : std::uint8_t {
 inline constexpr int refusal_reason_count = 10;
 
 /// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
-enum class reject_reason : std::uint8_t { auth, origin, limit, draining, bad_request };
-inline constexpr int reject_reason_count = 5;
+/// hook: the connect hook refused (403); hook_failed: it failed (503).
+enum class reject_reason : std::uint8_t {
+  auth,
+  origin,
+  limit,
+  draining,
+  bad_request,
+  hook,
+  hook_failed
+};
+inline constexpr int reject_reason_count = 7;
 
 /// Close codes counted in wsnode_closed_total{code}.
-inline constexpr std::array<std::uint16_t, 10> counted_close_codes{1000, 1001, 1002, 1006, 1007,
-                                                                   1008, 1009, 1011, 1013, 4001};
+inline constexpr std::array<std::uint16_t, 11> counted_close_codes{
+    1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1013, 4001, 4003};
+
+/// The application's hooks: calls by hook and result, their latency, and
+/// how many are open or waiting (wsnode_hook_*).
+struct hook_metrics {
+  using counter = std::atomic<std::uint64_t>;
+  /// Upper bounds (seconds) of the latency histogram's buckets; +Inf follows.
+  static constexpr std::array<double, 13> bounds{.001, .0025, .005, .01, .025, .05, .1,
+                                                 .25,  .5,    1,    2.5, 5,   10};
+  /// Results: ok, error, disconnect, then the failures (hook_failure after none).
+  static constexpr int result_count = 3 + protocol::hook_failure_count - 1;
+  static int result_index(const protocol::hook_answer& a) noexcept {
+    if (a.what == protocol::hook_answer::kind::failed)
+      return 2 + static_cast<int>(a.failure);
+    return static_cast<int>(a.what);
+  }
+  std::array<std::array<counter, result_count>, protocol::hook_kind_count> calls{};
+  std::array<std::array<counter, bounds.size() + 1>, protocol::hook_kind_count> buckets{};
+  std::array<counter, protocol::hook_kind_count> micros{}; ///< summed latency
+  std::atomic<std::int64_t> in_flight{0}; ///< HTTP calls open
+  std::atomic<std::int64_t> queued{0};    ///< calls waiting for one of max_in_flight
+  /// Counts one finished call of `k`, asked `seconds` ago.
+  void observe(protocol::hook_kind k, const protocol::hook_answer& a, double seconds) noexcept;
+};
 
 struct metrics {
   using counter = std::atomic<std::uint64_t>;
@@ -111,6 +144,7 @@ struct metrics {
   counter presence_leaves{0};       ///< a user's last node left a channel (deaths included)
   counter presence_resyncs{0};      ///< snapshots asked of a peer (digest mismatch or silence)
   counter presence_bad_messages{0}; ///< malformed presence messages from the mesh
+  hook_metrics hooks;
 
   void drop(drop_reason r, std::uint64_t n = 1) noexcept {
     dropped[static_cast<std::size_t>(r)].fetch_add(n, std::memory_order_relaxed);

@@ -32,6 +32,7 @@ inline constexpr std::uint16_t too_big = 1009;       ///< message too big
 inline constexpr std::uint16_t internal = 1011;      ///< internal error
 inline constexpr std::uint16_t try_later = 1013;     ///< slow consumer
 inline constexpr std::uint16_t token_expired = 4001; ///< not refreshed in time (v1.1)
+inline constexpr std::uint16_t app_disconnect = 4003; ///< disconnected by the application (v1.2)
 } // namespace close_code
 
 /// Outcome of `frame_sink::send`. (A session whose write queue overflows is
@@ -127,6 +128,12 @@ struct session_identity {
   std::string remote;                ///< peer address, for logs
   std::optional<std::int64_t> exp;   ///< the connection token's `exp` (seconds since the epoch)
   std::vector<std::string> channels; ///< its `channels` claim (private channels it may join)
+  // From the application's connect hook (v1.2), when one is configured:
+  bool from_hook = false;             ///< identity and `exp` are the hook's answer
+  std::vector<std::string> subscribe; ///< server-side subscriptions
+  std::string meta;                   ///< raw JSON kept with the session; "" = none
+  std::uint16_t close_code = 0;       ///< the hook said disconnect: close at once with this
+  std::string close_reason;
 };
 
 /// How an HTTP API call ended. The node says what happened; transport

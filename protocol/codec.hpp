@@ -20,7 +20,7 @@ namespace wsnode::protocol {
 using frame_view = std::string_view;
 
 /// Client -> server operations.
-enum class op : std::uint8_t { sub, unsub, pub, send, ping, history, refresh, presence };
+enum class op : std::uint8_t { sub, unsub, pub, send, ping, history, refresh, presence, rpc };
 
 /// Error codes of `{"op":"err"}` frames.
 enum class error_code : std::uint8_t {
@@ -31,8 +31,9 @@ enum class error_code : std::uint8_t {
   forbidden,
   too_large,
   rate_limited,
+  unavailable, ///< v1.2: the application's hook failed (or cannot be reached)
 };
-inline constexpr int error_code_count = 7;
+inline constexpr int error_code_count = 8;
 
 /// Returns the wire name of `o` ("sub", ...).
 std::string_view to_string(op o) noexcept;
@@ -51,6 +52,8 @@ inline constexpr std::size_t max_epoch_length = 32;
 inline constexpr std::size_t max_token_length = 4096;
 /// Longest presence `cursor`.
 inline constexpr std::size_t max_cursor_length = 128;
+/// Longest rpc `method`.
+inline constexpr std::size_t max_method_length = 64;
 
 /// A stream position (protocol v1.1): epoch and offset.
 struct position {
@@ -65,12 +68,13 @@ struct command {
   std::string_view id;
   std::string ch;
   std::string to;
-  std::string_view data;
+  std::string_view data;            ///< pub, send, rpc; sub: optional (for the subscribe hook)
   std::string key;                  ///< pub: idempotency key ("" = none)
   std::optional<position> since;    ///< sub, history: recover from here
   std::optional<std::size_t> limit; ///< history: most messages; presence: most users
   std::string token;                ///< sub: subscription token; refresh: connection token
   std::string cursor;               ///< presence: where the next page starts
+  std::string method;               ///< rpc: the application's method name
 };
 
 /// Why a frame was refused; `id` is the command's id when it was readable.
@@ -112,6 +116,13 @@ std::string encode_ack(std::string_view id);
 std::string encode_pong(std::string_view id);
 /// `{"op":"err","id":ID,"code":..,"msg":..}` (id omitted when empty).
 std::string encode_err(std::string_view id, error_code code, std::string_view msg);
+/// The same with a code of the application's (a hook's `error`: `[a-z_]{1,32}`).
+std::string encode_err(std::string_view id, std::string_view code, std::string_view msg);
+/// `{"op":"rpc","id":ID,"data":DATA}` (v1.2: an rpc's answer).
+std::string encode_rpc_reply(std::string_view id, std::string_view data);
+/// `{"op":"subscribed","ch":..[,"ep":..,"off":..]}` (v1.2: a subscription the
+/// server made for the session; `ep` empty: a channel without history).
+std::string encode_subscribed(std::string_view ch, std::string_view ep, std::uint64_t off);
 /// `{"op":"msg","ch":..,"from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_msg(std::string_view ch, std::string_view from, std::string_view data);
 /// `{"op":"msg","ch":..,"from":..,"off":OFF,"data":DATA}` (a history channel).

@@ -16,8 +16,10 @@ std::string encode_command(const command& c) {
   std::string out = "{\"op\":\"";
   out += to_string(c.kind);
   out += '"';
-  if (c.kind != op::ping && c.kind != op::send && c.kind != op::refresh)
+  if (c.kind != op::ping && c.kind != op::send && c.kind != op::refresh && c.kind != op::rpc)
     append_name(out, "ch", c.ch);
+  if (c.kind == op::rpc)
+    append_name(out, "method", c.method);
   if (!c.token.empty()) {
     out += ",\"token\":";
     json::append_string(out, c.token);
@@ -39,6 +41,8 @@ std::string encode_command(const command& c) {
     append_name(out, "to", c.to);
   if (c.kind == op::pub || c.kind == op::send)
     append_field(out, "data", c.data.empty() ? std::string_view{"null"} : c.data);
+  else if (!c.data.empty()) // a sub's or an rpc's optional data
+    append_field(out, "data", c.data);
   if (!c.id.empty())
     append_field(out, "id", c.id);
   out += '}';

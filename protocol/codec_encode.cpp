@@ -31,12 +31,37 @@ std::string encode_pong(std::string_view id) {
 }
 
 std::string encode_err(std::string_view id, error_code code, std::string_view msg) {
+  return encode_err(id, to_string(code), msg);
+}
+
+std::string encode_err(std::string_view id, std::string_view code, std::string_view msg) {
   std::string out = "{\"op\":\"err\"";
   if (!id.empty())
     append_field(out, "id", id);
-  append_name(out, "code", to_string(code));
+  append_name(out, "code", code);
   out += ",\"msg\":";
   json::append_string(out, msg);
+  out += '}';
+  return out;
+}
+
+std::string encode_rpc_reply(std::string_view id, std::string_view data) {
+  std::string out = "{\"op\":\"rpc\"";
+  if (!id.empty())
+    append_field(out, "id", id);
+  append_field(out, "data", data.empty() ? std::string_view{"null"} : data);
+  out += '}';
+  return out;
+}
+
+std::string encode_subscribed(std::string_view ch, std::string_view ep, std::uint64_t off) {
+  std::string out = "{\"op\":\"subscribed\"";
+  append_name(out, "ch", ch);
+  if (!ep.empty()) {
+    out += ",\"ep\":";
+    json::append_string(out, ep);
+    out += ",\"off\":" + std::to_string(off);
+  }
   out += '}';
   return out;
 }

@@ -16,15 +16,15 @@ using detail::parse_count;
 
 namespace {
 
-constexpr std::array<std::string_view, 8> op_names{"sub",  "unsub",   "pub",     "send",
-                                                   "ping", "history", "refresh", "presence"};
+constexpr std::array<std::string_view, 9> op_names{"sub",  "unsub",   "pub",     "send",
+                                                   "ping", "history", "refresh", "presence", "rpc"};
 constexpr std::array<std::string_view, error_code_count> error_names{
     "bad_json",  "bad_request", "unknown_op",  "bad_channel",
-    "forbidden", "too_large",   "rate_limited"};
+    "forbidden", "too_large",   "rate_limited", "unavailable"};
 
 // The members of a command object this codec reads, as raw JSON values.
 struct members {
-  std::string_view op, id, ch, to, data, key, since, limit, token, cursor;
+  std::string_view op, id, ch, to, data, key, since, limit, token, cursor, method;
   std::string_view duplicate; // name of a known key given twice, if any
 };
 
@@ -50,6 +50,8 @@ std::string_view* slot(members& f, std::string_view key) {
     return &f.token;
   if (key == "cursor")
     return &f.cursor;
+  if (key == "method")
+    return &f.method;
   return nullptr;
 }
 
@@ -77,6 +79,13 @@ bool is_number_token(std::string_view v) {
 
 command_error fail(error_code code, std::string msg, std::string_view id = {}) {
   return command_error{code, std::move(msg), id};
+}
+
+bool valid_method(std::string_view m) {
+  return !m.empty() && m.size() <= max_method_length && std::all_of(m.begin(), m.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '/' || c == '-';
+  });
 }
 
 // Reads a required string member `name`; sets `err` and returns nullopt on failure.
@@ -250,7 +259,21 @@ parse_result parse_command(std::string_view text, const parse_limits& limits) {
       return r;
     if (auto err = check_extras(f, cmd))
       return *err;
+    if (cmd.kind == op::sub && !f.data.empty()) // passed to the subscribe hook
+      return check_data(f.data, f.id, limits, cmd);
     return cmd;
+  }
+  case op::rpc: {
+    command_error err;
+    auto m = required_string(f.method, "method", f.id, err);
+    if (!m)
+      return err;
+    if (!valid_method(*m))
+      return fail(error_code::bad_request, "method must be 1-64 chars of [A-Za-z0-9_.:/-]", f.id);
+    cmd.method = std::move(*m);
+    if (f.data.empty())
+      return cmd;
+    return check_data(f.data, f.id, limits, cmd);
   }
   case op::pub: {
     auto r = check_channel(f.ch, f.id, cmd);

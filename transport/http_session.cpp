@@ -112,21 +112,87 @@ private:
         d.message = "connection limit reached";
       }
     }
-    if (!d.accepted()) {
-      ctx_.m.reject(d.reason);
-      spdlog::info("upgrade refused {} {} from {}: {}", d.status, req.target(), remote_, d.message);
-      keep_alive_ = false;
-      auto res = simple_response(req, d.status, d.message + "\n", "text/plain; charset=utf-8");
-      return write(std::move(res));
-    }
+    if (!d.accepted())
+      return refuse_upgrade(req, d.status, d.reason, d.message);
     ws_handshake hs;
     hs.key = std::string{req[http::field::sec_websocket_key]};
     hs.extensions = std::string{req[http::field::sec_websocket_extensions]};
+    if (d.ask_hook)
+      return ask_connect_hook(std::move(req), std::move(hs), d);
     req = {}; // nothing of the request stays with the connection
     timer_.cancel();
-    start_ws_session(ctx_ptr_, std::move(socket_), std::move(hs),
-                     session_identity{std::move(d.user), remote_, d.exp, std::move(d.channels)},
-                     lane_);
+    session_identity who;
+    who.user = std::move(d.user);
+    who.remote = remote_;
+    who.exp = d.exp;
+    who.channels = std::move(d.channels);
+    start_ws_session(ctx_ptr_, std::move(socket_), std::move(hs), std::move(who), lane_);
+  }
+
+  // An HTTP answer to an upgrade that does not happen (the connection ends).
+  void refuse_upgrade(const request& req, unsigned status, reject_reason reason,
+                      const std::string& message) {
+    ctx_.m.reject(reason);
+    spdlog::info("upgrade refused {} {} from {}: {}", status, req.target(), remote_, message);
+    keep_alive_ = false;
+    write(simple_response(req, status, message + "\n", "text/plain; charset=utf-8"));
+  }
+
+  // Identity is the application's: its connect hook gets the forwarded
+  // headers, the query string and the token, and its answer decides (the
+  // connection counts against the limit meanwhile; the request timer still
+  // runs, so a hook slower than http.idle_timeout_ms ends the connection).
+  void ask_connect_hook(request&& req, ws_handshake&& hs, const upgrade_decision& d) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& name : ctx_.opts.forward_headers) {
+      std::string joined;
+      for (auto [it, end] = req.equal_range(name); it != end; ++it)
+        joined += (joined.empty() ? "" : (name == "Cookie" || name == "cookie" ? "; " : ", ")) +
+                  std::string{it->value()};
+      if (!joined.empty() || req.find(name) != req.end())
+        headers.emplace_back(name, std::move(joined));
+    }
+    auto body = protocol::encode_connect_hook(ctx_.opts.node_id, remote_, headers, d.query, d.token);
+    request head; // what the answer needs of the request
+    head.version(req.version());
+    head.target(req.target());
+    head.keep_alive(false);
+    req = {};
+    ctx_.opts.hooks->call(
+        hook_kind::connect, std::move(body),
+        [self = shared_from_this(), head = std::move(head), hs = std::move(hs)](hook_answer a) mutable {
+          net::post(self->socket_.get_executor(),
+                    [self, head = std::move(head), hs = std::move(hs), a = std::move(a)]() mutable {
+                      self->on_connect_answer(head, std::move(hs), std::move(a));
+                    });
+        });
+  }
+
+  void on_connect_answer(const request& head, ws_handshake&& hs, hook_answer&& a) {
+    if (!socket_.is_open()) { // the client left (or the request timer ended it) meanwhile
+      bump(ctx_.m.connections, -1);
+      return;
+    }
+    if (a.what == hook_answer::kind::error || a.what == hook_answer::kind::failed) {
+      bump(ctx_.m.connections, -1);
+      if (a.what == hook_answer::kind::failed)
+        return refuse_upgrade(head, 503, reject_reason::hook_failed, "hook failed: " + a.why);
+      return refuse_upgrade(head, 403, reject_reason::hook, a.msg.empty() ? a.code : a.msg);
+    }
+    session_identity who;
+    who.remote = remote_;
+    who.from_hook = true;
+    if (a.what == hook_answer::kind::disconnect) {
+      who.close_code = a.close_code;
+      who.close_reason = std::move(a.reason);
+    } else {
+      who.user = std::move(a.user);
+      who.exp = a.expire_at;
+      who.subscribe = std::move(a.channels);
+      who.meta = a.meta.value_or(std::string{});
+    }
+    timer_.cancel();
+    start_ws_session(ctx_ptr_, std::move(socket_), std::move(hs), std::move(who), lane_);
   }
 
   // After `d`, the socket is closed: whatever is pending fails.

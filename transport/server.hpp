@@ -2,6 +2,7 @@
 // non-template facade so that app code does not compile Beast.
 #pragma once
 
+#include "core/hooks.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "protocol/auth_token.hpp"
@@ -40,6 +41,10 @@ struct server_options {
   std::chrono::microseconds coalesce{2000}; ///< how long writes wait for more frames
   std::size_t flush_helper_min = 256;       ///< sockets a quiet flush needs to be split; 0 = never
   protocol::parse_limits limits;
+  /// The application's hooks (null: none); with a connect hook, identity
+  /// comes from its answer.
+  std::shared_ptr<hook_port> hooks;
+  std::vector<std::string> forward_headers; ///< upgrade request headers passed to connect
 };
 
 class server {

@@ -63,6 +63,13 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
           opts.allowed_origins.end())
     return refuse(403, reject_reason::origin, "origin not allowed");
 
+  if (opts.hooks && opts.hooks->has(hook_kind::connect)) {
+    upgrade_decision d;
+    d.ask_hook = true;
+    d.query = u.encoded_query();
+    d.token = param(u, "token");
+    return d;
+  }
   if (opts.verifier) {
     if (dev_path)
       return refuse(401, reject_reason::auth, "dev-mode path disabled; use /ws?token=JWT");

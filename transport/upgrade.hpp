@@ -20,6 +20,11 @@ struct upgrade_decision {
   std::vector<std::string> channels; ///< the token's `channels` claim
   std::string message;
   reject_reason reason = reject_reason::bad_request;
+  /// Accepted so far, but identity is the connect hook's to give: `query`
+  /// (raw, without '?') and `token` (?token=, decoded) go to it.
+  bool ask_hook = false;
+  std::string query;
+  std::optional<std::string> token;
   bool accepted() const noexcept { return status == 101; }
 };
 
@@ -28,8 +33,9 @@ bool is_ws_path(std::string_view target);
 
 /// Decides an upgrade of `target` (origin-form, with query) with `origin`
 /// (the Origin header, empty when absent). Checks, in order: endpoint
-/// (404), draining (503), Origin allow-list (403), identity (401): an HS256
-/// token in ?token= when `verifier` is set, else dev mode ?user= or
+/// (404), draining (503), Origin allow-list (403), identity (401): the
+/// connect hook's when one is configured (`ask_hook`: the caller asks it),
+/// else a token in ?token= when `verifier` is set, else dev mode ?user= or
 /// /websocket/<user>. The connection limit is checked by the caller.
 upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
                                 std::string_view origin);

@@ -16,6 +16,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A session's identity as the tests give it (a user, nothing else).
+session_identity who(std::string user) {
+  session_identity w;
+  w.user = std::move(user);
+  w.remote = "test";
+  return w;
+}
+
+} // namespace
+
+namespace {
+
 // A backbone that records the broker's interest changes and publishes.
 struct recording_backbone final : backbone {
   std::vector<std::string> events;
@@ -264,8 +276,8 @@ TEST_CASE_FIXTURE(actor_fixture, "sessions: hello, acks, delivery, errors, clean
   auto cfg = small_limits();
   auto sink_a = std::make_shared<recording_sink>();
   auto sink_b = std::make_shared<recording_sink>();
-  auto a = make_session(*sys, env(*cfg), {"alice", "test", {}, {}}, sink_a);
-  auto b = make_session(*sys, env(*cfg), {"bob", "test", {}, {}}, sink_b);
+  auto a = make_session(*sys, env(*cfg), who("alice"), sink_a);
+  auto b = make_session(*sys, env(*cfg), who("bob"), sink_b);
   sink_a->attach(a.handler.get());
   sink_b->attach(b.handler.get());
   auto hello = protocol::parse_server_frame(sink_a->wait_frames(1).at(0));
@@ -315,7 +327,7 @@ TEST_CASE_FIXTURE(actor_fixture, "sessions: hello, acks, delivery, errors, clean
 // rate-limit case. The broker now answers the session actor itself.)
 TEST_CASE_FIXTURE(actor_fixture, "a session joined before its handler is attached still answers") {
   auto sink = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(), {"late", "t", {}, {}}, sink);
+  auto s = make_session(*sys, env(), who("late"), sink);
   REQUIRE(sink->wait_frames(1).size() == 1); // hello: `joined` is on its way or there
   std::this_thread::sleep_for(50ms);
   sink->attach(s.handler.get());
@@ -332,7 +344,7 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
   cfg->burst = 2;
   cfg->max_errors = 5;
   auto sink = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(*cfg), {"eve", "test", {}, {}}, sink);
+  auto s = make_session(*sys, env(*cfg), who("eve"), sink);
   sink->attach(s.handler.get());
   for (int i = 0; i < 10; ++i)
     sink->feed(R"({"op":"ping","id":)" + std::to_string(i) + "}");
@@ -351,7 +363,7 @@ TEST_CASE_FIXTURE(actor_fixture, "rate limit: err rate_limited, then 1008 on sus
 TEST_CASE_FIXTURE(actor_fixture, "a dropped handler ends the session and cleans the broker") {
   auto sink = std::make_shared<recording_sink>();
   {
-    auto s = make_session(*sys, env(), {"ann", "t", {}, {}}, sink);
+    auto s = make_session(*sys, env(), who("ann"), sink);
     sink->attach(s.handler.get());
     sink->feed(R"({"op":"sub","ch":"c"})");
     sink->wait_frames(2);
@@ -376,7 +388,7 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
       0);
   auto mute_env = std::make_shared<const session_env>(session_config{}, m,
                                                       std::make_shared<const broker_set>(mute));
-  auto s = make_session(*sys, mute_env, {"zed", "t", {}, {}}, sink);
+  auto s = make_session(*sys, mute_env, who("zed"), sink);
   sink->attach(s.handler.get());
   sink->wait_frames(1); // hello sent, yet the session is not joined
   for (int i = 0; i < 300; ++i)
@@ -392,7 +404,7 @@ TEST_CASE_FIXTURE(actor_fixture, "commands before hello are kept, up to a bound"
 TEST_CASE_FIXTURE(actor_fixture,
                   "the end of input closes after every earlier command is answered") {
   auto sink = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(), {"ivy", "t", {}, {}}, sink);
+  auto s = make_session(*sys, env(), who("ivy"), sink);
   sink->attach(s.handler.get());
   sink->wait_frames(1); // hello
   // the ack of a `sub` waits for the broker; the close waits for the ack
@@ -413,8 +425,8 @@ TEST_CASE_FIXTURE(actor_fixture,
                   "session actor: unsub and ping; it exits when the connection ends") {
   auto sink = std::make_shared<recording_sink>();
   auto other = std::make_shared<recording_sink>();
-  auto s = make_session(*sys, env(), {"uma", "t", {}, {}}, sink);
-  auto o = make_session(*sys, env(), {"otto", "t", {}, {}}, other);
+  auto s = make_session(*sys, env(), who("uma"), sink);
+  auto o = make_session(*sys, env(), who("otto"), other);
   sink->attach(s.handler.get());
   other->attach(o.handler.get());
   CHECK(eventually([&] { return m.session_actors.load() == 2; }));
