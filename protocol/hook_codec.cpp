@@ -267,7 +267,7 @@ std::string encode_connect_hook(std::string_view node, std::string_view remote,
 }
 
 std::string encode_session_hook(hook_kind k, const hook_session& s, std::string_view target,
-                                std::string_view data) {
+                                std::string_view data, std::string_view key) {
   std::string out = "{\"hook\":\"";
   out += to_string(k);
   out += "\",\"node\":";
@@ -288,6 +288,10 @@ std::string encode_session_hook(hook_kind k, const hook_session& s, std::string_
   if (k != hook_kind::refresh) {
     out += ",\"data\":";
     out += data.empty() ? std::string_view{"null"} : data;
+  }
+  if (k == hook_kind::publish && !key.empty()) {
+    out += ",\"key\":";
+    json::append_string(out, key);
   }
   out += '}';
   return out;

@@ -82,8 +82,9 @@ std::string encode_connect_hook(std::string_view node, std::string_view remote,
 
 /// The body of a refresh, subscribe, publish or rpc call. `target` is the
 /// channel (subscribe, publish) or the method (rpc); `data` raw JSON, empty:
-/// null.
+/// null; `key` a publish's idempotency key (omitted when empty), so that
+/// the application can tell a client's retry from a new message.
 std::string encode_session_hook(hook_kind k, const hook_session& s, std::string_view target,
-                                std::string_view data);
+                                std::string_view data, std::string_view key = {});
 
 } // namespace wsnode::protocol

@@ -2,14 +2,17 @@
 // commands, API bodies, server frames (clients/tools), JWTs (?token=), the
 // WebSocket framing of client bytes, permessage-deflate offers and
 // compressed messages, and the NATS backbone's subject tokens, node messages,
-// heartbeats and JetStream answers.
+// heartbeats and JetStream answers, and the answers of the application's
+// hooks.
 // The first byte picks the parser; the rest is the input. Besides "no crash,
 // no leak, no UB" it checks that what parses re-encodes to something that
 // parses to the same command.
 #include "actors/presence.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/hook_codec.hpp"
 #include "protocol/json_scan.hpp"
+#include "protocol/names.hpp"
 #include "protocol/websocket.hpp"
 #include "protocol/ws_deflate.hpp"
 #include "transport/js_wire.hpp"
@@ -167,13 +170,51 @@ void nats_wire(std::string_view in) {
     }
 }
 
+// An answer of the application's hooks, read as each hook's: what is
+// accepted must be what the session and the upgrade can use as is.
+void hook_answers(std::string_view in) {
+  for (int k = 0; k < hook_kind_count; ++k) {
+    auto kind = static_cast<hook_kind>(k);
+    auto a = parse_hook_answer(kind, in);
+    if (a.what != hook_answer::kind::failed)
+      check(json::validate(in));
+    switch (a.what) {
+    case hook_answer::kind::result:
+      if (kind == hook_kind::connect)
+        check(valid_user(a.user));
+      if (kind == hook_kind::refresh)
+        check(a.expire_at.has_value());
+      for (const auto& ch : a.channels)
+        check(valid_channel(ch));
+      if (a.meta)
+        check(json::validate(
+            encode_session_hook(hook_kind::rpc, {"n1", "n1-1", "u", *a.meta}, "m", "1")));
+      if (a.data)
+        check(parse_server_frame(encode_rpc_reply("1", *a.data)).has_value());
+      break;
+    case hook_answer::kind::error:
+      check(!a.code.empty() && a.code.size() <= 32);
+      check(parse_server_frame(encode_err("1", a.code, a.msg)).has_value());
+      break;
+    case hook_answer::kind::disconnect:
+      check(kind == hook_kind::connect || kind == hook_kind::refresh);
+      check(a.close_code >= 3000 && a.close_code <= 4999 && a.reason.size() <= 123);
+      check(ws::valid_utf8(a.reason));
+      break;
+    case hook_answer::kind::failed:
+      check(a.failure == hook_failure::malformed);
+      break;
+    }
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0)
     return 0;
   std::string_view in{reinterpret_cast<const char*>(data) + 1, size - 1};
   parse_limits limits;
   limits.max_data_bytes = 256;
-  switch (data[0] % 8) {
+  switch (data[0] % 9) {
   case 0: {
     auto r = parse_command(in, limits);
     if (auto* c = std::get_if<command>(&r)) {
@@ -212,6 +253,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     break;
   case 7:
     nats_wire(in);
+    break;
+  case 8:
+    hook_answers(in);
     break;
   }
   return 0;

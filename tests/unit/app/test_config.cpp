@@ -190,3 +190,42 @@ lossy = true
   CHECK(key_of("namespace = 3\n") == "namespace");
   CHECK(key_of("[history]\nidempotency_window_ms = 5\n") == "history.idempotency_window_ms");
 }
+
+TEST_CASE("[hooks]: keys are read and checked against the namespaces") {
+  auto c = parse_config(R"(
+[hooks]
+connect_url = "http://127.0.0.1:9000/ws/connect"
+refresh_url = "http://127.0.0.1:9000/ws/refresh"
+publish_url = "http://127.0.0.1:9000/ws/publish"
+timeout_ms = 500
+max_in_flight = 8
+forward_headers = ["Cookie", "X-Forwarded-For"]
+secret = "s"
+[[namespace]]
+name = "chat"
+publish_hook = true
+)",
+                        ".");
+  CHECK(c.connect_hook());
+  CHECK(c.hook_timeout.count() == 500);
+  CHECK(c.hook_max_in_flight == 8);
+  CHECK(c.hook_forward_headers.size() == 2);
+  CHECK(c.namespaces.at(0).publish_hook);
+  CHECK_FALSE(c.namespaces.at(0).subscribe_hook);
+  CHECK(key_of("[hooks]\nconnect_url = \"https://a:1/x\"") == "hooks.connect_url");
+  CHECK(key_of("[hooks]\nrpc_url = \"ftp://a/x\"") == "hooks.rpc_url");
+  CHECK(key_of("[hooks]\nrpc_url = \"http://u:p@a:1/x\"") == "hooks.rpc_url");
+  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"") == "hooks.events_url");
+  CHECK(key_of("[hooks]\nrefresh_url = \"http://a:1/x\"") == "hooks.refresh_url");
+  CHECK(key_of("[hooks]\ntimeout_ms = 0") == "hooks.timeout_ms");
+  CHECK(key_of("[hooks]\nmax_in_flight = 0") == "hooks.max_in_flight");
+  CHECK(key_of("[hooks]\nforward_headers = [\"Bad Header\"]") == "hooks.forward_headers");
+  CHECK(key_of("[hooks]\nconnect_urll = \"\"") == "hooks.connect_urll");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\npublish_hook = true") == "namespace[0].publish_hook");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nsubscribe_hook = true") ==
+        "namespace[0].subscribe_hook");
+  // identity from the connect hook: no secret needed off loopback (the API key still is)
+  CHECK(key_of("[http]\nlisten = \"0.0.0.0:80\"\n[api]\nkey = \"k\"\n[hooks]\nconnect_url = "
+               "\"http://127.0.0.1:9/c\"") == "");
+  CHECK(key_of("[http]\nlisten = \"0.0.0.0:80\"\n[api]\nkey = \"k\"") == "auth.secret");
+}
