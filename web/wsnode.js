@@ -1,4 +1,4 @@
-// wsnode.js: a small browser client for wsnode's protocol v1 and v1.1.
+// wsnode.js: a small browser client for wsnode's protocol v1, v1.1 and v1.2.
 // Plain ES module, no dependencies, no build step. See docs/client.md.
 //
 //   import { WsnodeClient } from "/wsnode.js";
@@ -15,13 +15,19 @@
 //   const { count, users, cursor } = await c.presence("room:1", { limit: 100 });
 //   c.addEventListener("join", (e) => console.log(e.detail.ch, e.detail.user)); // and "leave"
 //   new WsnodeClient({ token, refreshToken: async () => fetchNewToken() }); // before exp
+//   const profile = await c.rpc("get_profile", { id: 7 }); // answered by the app's rpc hook
+//   c.addEventListener("subscribed", (e) => c.subscribe(e.detail.ch, onMsg)); // the server's
 //
 // In a namespace with history the client remembers each channel's stream
 // position (ep, off) and, after every reconnect and on `resync`,
 // subscribes again with `since`: the messages it missed are replayed, in
 // order, once. The "recovery" event says whether that worked
 // (`recovered: false`: the gap was too old or the epoch changed; reload
-// the channel's state, e.g. with history()).
+// the channel's state, e.g. with history()). Channels the server
+// subscribed the client to (`subscribed` frames: the connect hook's
+// channels, /api/subscribe) are tracked the same way; the server
+// subscribes them again after a reconnect, and the client then recovers
+// them from its position.
 
 import { refreshDelay, tokenExp } from "./tokens.js";
 
@@ -59,7 +65,9 @@ function defaultUrl() {
  * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame),
  * "recovery" (detail: {ch, recovered, count}) after a resubscription with
  * `since`, "join" and "leave" (detail: {ch, user}) in namespaces with
- * join_leave, "refresh" (detail: {exp}) after the token was renewed.
+ * join_leave, "refresh" (detail: {exp}) after the token was renewed,
+ * "subscribed" (detail: {ch, ep, off}) and "unsubscribed" (detail: {ch})
+ * when the server subscribed the client to a channel or took it away.
  *
  * `opts.refreshToken`: an async function of the application that returns a
  * new connection token (same user); the client calls it before the
@@ -95,7 +103,10 @@ export class WsnodeClient extends EventTarget {
     this._queue = []; // commands waiting for the connection
     this._subs = new Map(); // channel -> Set(handler)
     this._pos = new Map(); // channel -> {ep, off}: its stream position (history channels)
-    this._subTokens = new Map(); // channel -> subscription token (private channels)
+    this._subArgs = new Map(); // channel -> {token, data} of its sub (kept for resubscribing)
+    this._serverSubs = new Set(); // channels the server subscribed (not resubscribed at hello)
+    this._awaiting = new Set(); // server-side channels not yet subscribed again on this socket
+    this._recovering = new Set(); // channels whose sub with `since` is not acknowledged yet
     this._refreshTimer = null;
     this._everOpen = false;
   }
@@ -126,8 +137,10 @@ export class WsnodeClient extends EventTarget {
 
   /**
    * Subscribes `handler(msg)` to `ch`; resolves on the server's ack.
-   * `opts.token`: a subscription token for a private channel (kept for
-   * resubscribing after reconnects).
+   * `opts.token`: a subscription token for a private channel; `opts.data`:
+   * any JSON value for the application's subscribe hook (both kept for
+   * resubscribing after reconnects). A channel already subscribed (by
+   * this client, or by the server) only gets the handler.
    */
   subscribe(ch, handler, opts = {}) {
     let set = this._subs.get(ch);
@@ -138,17 +151,17 @@ export class WsnodeClient extends EventTarget {
     }
     if (handler) set.add(handler);
     if (!first) return Promise.resolve();
-    if (opts.token) this._subTokens.set(ch, opts.token);
-    const cmd = { op: "sub", ch };
-    if (opts.token) cmd.token = opts.token;
-    return this._request(cmd).then(
+    const args = {};
+    if (opts.token) args.token = opts.token;
+    if (opts.data !== undefined) args.data = opts.data;
+    this._subArgs.set(ch, args);
+    return this._request({ op: "sub", ch, ...args }).then(
       (ack) => {
         this._onSubAck(ch, ack, null);
         return ack;
       },
       (e) => {
-        this._subs.delete(ch);
-        this._subTokens.delete(ch);
+        this._forget(ch);
         throw e;
       },
     );
@@ -161,9 +174,7 @@ export class WsnodeClient extends EventTarget {
     if (handler) set.delete(handler);
     else set.clear();
     if (set.size > 0) return Promise.resolve();
-    this._subs.delete(ch);
-    this._pos.delete(ch);
-    this._subTokens.delete(ch);
+    this._forget(ch);
     return this._request({ op: "unsub", ch });
   }
 
@@ -213,6 +224,18 @@ export class WsnodeClient extends EventTarget {
   position(ch) {
     const p = this._pos.get(ch);
     return p ? { ep: p.ep, off: p.off } : null;
+  }
+
+  /**
+   * Calls `method` of the application's rpc hook with `data` (any JSON
+   * value); resolves with the answer's `data`, rejects with a WsnodeError
+   * (`unavailable`: the hook failed; `unknown_op`: no rpc hook; or the
+   * application's own code).
+   */
+  rpc(method, data) {
+    const cmd = { op: "rpc", method };
+    if (data !== undefined) cmd.data = data;
+    return this._request(cmd).then((reply) => (reply.data === undefined ? null : reply.data));
   }
 
   /** Sends `data` to every session of `user`; resolves on ack. */
@@ -268,6 +291,8 @@ export class WsnodeClient extends EventTarget {
       }
       this._pending.clear();
       if (this.state === "closed") return;
+      // 4003: the application disconnected this client; come back slowly
+      if (ev.code === 4003) this._attempt = Math.max(this._attempt, 30);
       if (ev.code === 4001 && this.refreshToken) {
         // the token expired: get a new one before reconnecting with it
         this._setState("reconnecting");
@@ -306,6 +331,7 @@ export class WsnodeClient extends EventTarget {
       case "pong":
       case "history":
       case "presence":
+      case "rpc":
       case "err": {
         const p = f.id !== undefined ? this._pending.get(f.id) : undefined;
         if (!p) return;
@@ -316,6 +342,9 @@ export class WsnodeClient extends EventTarget {
         return;
       }
       case "msg": {
+        // before the ack of a sub with `since`, the replay that follows it
+        // carries these again (a server-side subscription may send them early)
+        if (f.off !== undefined && this._recovering.has(f.ch)) return;
         const pos = f.off !== undefined ? this._pos.get(f.ch) : undefined;
         if (pos) {
           if (f.off <= pos.off) return; // already seen (never expected; a safety net)
@@ -336,6 +365,14 @@ export class WsnodeClient extends EventTarget {
       case "resync": // the server could not keep this stream whole: recover it
         if (this._subs.has(f.ch)) this._resubscribe(f.ch);
         return;
+      case "subscribed":
+        this._onSubscribed(f);
+        return;
+      case "unsubscribed":
+        if (!this._subs.has(f.ch)) return;
+        this._forget(f.ch);
+        this.dispatchEvent(new CustomEvent("unsubscribed", { detail: f }));
+        return;
       default:
         return; // unknown ops are ignored (forward compatibility)
     }
@@ -351,10 +388,13 @@ export class WsnodeClient extends EventTarget {
     if (this.token && this.refreshToken && this._refreshTimer === null)
       this._scheduleRefresh(tokenExp(this.token));
     // resubscribe every channel (those whose first sub is still queued go
-    // with the queue), then flush what waited for the connection
+    // with the queue; the server's own come back with `subscribed`), then
+    // flush what waited for the connection
     const queuedSubs = new Set(this._queue.filter((q) => q.cmd.op === "sub").map((q) => q.cmd.ch));
+    this._awaiting = new Set(this._serverSubs);
+    this._recovering.clear();
     for (const ch of this._subs.keys()) {
-      if (!queuedSubs.has(ch)) this._resubscribe(ch);
+      if (!queuedSubs.has(ch) && !this._serverSubs.has(ch)) this._resubscribe(ch);
     }
     const queued = this._queue;
     this._queue = [];
@@ -366,15 +406,48 @@ export class WsnodeClient extends EventTarget {
   _resubscribe(ch) {
     const pos = this._pos.get(ch);
     const since = pos ? { ep: pos.ep, off: pos.off } : null;
-    const cmd = { op: "sub", ch, id: this._nextId++ };
-    if (since) cmd.since = since;
-    const token = this._subTokens.get(ch);
-    if (token) cmd.token = token;
+    const cmd = { op: "sub", ch, ...this._subArgs.get(ch), id: this._nextId++ };
+    if (since) {
+      cmd.since = since;
+      this._recovering.add(ch);
+    }
     this._sendNow(cmd, {
-      resolve: (ack) => this._onSubAck(ch, ack, since),
-      reject: () => {}, // the next reconnect tries again
+      resolve: (ack) => {
+        this._recovering.delete(ch);
+        this._onSubAck(ch, ack, since);
+      },
+      reject: () => this._recovering.delete(ch), // the next reconnect tries again
       timer: null,
     });
+  }
+
+  // The server subscribed this client to `f.ch` (the connect hook's
+  // channels, /api/subscribe). New: track it like one of ours. Known from
+  // before a reconnect: recover it from its position with a `sub` carrying
+  // `since` (the session holds the channel already: no grant is needed).
+  // Already subscribed on this socket: nothing changes.
+  _onSubscribed(f) {
+    const ch = f.ch;
+    if (typeof ch !== "string") return;
+    if (!this._subs.has(ch)) {
+      this._subs.set(ch, new Set());
+      this._serverSubs.add(ch);
+      if (f.ep !== undefined) this._pos.set(ch, { ep: f.ep, off: f.off });
+    } else if (this._awaiting.delete(ch)) {
+      if (this._pos.has(ch)) this._resubscribe(ch);
+      else if (f.ep !== undefined) this._pos.set(ch, { ep: f.ep, off: f.off });
+    }
+    this.dispatchEvent(new CustomEvent("subscribed", { detail: f }));
+  }
+
+  // Drops everything the client keeps about `ch`.
+  _forget(ch) {
+    this._subs.delete(ch);
+    this._pos.delete(ch);
+    this._subArgs.delete(ch);
+    this._serverSubs.delete(ch);
+    this._awaiting.delete(ch);
+    this._recovering.delete(ch);
   }
 
   // Asks the application for a new token before `exp` (seconds) and sends
@@ -401,6 +474,7 @@ export class WsnodeClient extends EventTarget {
 
   _onSubAck(ch, ack, since) {
     if (!ack || ack.ep === undefined) return; // no history in this namespace
+    if (!this._subs.has(ch)) return; // unsubscribed meanwhile
     const recovered = ack.recovered === true;
     // replayed messages follow the ack and move the position on
     this._pos.set(ch, { ep: ack.ep, off: since && recovered ? since.off : ack.off });

@@ -294,6 +294,143 @@ test("the page works on a single node too (no mesh, no nginx)", async () => {
   }
 });
 
+// A free TCP port on loopback (closed again: the caller binds it).
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+// Stops `child` (SIGTERM, then SIGKILL) and waits for its exit.
+async function stopChild(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+test("hooks: examples/hooks_backend.py: cookie login, rpc, word filter, unavailable", async () => {
+  // the example backend and the example config, on free ports
+  const backendPort = await freePort();
+  let port = await freePort();
+  while (port === backendPort) port = await freePort();
+  const script = path.join(ROOT, "examples", "hooks_backend.py");
+  const backend = spawn(PYTHON, [script, "--port", String(backendPort)], { stdio: "ignore" });
+  const cfg = path.join(RUN_DIR, "hooks.toml");
+  fs.writeFileSync(
+    cfg,
+    fs
+      .readFileSync(path.join(ROOT, "examples", "hooks.toml"), "utf8")
+      .replaceAll("127.0.0.1:9000", `127.0.0.1:${backendPort}`)
+      .replace('listen = "127.0.0.1:8080"', `listen = "127.0.0.1:${port}"`)
+      .replace('static_dir = "web"', `static_dir = "${ROOT}/web"`),
+  );
+  const bin = process.env.WSNODE_BIN || path.join(ROOT, "build", "wsnode");
+  let node;
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    // log in at the backend: its session cookie (per host) goes to the node too
+    for (let i = 0; ; i++) {
+      try {
+        const r = await page.goto(`http://127.0.0.1:${backendPort}/login?user=ann`);
+        assert.equal(r.status(), 200);
+        break;
+      } catch (e) {
+        if (i >= 100) throw e;
+        await new Promise((r) => setTimeout(r, 50)); // not listening yet
+      }
+    }
+    node = spawn(bin, ["--config", cfg], { stdio: "ignore" });
+    for (let i = 0; ; i++) {
+      try {
+        // ?user= is not identity with a connect hook: the cookie is
+        await page.goto(`http://127.0.0.1:${port}/?user=mallory`);
+        break;
+      } catch (e) {
+        if (i >= 100) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await waitState(page, "open");
+    await page.locator("#messages li.system", { hasText: "as ann" }).waitFor();
+
+    // the publish hook filters danmaku
+    await page.fill("#danmaku-input", "no spoiler please");
+    await page.click("#danmaku-fire");
+    await page.locator("#stage .bullet", { hasText: "no *** please" }).waitFor();
+
+    // rpc through wsnode.js: an answer, the application's error code
+    const got = await page.evaluate(async () => {
+      const { WsnodeClient } = await import("/wsnode.js");
+      const c = new WsnodeClient({ user: "mallory" });
+      window.hookClient = c;
+      const hello = new Promise((r) =>
+        c.addEventListener("open", (e) => r(e.detail), { once: true }),
+      );
+      c.connect();
+      const { user } = await hello;
+      const profile = await c.rpc("get_profile", { id: 7 });
+      const err = await c.rpc("no_such_method").then(
+        () => null,
+        (e) => ({ name: e.name, code: e.code }),
+      );
+      return { user, profile, err };
+    });
+    assert.deepEqual(got, {
+      user: "ann",
+      profile: { name: "Ann" },
+      err: { name: "WsnodeError", code: "not_found" },
+    });
+
+    // without the cookie the upgrade is refused (403 before the 101)
+    const stranger = await browser.newContext();
+    try {
+      const p2 = await stranger.newPage();
+      await p2.goto(`http://127.0.0.1:${port}/nope`).catch(() => {}); // any page of the origin
+      const refused = await p2.evaluate(async () => {
+        const { WsnodeClient } = await import("/wsnode.js");
+        const c = new WsnodeClient({ user: "ann" });
+        const closed = new Promise((r) =>
+          c.addEventListener("close", (e) => r(e.detail.code), { once: true }),
+        );
+        c.connect();
+        const code = await closed;
+        const state = c.state;
+        c.close();
+        return { code, state };
+      });
+      assert.deepEqual(refused, { code: 1006, state: "reconnecting" });
+    } finally {
+      await stranger.close();
+    }
+
+    // the backend gone: rpc fails closed with unavailable, the socket stays
+    await stopChild(backend);
+    const down = await page.evaluate(async () => {
+      const c = window.hookClient;
+      const e = await c.rpc("get_profile").then(() => null, (x) => x);
+      return { code: e && e.code, message: e && e.message, state: c.state };
+    });
+    assert.equal(down.code, "unavailable");
+    assert.match(down.message, /^hook failed: /);
+    assert.equal(down.state, "open");
+    await page.screenshot({ path: path.join(ARTIFACTS, "page-hooks.png") });
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await stopChild(node);
+    await stopChild(backend);
+  }
+});
+
 test("no errors in any page's console", () => {
   for (const [name, { errors }] of Object.entries(pages)) {
     assert.deepEqual(errors, [], `page ${name}`);

@@ -374,3 +374,214 @@ test("refreshes the token before exp, and after a 4001 close reconnects with a n
   assert.equal(made, 2);
   c.close();
 });
+
+test("rpc resolves with the answer's data, matched by id; data goes only when given", async () => {
+  const { c, sock } = client();
+  c.connect();
+  sock().hello();
+  const a = c.rpc("get_profile", { id: 7 });
+  const first = sock().sent.at(-1);
+  assert.deepEqual(first, { op: "rpc", method: "get_profile", data: { id: 7 }, id: first.id });
+  const b = c.rpc("now");
+  const second = sock().sent.at(-1);
+  assert.deepEqual(second, { op: "rpc", method: "now", id: second.id });
+  assert.notEqual(first.id, second.id);
+  // answers are matched by id, whatever their order; an unknown id is ignored
+  sock().frame({ op: "rpc", id: 999, data: "stray" });
+  sock().frame({ op: "rpc", id: second.id }); // no data: null
+  sock().frame({ op: "rpc", id: first.id, data: { name: "Ann" } });
+  assert.deepEqual(await a, { name: "Ann" });
+  assert.equal(await b, null);
+  // falsy answers come back as they are
+  const z = c.rpc("zero", 0);
+  assert.equal(sock().sent.at(-1).data, 0);
+  sock().frame({ op: "rpc", id: sock().sent.at(-1).id, data: 0 });
+  assert.equal(await z, 0);
+});
+
+test("rpc rejects with the err code: unavailable, the application's, unknown_op", async () => {
+  const { c, sock } = client();
+  c.connect();
+  sock().hello();
+  const replies = [
+    ["unavailable", "hook failed: timeout"],
+    ["not_found", "no such profile"],
+    ["unknown_op", undefined],
+  ];
+  for (const [code, msg] of replies) {
+    const p = c.rpc("get_profile", { id: 1 });
+    sock().frame({ op: "err", id: sock().sent.at(-1).id, code, ...(msg ? { msg } : {}) });
+    await assert.rejects(
+      p,
+      (e) => e instanceof WsnodeError && e.code === code && e.message === (msg ?? code),
+    );
+  }
+});
+
+test("rpc while disconnected behaves like the other commands", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 }, requestTimeoutMs: 5000 });
+  c.connect();
+  const early = c.rpc("early", 1); // before hello: queued
+  assert.equal(sock().sent.length, 0);
+  sock().hello();
+  const cmd = sock().sent.at(-1);
+  assert.equal(cmd.method, "early");
+  sock().frame({ op: "rpc", id: cmd.id, data: "ok" });
+  assert.equal(await early, "ok");
+  // in flight when the connection drops: disconnected (it may have run)
+  const lost = c.rpc("lost");
+  sock().drop(1006);
+  await assert.rejects(lost, { code: "disconnected" });
+  // while reconnecting: queued, sent after the next hello
+  const later = c.rpc("later", [1, 2]);
+  timers.fire((t) => t.ms === 100);
+  sock().hello("n2");
+  const again = sock().sent.find((f) => f.op === "rpc");
+  assert.deepEqual(again.data, [1, 2]);
+  sock().frame({ op: "rpc", id: again.id, data: 3 });
+  assert.equal(await later, 3);
+  // no answer: timeout
+  const slow = c.rpc("slow");
+  timers.fire((t) => t.ms === 5000);
+  await assert.rejects(slow, { code: "timeout" });
+  // after close(): closed
+  c.close();
+  await assert.rejects(c.rpc("x"), { code: "closed" });
+});
+
+test("subscribe passes data to the sub (and again when resubscribing)", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 } });
+  c.connect();
+  sock().hello();
+  const s = c.subscribe("chat:1", () => {}, { data: { invite: "x" } });
+  const sub = sock().sent.at(-1);
+  assert.deepEqual(sub, { op: "sub", ch: "chat:1", data: { invite: "x" }, id: sub.id });
+  sock().ack(sub);
+  await s;
+  const n = c.subscribe("chat:2", () => {}, { data: null }); // null is a value
+  assert.equal(sock().sent.at(-1).data, null);
+  sock().ack(sock().sent.at(-1));
+  await n;
+  sock().drop(1006);
+  timers.fire();
+  sock().hello();
+  const again = sock().sent.filter((f) => f.op === "sub");
+  assert.deepEqual(again.find((f) => f.ch === "chat:1").data, { invite: "x" });
+  assert.equal(again.find((f) => f.ch === "chat:2").data, null);
+  // a refused sub is forgotten with its data
+  const bad = c.subscribe("chat:3", () => {}, { data: 1 });
+  sock().frame({ op: "err", id: sock().sent.at(-1).id, code: "forbidden", msg: "no" });
+  await assert.rejects(bad, { code: "forbidden" });
+  assert.deepEqual(c.channels.sort(), ["chat:1", "chat:2"]);
+});
+
+test("subscribed: a server-side channel is tracked, and recovered after a reconnect", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 } });
+  const events = [];
+  for (const type of ["subscribed", "unsubscribed", "recovery"])
+    c.addEventListener(type, (e) => events.push([type, e.detail]));
+  c.connect();
+  sock().hello();
+  sock().frame({ op: "subscribed", ch: "room:1", ep: "e1", off: 4 });
+  sock().frame({ op: "subscribed", ch: "notify:ann" }); // no history
+  assert.deepEqual(c.channels, ["room:1", "notify:ann"]);
+  assert.deepEqual(c.position("room:1"), { ep: "e1", off: 4 });
+  assert.equal(c.position("notify:ann"), null);
+  assert.deepEqual(events, [
+    ["subscribed", { op: "subscribed", ch: "room:1", ep: "e1", off: 4 }],
+    ["subscribed", { op: "subscribed", ch: "notify:ann" }],
+  ]);
+  // a handler joins without a sub: the server holds the subscription
+  const got = [];
+  const sent = sock().sent.length;
+  await c.subscribe("room:1", (m) => got.push(m.off));
+  assert.equal(sock().sent.length, sent);
+  sock().frame({ op: "msg", ch: "room:1", off: 5, data: 1 });
+  assert.deepEqual(got, [5]);
+  assert.deepEqual(c.position("room:1"), { ep: "e1", off: 5 });
+
+  // after a reconnect the client does not sub server-side channels itself
+  sock().drop(1006);
+  timers.fire();
+  sock().hello("n2");
+  assert.deepEqual(sock().sent.filter((f) => f.op === "sub"), []);
+  // the server subscribes it again: the client recovers from its position
+  sock().frame({ op: "subscribed", ch: "room:1", ep: "e1", off: 8 });
+  const rec = sock().sent.at(-1);
+  assert.deepEqual(
+    { ...rec, id: 0 },
+    { op: "sub", ch: "room:1", since: { ep: "e1", off: 5 }, id: 0 },
+  );
+  // live messages before the ack are dropped: the replay carries them
+  sock().frame({ op: "msg", ch: "room:1", off: 8, data: 1 });
+  assert.deepEqual(got, [5]);
+  sock().frame({ op: "ack", id: rec.id, ep: "e1", off: 8, recovered: true });
+  for (const off of [6, 7, 8, 9]) sock().frame({ op: "msg", ch: "room:1", off, data: 1 });
+  assert.deepEqual(got, [5, 6, 7, 8, 9]);
+  assert.deepEqual(events.at(-1), ["recovery", { ch: "room:1", recovered: true, count: 3 }]);
+  // a repeat on the same socket changes nothing
+  sock().frame({ op: "subscribed", ch: "room:1", ep: "e1", off: 9 });
+  assert.equal(sock().sent.at(-1), rec);
+  assert.deepEqual(c.position("room:1"), { ep: "e1", off: 9 });
+  // a channel without history comes back without a sub either
+  sock().frame({ op: "subscribed", ch: "notify:ann" });
+  assert.equal(sock().sent.at(-1), rec);
+
+  // unsubscribed: dropped, position and handlers too; unknown channels are ignored
+  sock().frame({ op: "unsubscribed", ch: "room:1" });
+  sock().frame({ op: "unsubscribed", ch: "nope:1" });
+  assert.deepEqual(events.at(-1), ["unsubscribed", { op: "unsubscribed", ch: "room:1" }]);
+  assert.equal(events.filter(([t]) => t === "unsubscribed").length, 1);
+  assert.deepEqual(c.channels, ["notify:ann"]);
+  assert.equal(c.position("room:1"), null);
+  sock().frame({ op: "msg", ch: "room:1", off: 10, data: 1 });
+  assert.deepEqual(got, [5, 6, 7, 8, 9]);
+  // and it is not resubscribed after the next reconnect
+  sock().drop(1006);
+  timers.fire();
+  sock().hello("n3");
+  assert.deepEqual(sock().sent, []);
+  await flush();
+});
+
+test("subscribed for a channel the client subscribed itself changes nothing", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100 } });
+  c.connect();
+  sock().hello();
+  const p = c.subscribe("room:2", () => {});
+  const sub = sock().sent.at(-1);
+  sock().frame({ op: "subscribed", ch: "room:2", ep: "e1", off: 3 }); // before our ack
+  sock().frame({ op: "ack", id: sub.id, ep: "e1", off: 3 });
+  await p;
+  // a reconnect: the client's own channel is resubscribed with since, once
+  sock().drop(1006);
+  timers.fire();
+  sock().hello();
+  sock().frame({ op: "subscribed", ch: "room:2", ep: "e1", off: 3 });
+  const subs = sock().sent.filter((f) => f.op === "sub");
+  assert.equal(subs.length, 1);
+  assert.deepEqual(subs[0].since, { ep: "e1", off: 3 });
+  // unsubscribe() sends unsub and forgets it
+  const u = c.unsubscribe("room:2");
+  assert.equal(sock().sent.at(-1).op, "unsub");
+  sock().ack(sock().sent.at(-1));
+  await u;
+  assert.deepEqual(c.channels, []);
+});
+
+test("a close with 4003 (the application disconnected us) waits the longest backoff", async () => {
+  const { c, timers, sock } = client({ backoff: { initialMs: 100, maxMs: 8000 } });
+  const closes = [];
+  c.addEventListener("close", (e) => closes.push(e.detail.code));
+  c.connect();
+  sock().hello();
+  sock().drop(4003);
+  assert.deepEqual(closes, [4003]);
+  assert.equal(c.state, "reconnecting");
+  assert.deepEqual(timers.pending().map((t) => t.ms), [8000]);
+  timers.fire();
+  sock().hello();
+  sock().drop(1006); // a success resets it
+  assert.deepEqual(timers.pending().map((t) => t.ms), [100]);
+  c.close();
+});
