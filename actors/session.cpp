@@ -142,8 +142,8 @@ void session_state::on_message(std::string text, bool binary) {
     if (early_->size() >= max_early) {
       if (!closing_) {
         env_->m.drop(drop_reason::rate_limited);
-        close(close_code::policy, joined_ ? "too many messages waiting for a hook"
-                                          : "too many messages before hello");
+        close(close_code::policy,
+              joined_ ? "too many messages waiting for a hook" : "too many messages before hello");
       }
       sink_->input_done();
       return;
@@ -240,8 +240,7 @@ void session_state::release_subscriptions() {
 }
 
 std::chrono::system_clock::time_point session_state::expiry_deadline() const {
-  return std::chrono::system_clock::time_point{std::chrono::seconds{exp_}} +
-         env_->cfg.expiry_grace;
+  return std::chrono::system_clock::time_point{std::chrono::seconds{exp_}} + env_->cfg.expiry_grace;
 }
 
 // The connection token's (or the latest refresh's) exp and channels claim.
@@ -395,8 +394,8 @@ private:
 
 session_env::session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
                          std::shared_ptr<hook_port> h)
-  : cfg(std::move(c)), m(mm), brokers(std::move(b)), hooks(std::move(h)),
-    rate{cfg.messages_per_second, cfg.burst} {
+  : cfg(std::move(c)), m(mm), brokers(std::move(b)),
+    hooks(std::move(h)), rate{cfg.messages_per_second, cfg.burst} {
   double window_s = std::chrono::duration<double>(cfg.error_window).count();
   errors = {window_s > 0 ? cfg.max_errors / window_s : 0, cfg.max_errors};
 }

@@ -117,8 +117,8 @@ void session_state::dispatch(protocol::command& cmd, const hook_answer* pass) {
       return refuse(cmd.id, *no);
     auto slot = hold(cmd.id, cmd.ch);
     caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence::value, std::string{cmd.ch},
-                   std::uint64_t{cmd.limit.value_or(default_presence_limit)},
-                   std::move(cmd.cursor), std::string{cmd.id}, slot, handle());
+                   std::uint64_t{cmd.limit.value_or(default_presence_limit)}, std::move(cmd.cursor),
+                   std::string{cmd.id}, slot, handle());
     return;
   }
   case protocol::op::refresh:
@@ -166,8 +166,8 @@ void session_state::subscribe_live(const std::string& ch, std::string_view id,
     return;
   }
   auto slot = hold({}, {});
-  slot_of(slot)->frame = make_frame(server ? protocol::encode_subscribed(ch, {}, 0)
-                                           : protocol::encode_ack(id));
+  slot_of(slot)->frame =
+      make_frame(server ? protocol::encode_subscribed(ch, {}, 0) : protocol::encode_ack(id));
   caf::anon_send(env_->brokers->owner(ch), atoms::sub::value, sid_, ch, slot, sink_, handle());
 }
 

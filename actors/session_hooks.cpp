@@ -40,7 +40,7 @@ void session_state::ask(hook_kind k, const std::string& text, const protocol::co
   auto sid = sid_text();
   std::string_view target = k == hook_kind::rpc ? std::string_view{cmd.method} : cmd.ch;
   auto body = protocol::encode_session_hook(k, {env_->cfg.node_id, sid, user_, hs.meta}, target,
-                                           cmd.data, cmd.key);
+                                            cmd.data, cmd.key);
   env_->hooks->call(k, std::move(body), [a = handle()](hook_answer ans) {
     caf::anon_send(a, atoms::hook_done::value, static_cast<std::uint8_t>(purpose::command),
                    std::move(ans));

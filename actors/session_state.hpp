@@ -32,9 +32,9 @@ using hook_done = caf::atom_constant<caf::atom("hook_done")>;
 /// What a session holds for the application's hooks (made when first
 /// needed: most sessions of a node without hooks never have one).
 struct session_hook_state {
-  std::string meta;         ///< the connect (or refresh) answer's meta, raw JSON; "" = none
-  std::string pending;      ///< the command waiting for its hook (frame text)
-  bool refreshing = false;  ///< a refresh call is out
+  std::string meta;        ///< the connect (or refresh) answer's meta, raw JSON; "" = none
+  std::string pending;     ///< the command waiting for its hook (frame text)
+  bool refreshing = false; ///< a refresh call is out
 };
 
 class session_state {
@@ -139,8 +139,8 @@ private:
   // for its hook (made on the first: most sessions join before their first
   // command and use no hook, and an empty vector costs 24 bytes).
   std::unique_ptr<client_messages> early_;
-  std::vector<std::string> releases_;         // see release_subscriptions
-  std::unique_ptr<session_hook_state> hooks_; // see hook_state()
+  std::vector<std::string> releases_;                     // see release_subscriptions
+  std::unique_ptr<session_hook_state> hooks_;             // see hook_state()
   std::unique_ptr<std::vector<std::string>> server_subs_; // connect hook's channels, until joined
   // The client's input ended (on_input_end) and this close is due.
   std::uint16_t end_code_ = 0;
@@ -148,7 +148,7 @@ private:
   bool joined_ = false;
   bool closing_ = false;
   bool left_ = false;
-  bool hook_waiting_ = false;   // a command waits for its hook: later ones wait in early_
+  bool hook_waiting_ = false;    // a command waits for its hook: later ones wait in early_
   bool refresh_by_hook_ = false; // exp_ came from the connect hook and refresh_url is set
 };
 

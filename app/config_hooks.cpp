@@ -35,8 +35,10 @@ void read_hooks(reader& r, config& c) {
 
 void check_hooks(const config& c) {
   const std::pair<const char*, const std::string*> urls[] = {
-      {"hooks.connect_url", &c.hook_connect_url}, {"hooks.refresh_url", &c.hook_refresh_url},
-      {"hooks.subscribe_url", &c.hook_subscribe_url}, {"hooks.publish_url", &c.hook_publish_url},
+      {"hooks.connect_url", &c.hook_connect_url},
+      {"hooks.refresh_url", &c.hook_refresh_url},
+      {"hooks.subscribe_url", &c.hook_subscribe_url},
+      {"hooks.publish_url", &c.hook_publish_url},
       {"hooks.rpc_url", &c.hook_rpc_url}};
   for (const auto& [key, url] : urls)
     if (!url->empty())

@@ -76,11 +76,13 @@ void render_hooks(std::string& out, const hook_metrics& h) {
        "the rest are failures).");
   for (int k = 0; k < hook_kind_count; ++k)
     for (int r = 0; r < hook_metrics::result_count; ++r) {
-      std::string_view result = r == 0   ? "ok"
-                                : r == 1 ? "error"
-                                : r == 2 ? "disconnect"
-                                         : protocol::to_string(static_cast<protocol::hook_failure>(r - 2));
-      fmt::format_to(std::back_inserter(out), "wsnode_hook_calls_total{{hook=\"{}\",result=\"{}\"}} {}\n",
+      std::string_view result =
+          r == 0   ? "ok"
+          : r == 1 ? "error"
+          : r == 2 ? "disconnect"
+                   : protocol::to_string(static_cast<protocol::hook_failure>(r - 2));
+      fmt::format_to(std::back_inserter(out),
+                     "wsnode_hook_calls_total{{hook=\"{}\",result=\"{}\"}} {}\n",
                      protocol::to_string(static_cast<hook_kind>(k)), result,
                      load(h.calls[static_cast<std::size_t>(k)][static_cast<std::size_t>(r)]));
     }

@@ -158,30 +158,33 @@ struct hook_client::impl : std::enable_shared_from_this<impl> {
 
   void connect(const job_ptr& j) {
     auto e = endpoint_of[static_cast<std::size_t>(j->kind)];
-    j->conn = std::make_shared<connection>(io, e);
+    auto c = j->conn = std::make_shared<connection>(io, e);
     const auto& ep = endpoints[e];
-    j->conn->resolver.async_resolve(
+    // Every handler holds the connection: a call that timed out drops it
+    // while its operations still complete (aborted) into its buffers.
+    c->resolver.async_resolve(
         ep.host, ep.port,
-        [self = shared_from_this(), j](beast::error_code ec, tcp::resolver::results_type r) {
+        [self = shared_from_this(), j, c](beast::error_code ec, tcp::resolver::results_type r) {
           if (j->finished)
             return;
           if (ec)
             return self->finish(j, hook_failed(hook_failure::unreachable,
                                                "cannot resolve the hook's host: " + ec.message()));
-          net::async_connect(j->conn->sock, r,
-                             [self, j](beast::error_code ec2, const tcp::endpoint&) {
-                               if (j->finished)
-                                 return;
-                               if (ec2)
-                                 return self->finish(j, hook_failed(hook_failure::unreachable,
-                                                                    "connection refused"));
-                               self->send(j);
-                             });
+          net::async_connect(c->sock, r, [self, j, c](beast::error_code ec2, const tcp::endpoint&) {
+            if (j->finished)
+              return;
+            if (ec2)
+              return self->finish(j, hook_failed(hook_failure::unreachable, "connection refused"));
+            beast::error_code ignored; // a call is one write: no Nagle wait
+            c->sock.set_option(tcp::no_delay(true), ignored);
+            self->send(j);
+          });
         });
   }
 
   void send(const job_ptr& j) {
-    auto& c = *j->conn;
+    auto cp = j->conn;
+    auto& c = *cp;
     const auto& ep = endpoints[c.ep];
     c.req = {http::verb::post, ep.target, 11};
     c.req.set(http::field::host, ep.host_header);
@@ -192,29 +195,31 @@ struct hook_client::impl : std::enable_shared_from_this<impl> {
     c.req.keep_alive(true);
     c.req.body() = j->body;
     c.req.prepare_payload();
-    http::async_write(c.sock, c.req, [self = shared_from_this(), j](beast::error_code ec, std::size_t) {
-      if (j->finished)
-        return;
-      if (ec)
-        return self->io_failed(j, ec, false);
-      self->read(j);
-    });
+    http::async_write(c.sock, c.req,
+                      [self = shared_from_this(), j, cp](beast::error_code ec, std::size_t) {
+                        if (j->finished)
+                          return;
+                        if (ec)
+                          return self->io_failed(j, ec, false);
+                        self->read(j);
+                      });
   }
 
   void read(const job_ptr& j) {
-    auto& c = *j->conn;
+    auto cp = j->conn;
+    auto& c = *cp;
     c.parser.emplace();
     c.parser->header_limit(16 * 1024);
     c.parser->body_limit(opts.max_answer_bytes);
     http::async_read(c.sock, c.buf, *c.parser,
-                     [self = shared_from_this(), j](beast::error_code ec, std::size_t) {
+                     [self = shared_from_this(), j, cp](beast::error_code ec, std::size_t) {
                        if (j->finished)
                          return;
                        if (ec == http::error::body_limit)
-                         return self->finish(j, hook_failed(hook_failure::too_large,
-                                                            "answer too large"));
+                         return self->finish(
+                             j, hook_failed(hook_failure::too_large, "answer too large"));
                        if (ec)
-                         return self->io_failed(j, ec, j->conn->parser->got_some());
+                         return self->io_failed(j, ec, cp->parser->got_some());
                        self->answered(j);
                      });
   }
@@ -227,17 +232,19 @@ struct hook_client::impl : std::enable_shared_from_this<impl> {
       j->conn->close();
       return connect(j);
     }
-    finish(j, hook_failed(hook_failure::unreachable,
-                          got_answer ? "connection closed during the answer"
-                                     : "connection closed without an answer (" + ec.message() + ")"));
+    finish(j,
+           hook_failed(hook_failure::unreachable,
+                       got_answer ? "connection closed during the answer"
+                                  : "connection closed without an answer (" + ec.message() + ")"));
   }
 
   void answered(const job_ptr& j) {
     auto res = j->conn->parser->release();
     bool keep = res.keep_alive();
-    hook_answer a = res.result_int() == 200
-                        ? protocol::parse_hook_answer(j->kind, res.body())
-                        : hook_failed(hook_failure::status, "status " + std::to_string(res.result_int()));
+    hook_answer a =
+        res.result_int() == 200
+            ? protocol::parse_hook_answer(j->kind, res.body())
+            : hook_failed(hook_failure::status, "status " + std::to_string(res.result_int()));
     if (keep) { // back to the pool: finish() leaves a connection it no longer holds alone
       auto c = std::move(j->conn);
       c->buf.consume(c->buf.size());

@@ -152,7 +152,8 @@ private:
       if (!joined.empty() || req.find(name) != req.end())
         headers.emplace_back(name, std::move(joined));
     }
-    auto body = protocol::encode_connect_hook(ctx_.opts.node_id, remote_, headers, d.query, d.token);
+    auto body =
+        protocol::encode_connect_hook(ctx_.opts.node_id, remote_, headers, d.query, d.token);
     request head; // what the answer needs of the request
     head.version(req.version());
     head.target(req.target());
@@ -160,7 +161,8 @@ private:
     req = {};
     ctx_.opts.hooks->call(
         hook_kind::connect, std::move(body),
-        [self = shared_from_this(), head = std::move(head), hs = std::move(hs)](hook_answer a) mutable {
+        [self = shared_from_this(), head = std::move(head),
+         hs = std::move(hs)](hook_answer a) mutable {
           net::post(self->socket_.get_executor(),
                     [self, head = std::move(head), hs = std::move(hs), a = std::move(a)]() mutable {
                       self->on_connect_answer(head, std::move(hs), std::move(a));

@@ -59,16 +59,17 @@ TEST_CASE("hook answers: malformed ones say what is wrong") {
   CHECK(why(hook_kind::publish, "{}") == "malformed answer: expected exactly one of result, error");
   CHECK(why(hook_kind::publish, R"({"result":{},"error":{"code":"x"}})").find("exactly one") !=
         std::string::npos);
-  CHECK(why(hook_kind::publish, R"({"result":[]})") == "malformed answer: result must be an object");
+  CHECK(why(hook_kind::publish, R"({"result":[]})") ==
+        "malformed answer: result must be an object");
   CHECK(why(hook_kind::connect, R"({"result":{}})") == "malformed answer: result.user is missing");
   CHECK(why(hook_kind::connect, R"({"result":{"user":7}})").find("result.user") !=
         std::string::npos);
   CHECK(why(hook_kind::connect, R"({"result":{"user":"a b"}})").find("result.user") !=
         std::string::npos);
-  CHECK(why(hook_kind::connect, R"({"result":{"user":"a","expire_at":1.5}})")
-            .find("expire_at") != std::string::npos);
-  CHECK(why(hook_kind::connect, R"({"result":{"user":"a","channels":"news"}})")
-            .find("channels") != std::string::npos);
+  CHECK(why(hook_kind::connect, R"({"result":{"user":"a","expire_at":1.5}})").find("expire_at") !=
+        std::string::npos);
+  CHECK(why(hook_kind::connect, R"({"result":{"user":"a","channels":"news"}})").find("channels") !=
+        std::string::npos);
   CHECK(why(hook_kind::connect, R"({"result":{"user":"a","channels":["bad ch"]}})")
             .find("channels") != std::string::npos);
   CHECK(why(hook_kind::refresh, R"({"result":{}})") ==
@@ -96,14 +97,22 @@ TEST_CASE("hook answers: a long reason is cut at a UTF-8 boundary to fit a close
 TEST_CASE("hook requests: bodies are JSON with every field") {
   auto c = encode_connect_hook("n1", "127.0.0.1:5", {{"Cookie", "a=\"1\""}}, "x=1&y=2",
                                std::string{"tok"});
-  CHECK(c == R"({"hook":"connect","node":"n1","remote":"127.0.0.1:5","headers":{"Cookie":"a=\"1\""},"query":"x=1&y=2","token":"tok"})");
+  CHECK(
+      c ==
+      R"({"hook":"connect","node":"n1","remote":"127.0.0.1:5","headers":{"Cookie":"a=\"1\""},"query":"x=1&y=2","token":"tok"})");
   CHECK(json::validate(c));
-  auto p = encode_session_hook(hook_kind::publish, {"n1", "n1-4", "ann", ""}, "chat:1", R"({"t":1})");
-  CHECK(p == R"({"hook":"publish","node":"n1","sid":"n1-4","user":"ann","meta":null,"ch":"chat:1","data":{"t":1}})");
-  CHECK(encode_session_hook(hook_kind::publish, {"n1", "n1-4", "ann", ""}, "c", "1", "k1") ==
-        R"({"hook":"publish","node":"n1","sid":"n1-4","user":"ann","meta":null,"ch":"c","data":1,"key":"k1"})");
+  auto p =
+      encode_session_hook(hook_kind::publish, {"n1", "n1-4", "ann", ""}, "chat:1", R"({"t":1})");
+  CHECK(
+      p ==
+      R"({"hook":"publish","node":"n1","sid":"n1-4","user":"ann","meta":null,"ch":"chat:1","data":{"t":1}})");
+  CHECK(
+      encode_session_hook(hook_kind::publish, {"n1", "n1-4", "ann", ""}, "c", "1", "k1") ==
+      R"({"hook":"publish","node":"n1","sid":"n1-4","user":"ann","meta":null,"ch":"c","data":1,"key":"k1"})");
   auto r = encode_session_hook(hook_kind::rpc, {"n1", "n1-4", "ann", "[1]"}, "get", "");
-  CHECK(r == R"({"hook":"rpc","node":"n1","sid":"n1-4","user":"ann","meta":[1],"method":"get","data":null})");
+  CHECK(
+      r ==
+      R"({"hook":"rpc","node":"n1","sid":"n1-4","user":"ann","meta":[1],"method":"get","data":null})");
   auto f = encode_session_hook(hook_kind::refresh, {"n1", "n1-4", "ann", ""}, {}, {});
   CHECK(f == R"({"hook":"refresh","node":"n1","sid":"n1-4","user":"ann","meta":null})");
 }
@@ -122,7 +131,8 @@ TEST_CASE("the rpc op and the v1.2 frames") {
   CHECK(std::get<command_error>(bad_method).code == error_code::bad_request);
   auto sub = parse_command(R"({"op":"sub","ch":"chat:1","data":{"pw":1}})", limits);
   CHECK(std::get<command>(sub).data == R"({"pw":1})");
-  CHECK(encode_rpc_reply("9", R"({"name":"Ann"})") == R"({"op":"rpc","id":9,"data":{"name":"Ann"}})");
+  CHECK(encode_rpc_reply("9", R"({"name":"Ann"})") ==
+        R"({"op":"rpc","id":9,"data":{"name":"Ann"}})");
   CHECK(encode_rpc_reply("9", "") == R"({"op":"rpc","id":9,"data":null})");
   CHECK(encode_subscribed("news", "", 0) == R"({"op":"subscribed","ch":"news"})");
   CHECK(encode_subscribed("c:1", "e1", 4) == R"({"op":"subscribed","ch":"c:1","ep":"e1","off":4})");
