@@ -1,6 +1,7 @@
 // Atoms and message types exchanged between wsnode's actors (CAF 0.17).
 #pragma once
 
+#include "core/hooks.hpp"
 #include "core/ports.hpp"
 
 #include <caf/all.hpp>
@@ -73,6 +74,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::api_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_messages)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_task)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::hook_answer)
 
 namespace wsnode::actors::atoms {
 
@@ -124,6 +126,9 @@ using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one
 /// the session's own token-expiry check (arg: its generation)
 using event = caf::atom_constant<caf::atom("event")>;
 using closed = caf::atom_constant<caf::atom("closed")>; ///< () the connection is gone
+/// hook client -> session actor: (purpose, hook_answer) the application's
+/// answer (see session_hooks.cpp)
+using hook_done = caf::atom_constant<caf::atom("hook_done")>;
 
 // backbone -> broker
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)

@@ -13,21 +13,13 @@
 #include "actors/reply_order.hpp"
 #include "actors/session.hpp"
 #include "actors/session_policy.hpp"
-#include "core/hooks.hpp"
 
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::hook_answer)
-
 namespace wsnode::actors {
-
-namespace atoms {
-/// hook client -> session: (purpose, hook_answer); see session_hooks.cpp
-using hook_done = caf::atom_constant<caf::atom("hook_done")>;
-} // namespace atoms
 
 /// What a session holds for the application's hooks (made when first
 /// needed: most sessions of a node without hooks never have one).

@@ -328,7 +328,7 @@ test("hooks: examples/hooks_backend.py: cookie login, rpc, word filter, unavaila
       .readFileSync(path.join(ROOT, "examples", "hooks.toml"), "utf8")
       .replaceAll("127.0.0.1:9000", `127.0.0.1:${backendPort}`)
       .replace('listen = "127.0.0.1:8080"', `listen = "127.0.0.1:${port}"`)
-      .replace('static_dir = "web"', `static_dir = "${ROOT}/web"`),
+      .replace(/^static_dir = .*$/m, `static_dir = "${ROOT}/web"`),
   );
   const bin = process.env.WSNODE_BIN || path.join(ROOT, "build", "wsnode");
   let node;

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from harness import SANITIZER_REPORTS, Node  # noqa: E402
+from hook_backend import Backend  # noqa: E402
 from natsd import SessionNats, single_node_sections  # noqa: E402
 
 
@@ -67,3 +68,14 @@ def make_node(tmp_path, session_nats):
 def node(make_node):
     """One node with the default config (dev mode) on a free port."""
     return make_node()
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """The scripted backend on a free loopback port, stopped by PID at the end."""
+    b = Backend(tmp_path)
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()

@@ -355,7 +355,8 @@ def test_chaos_kill9_every_5s_loses_nothing_acknowledged(cluster):
         for k, v in s.why.items():
             why[k] = why.get(k, 0) + v
     print(f"reconnect reasons: {why}")
-    assert counts["kills"] >= 10 or not kills_wanted
+    # a kill every 5 s, the first after 5 s and none in the last seconds
+    assert counts["kills"] >= max(1, duration // 5 - 2) or not kills_wanted
     assert len(nats_kill_times) == 2 or not (on_nats and kills_wanted)
     for s in subs:
         assert not s.problems, (s.name, s.problems[:5])

@@ -229,3 +229,9 @@ publish_hook = true
                "\"http://127.0.0.1:9/c\"") == "");
   CHECK(key_of("[http]\nlisten = \"0.0.0.0:80\"\n[api]\nkey = \"k\"") == "auth.secret");
 }
+
+TEST_CASE("the example config for the hooks is valid and serves the demo page") {
+  auto c = load_config(std::filesystem::path{WSNODE_SOURCE_DIR} / "examples" / "hooks.toml");
+  CHECK(c.connect_hook());
+  CHECK(std::filesystem::exists(std::filesystem::path{c.static_dir} / "index.html"));
+}
