@@ -19,8 +19,13 @@ namespace {
 
 std::atomic<std::uint64_t> next_sid{1};
 
-/// Commands a session keeps while it waits for `joined` (hello) or a hook.
+/// Commands a session keeps while it waits for `joined` (hello).
 constexpr std::size_t max_early = 256;
+/// Commands it keeps behind one waiting for its hook. Transport stops
+/// reading once max_pending_input are unhandled, but only after a wakeup's
+/// reads (up to 256 KiB, thousands of small frames), so this is a safety
+/// net above that bound, not the bound itself.
+constexpr std::size_t max_waiting = 65536;
 
 } // namespace
 
@@ -139,7 +144,7 @@ void session_state::on_message(std::string text, bool binary) {
     // count is capped here too.
     if (!early_)
       early_ = std::make_unique<client_messages>();
-    if (early_->size() >= max_early) {
+    if (early_->size() >= (joined_ ? max_waiting : max_early)) {
       if (!closing_) {
         env_->m.drop(drop_reason::rate_limited);
         close(close_code::policy,
