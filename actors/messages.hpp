@@ -125,7 +125,8 @@ using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one
 /// input (close frame or violation; arg: the close code) from transport;
 /// the session's own token-expiry check (arg: its generation)
 using event = caf::atom_constant<caf::atom("event")>;
-using closed = caf::atom_constant<caf::atom("closed")>; ///< () the connection is gone
+/// (close code, reason) the connection is gone
+using closed = caf::atom_constant<caf::atom("closed")>;
 /// hook client -> session actor: (purpose, hook_answer) the application's
 /// answer (see session_hooks.cpp)
 using hook_done = caf::atom_constant<caf::atom("hook_done")>;

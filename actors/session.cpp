@@ -6,6 +6,7 @@
 
 #include "actors/broker.hpp"
 #include "actors/session_state.hpp"
+#include "protocol/json_scan.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -54,6 +55,7 @@ void session_state::init(std::shared_ptr<const session_env> env, session_identit
   if (!who.subscribe.empty())
     server_subs_ = std::make_unique<std::vector<std::string>>(std::move(who.subscribe));
   arm_expiry();
+  emit_connect();
   rate_ = token_bucket{env_->rate};
   errors_ = token_bucket{env_->errors};
   // The broker sends hello once the user is reachable from every node,
@@ -209,6 +211,38 @@ void session_state::on_input_end(std::uint16_t code) {
   maybe_end_input();
 }
 
+// Events for the application (webhooks): one connect per session, and
+// one disconnect once it is gone (a session the connect hook turned away
+// at once had neither).
+// The members every event about this session has.
+std::string session_state::event_fields() const {
+  std::string fields = "\"sid\":";
+  protocol::json::append_string(fields, sid_text());
+  fields += ",\"user\":";
+  protocol::json::append_string(fields, user_);
+  return fields;
+}
+
+void session_state::emit_connect() {
+  if (!env_->events)
+    return;
+  announced_ = true;
+  if (!env_->events->wants(event_kind::connect))
+    return;
+  env_->events->emit(event_kind::connect, event_fields());
+}
+
+void session_state::on_closed(std::uint16_t code, const std::string& reason) {
+  leave();
+  if (!announced_ || !env_->events->wants(event_kind::disconnect))
+    return;
+  announced_ = false;
+  auto fields = event_fields();
+  fields += ",\"code\":" + std::to_string(code) + ",\"reason\":";
+  protocol::json::append_string(fields, reason);
+  env_->events->emit(event_kind::disconnect, std::move(fields));
+}
+
 void session_state::leave() {
   if (left_ || !env_)
     return;
@@ -347,8 +381,8 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
         self->state.on_hook_done(purpose, a);
       },
-      [=](atoms::closed) {
-        self->state.leave();
+      [=](atoms::closed, std::uint16_t code, const std::string& reason) {
+        self->state.on_closed(code, reason);
         self->quit();
       },
   };
@@ -374,7 +408,7 @@ public:
     caf::anon_send(actor_, atoms::event::value, session_state::input_end_event,
                    std::uint64_t{code});
   }
-  void on_closed() override { end(); }
+  void on_closed(std::uint16_t code, std::string_view reason) override { end(code, reason); }
 
 private:
   void flush() {
@@ -383,11 +417,12 @@ private:
     caf::anon_send(actor_, atoms::input::value, std::move(batch_));
     batch_ = {};
   }
-  void end() {
+  // Dropped without on_closed: the connection went without a handshake.
+  void end(std::uint16_t code = 1006, std::string_view reason = {}) {
     if (!actor_)
       return;
     flush();
-    caf::anon_send(actor_, atoms::closed::value);
+    caf::anon_send(actor_, atoms::closed::value, code, std::string{reason});
     actor_ = nullptr;
   }
 
@@ -398,9 +433,9 @@ private:
 } // namespace
 
 session_env::session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
-                         std::shared_ptr<hook_port> h)
-  : cfg(std::move(c)), m(mm), brokers(std::move(b)),
-    hooks(std::move(h)), rate{cfg.messages_per_second, cfg.burst} {
+                         std::shared_ptr<hook_port> h, std::shared_ptr<event_port> e)
+  : cfg(std::move(c)), m(mm), brokers(std::move(b)), hooks(std::move(h)),
+    events(std::move(e)), rate{cfg.messages_per_second, cfg.burst} {
   double window_s = std::chrono::duration<double>(cfg.error_window).count();
   errors = {window_s > 0 ? cfg.max_errors / window_s : 0, cfg.max_errors};
 }

@@ -23,6 +23,7 @@
 
 #include "actors/namespaces.hpp"
 #include "actors/rate_limiter.hpp"
+#include "core/events.hpp"
 #include "core/hooks.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
@@ -62,11 +63,12 @@ struct session_config {
 /// holds one pointer instead of each part.
 struct session_env {
   session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
-              std::shared_ptr<hook_port> h = nullptr);
+              std::shared_ptr<hook_port> h = nullptr, std::shared_ptr<event_port> e = nullptr);
   session_config cfg;
   metrics& m;
   std::shared_ptr<const broker_set> brokers;
-  std::shared_ptr<hook_port> hooks; ///< the application's hooks; null: none configured
+  std::shared_ptr<hook_port> hooks;   ///< the application's hooks; null: none configured
+  std::shared_ptr<event_port> events; ///< webhooks; null: none configured
   bucket_limits rate;   ///< messages_per_second, burst
   bucket_limits errors; ///< max_errors per error_window
 };

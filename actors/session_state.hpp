@@ -43,6 +43,9 @@ public:
   void on_messages(client_messages& batch);
   void on_event(std::uint8_t code, std::uint64_t arg);
   void leave();
+  /// The connection is gone (close code and reason): leave, and tell the
+  /// application (a disconnect event) if it was told of the connect.
+  void on_closed(std::uint16_t code, const std::string& reason);
 
   // ---- answers from the shards of history channels (session.cpp)
   void on_sub_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
@@ -112,6 +115,8 @@ private:
   void ask_refresh();
   void answer_refresh(hook_answer& a);
   void subscribe_server_side(std::vector<std::string> channels);
+  void emit_connect();
+  std::string event_fields() const;
   std::string sid_text() const { return env_->cfg.node_id + "-" + std::to_string(sid_); }
 
   caf::event_based_actor* self_;
@@ -142,6 +147,7 @@ private:
   bool left_ = false;
   bool hook_waiting_ = false;    // a command waits for its hook: later ones wait in early_
   bool refresh_by_hook_ = false; // exp_ came from the connect hook and refresh_url is set
+  bool announced_ = false;       // the application may expect a disconnect event
 };
 
 } // namespace wsnode::actors

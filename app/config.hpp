@@ -69,8 +69,9 @@ struct config {
   std::string hook_subscribe_url;
   std::string hook_publish_url;
   std::string hook_rpc_url;
-  std::string hook_events_url; ///< webhooks: not supported yet (refused when set)
-  std::vector<std::string> hook_events;
+  std::string hook_events_url;          ///< webhooks ("" = off)
+  std::vector<std::string> hook_events; ///< which kinds; empty: every kind this version sends
+  std::size_t hook_events_max_queue = 10000;
   std::chrono::milliseconds hook_timeout{2000};
   std::size_t hook_max_in_flight = 256;
   std::vector<std::string> hook_forward_headers;

@@ -26,6 +26,7 @@ void read_hooks(reader& r, config& c) {
   r.get("hooks", "rpc_url", c.hook_rpc_url);
   r.get("hooks", "events_url", c.hook_events_url);
   r.strings("hooks", "events", c.hook_events);
+  r.get("hooks", "events_max_queue", c.hook_events_max_queue);
   r.millis("hooks", "timeout_ms", c.hook_timeout);
   r.get("hooks", "max_in_flight", c.hook_max_in_flight);
   r.strings("hooks", "forward_headers", c.hook_forward_headers);
@@ -39,16 +40,28 @@ void check_hooks(const config& c) {
       {"hooks.refresh_url", &c.hook_refresh_url},
       {"hooks.subscribe_url", &c.hook_subscribe_url},
       {"hooks.publish_url", &c.hook_publish_url},
-      {"hooks.rpc_url", &c.hook_rpc_url}};
+      {"hooks.rpc_url", &c.hook_rpc_url},
+      {"hooks.events_url", &c.hook_events_url}};
   for (const auto& [key, url] : urls)
     if (!url->empty())
       if (auto why = transport::check_hook_url(*url); !why.empty())
         throw config_error(key, "\"" + *url + "\": " + why);
-  // A setting must never be accepted and then ignored: webhooks are not built yet.
-  require(c.hook_events_url.empty(), "hooks.events_url",
-          "webhooks are not supported by this version of wsnode");
-  require(c.hook_events.empty(), "hooks.events",
-          "webhooks are not supported by this version of wsnode");
+  for (const auto& e : c.hook_events) {
+    // DESIGN's other kinds are not built yet: refused, never accepted and ignored
+    bool later =
+        e == "occupied" || e == "vacated" || e == "join" || e == "leave" || e == "undelivered";
+    require(e == "connect" || e == "disconnect", "hooks.events",
+            later ? "\"" + e +
+                        "\" events are not supported by this version of wsnode (it sends "
+                        "connect and disconnect)"
+                  : "unknown event \"" + e + "\" (this version sends connect and disconnect)");
+  }
+  require(c.hook_events.empty() || !c.hook_events_url.empty(), "hooks.events",
+          "events go to hooks.events_url; set it too");
+  require(c.hook_events_url.empty() || !c.hook_secret.empty(), "hooks.secret",
+          "webhooks are signed with hooks.secret (X-Wsnode-Signature); set one");
+  require(c.hook_events_max_queue >= 1 && c.hook_events_max_queue <= 10000000,
+          "hooks.events_max_queue", "must be 1-10000000");
   require(c.hook_refresh_url.empty() || !c.hook_connect_url.empty(), "hooks.refresh_url",
           "refresh is called for sessions the connect hook gave an expire_at; set "
           "hooks.connect_url too");

@@ -8,6 +8,7 @@
 #include "actors/shard_router.hpp"
 #include "protocol/codec.hpp"
 #include "transport/backbone_factory.hpp"
+#include "transport/event_sender.hpp"
 #include "transport/hook_client.hpp"
 #include "transport/io_pool.hpp"
 #include "transport/server.hpp"
@@ -39,7 +40,7 @@ public:
             std::shared_ptr<const broker_set> brokers, std::shared_ptr<backbone> bb,
             std::shared_ptr<const namespace_table> namespaces,
             std::shared_ptr<const protocol::token_verifier> verifier,
-            std::shared_ptr<hook_port> hooks)
+            std::shared_ptr<hook_port> hooks, std::shared_ptr<event_port> events)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
       bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m) {
     session_config sc;
@@ -53,8 +54,8 @@ public:
     sc.namespaces = namespaces_;
     sc.verifier = std::move(verifier);
     sc.expiry_grace = cfg.expiry_grace;
-    session_env_ =
-        std::make_shared<const session_env>(std::move(sc), m_, brokers_, std::move(hooks));
+    session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_,
+                                                       std::move(hooks), std::move(events));
   }
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
@@ -203,6 +204,25 @@ std::shared_ptr<transport::hook_client> make_hooks(const config& cfg, metrics& m
   return std::make_shared<transport::hook_client>(std::move(h), m.hooks);
 }
 
+// Webhooks, when [hooks] events_url is set.
+std::shared_ptr<transport::event_sender> make_events(const config& cfg, metrics& m) {
+  if (cfg.hook_events_url.empty())
+    return nullptr;
+  transport::event_options e;
+  e.url = cfg.hook_events_url;
+  e.node_id = cfg.node_id;
+  e.secret = cfg.hook_secret;
+  e.timeout = cfg.hook_timeout;
+  e.max_queue = cfg.hook_events_max_queue;
+  for (int k = 0; k < event_kind_count; ++k) {
+    auto name = to_string(static_cast<event_kind>(k));
+    e.kinds[static_cast<std::size_t>(k)] =
+        cfg.hook_events.empty() ||
+        std::find(cfg.hook_events.begin(), cfg.hook_events.end(), name) != cfg.hook_events.end();
+  }
+  return std::make_shared<transport::event_sender>(std::move(e), m.hooks);
+}
+
 transport::backbone_options make_backbone_options(const config& cfg) {
   transport::backbone_options bo;
   auto& mo = bo.mesh;
@@ -317,7 +337,8 @@ int run_node(const config& cfg, std::string_view version) {
   // Held here past the session actors (which call it) and the listener;
   // released before the actor system, which its last answers are sent into.
   auto hooks = make_hooks(cfg, m);
-  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier, hooks};
+  auto events = make_events(cfg, m); // released once the actors are done: sends what they left
+  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier, hooks, events};
   auto opts = make_server_options(cfg, fd_limit, verifier);
   opts.hooks = hooks;
   opts.forward_headers = cfg.hook_forward_headers;

@@ -113,6 +113,17 @@ void render_hooks(std::string& out, const hook_metrics& h) {
          load(h.in_flight));
   single(out, "wsnode_hook_queued", "gauge",
          "Hook calls waiting for a free slot ([hooks] max_in_flight).", load(h.queued));
+  head(out, "wsnode_webhook_events_total", "counter",
+       "Webhook events: sent (the application answered 2xx) or dropped (the queue was full).");
+  fmt::format_to(std::back_inserter(out),
+                 "wsnode_webhook_events_total{{result=\"sent\"}} {}\n"
+                 "wsnode_webhook_events_total{{result=\"dropped\"}} {}\n",
+                 load(h.events_sent), load(h.events_dropped));
+  single(out, "wsnode_webhook_calls_failed_total", "counter",
+         "Webhook calls that failed (timeout, refused, not 2xx); their events are sent again.",
+         load(h.event_posts_failed));
+  single(out, "wsnode_webhook_queued", "gauge",
+         "Webhook events waiting to be sent ([hooks] events_max_queue).", load(h.events_queued));
 }
 
 } // namespace

@@ -62,7 +62,7 @@ struct hook_metrics {
   using counter = std::atomic<std::uint64_t>;
   /// Upper bounds (seconds) of the latency histogram's buckets; +Inf follows.
   static constexpr std::array<double, 13> bounds{.001, .0025, .005, .01, .025, .05, .1,
-                                                 .25,  .5,    1,    2.5, 5,   10};
+                                                 .25,  .5,    1,    2.5, 5,    10};
   /// Results: ok, error, disconnect, then the failures (hook_failure after none).
   static constexpr int result_count = 3 + protocol::hook_failure_count - 1;
   static int result_index(const protocol::hook_answer& a) noexcept {
@@ -73,8 +73,13 @@ struct hook_metrics {
   std::array<std::array<counter, result_count>, protocol::hook_kind_count> calls{};
   std::array<std::array<counter, bounds.size() + 1>, protocol::hook_kind_count> buckets{};
   std::array<counter, protocol::hook_kind_count> micros{}; ///< summed latency
-  std::atomic<std::int64_t> in_flight{0}; ///< HTTP calls open
-  std::atomic<std::int64_t> queued{0};    ///< calls waiting for one of max_in_flight
+  std::atomic<std::int64_t> in_flight{0};                  ///< HTTP calls open
+  std::atomic<std::int64_t> queued{0}; ///< calls waiting for one of max_in_flight
+  // webhooks ([hooks] events_url)
+  counter events_sent{0};                     ///< events the application acknowledged (2xx)
+  counter events_dropped{0};                  ///< events not queued: the queue was full
+  counter event_posts_failed{0};              ///< webhook calls that failed (retried)
+  std::atomic<std::int64_t> events_queued{0}; ///< events waiting to be sent
   /// Counts one finished call of `k`, asked `seconds` ago.
   void observe(protocol::hook_kind k, const protocol::hook_answer& a, double seconds) noexcept;
 };

@@ -118,8 +118,9 @@ public:
   /// earlier message first, then calls `frame_sink::close(code, {})`
   /// (transport knows the reason that goes with it).
   virtual void on_input_end(std::uint16_t code) = 0;
-  /// The connection is gone; called exactly once, last.
-  virtual void on_closed() = 0;
+  /// The connection is gone, with close code `code` (1006: no closing
+  /// handshake) and the reason that went with it; called exactly once, last.
+  virtual void on_closed(std::uint16_t code, std::string_view reason) = 0;
 };
 
 /// Who a new connection is, as established by transport before the upgrade.

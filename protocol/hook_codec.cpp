@@ -3,6 +3,9 @@
 #include "protocol/json_scan.hpp"
 #include "protocol/names.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -294,6 +297,48 @@ std::string encode_session_hook(hook_kind k, const hook_session& s, std::string_
     json::append_string(out, key);
   }
   out += '}';
+  return out;
+}
+
+std::string encode_event(std::string_view id, std::string_view type, std::int64_t time_ms,
+                         std::string_view fields) {
+  std::string out = "{\"id\":";
+  json::append_string(out, id);
+  out += ",\"type\":";
+  json::append_string(out, type);
+  out += ",\"time\":" + std::to_string(time_ms);
+  if (!fields.empty()) {
+    out += ',';
+    out += fields;
+  }
+  out += '}';
+  return out;
+}
+
+std::string encode_event_batch(std::string_view node, const std::vector<std::string>& events) {
+  std::string out = "{\"node\":";
+  json::append_string(out, node);
+  out += ",\"events\":[";
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    out += events[i];
+  }
+  out += "]}";
+  return out;
+}
+
+std::string sign_body(std::string_view secret, std::string_view body) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "sha256=";
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[mac[i] >> 4];
+    out += hex[mac[i] & 15];
+  }
   return out;
 }
 

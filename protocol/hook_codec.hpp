@@ -87,4 +87,17 @@ std::string encode_connect_hook(std::string_view node, std::string_view remote,
 std::string encode_session_hook(hook_kind k, const hook_session& s, std::string_view target,
                                 std::string_view data, std::string_view key = {});
 
+/// One event of a webhook batch: `{"id":ID,"type":TYPE,"time":MS,FIELDS}`
+/// (`fields`: members as JSON text without braces, may be empty).
+std::string encode_event(std::string_view id, std::string_view type, std::int64_t time_ms,
+                         std::string_view fields);
+
+/// A webhook call's body: `{"node":NODE,"events":[EVENTS]}` (`events`:
+/// encoded events).
+std::string encode_event_batch(std::string_view node, const std::vector<std::string>& events);
+
+/// The X-Wsnode-Signature header's value for `body`: "sha256=" and the
+/// HMAC-SHA256 of the body with `secret`, in lower-case hex.
+std::string sign_body(std::string_view secret, std::string_view body);
+
 } // namespace wsnode::protocol

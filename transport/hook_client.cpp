@@ -30,39 +30,6 @@ using clock_type = std::chrono::steady_clock;
 using protocol::hook_failed;
 using protocol::hook_failure;
 
-/// Where a hook's calls go.
-struct endpoint {
-  std::string host; ///< to resolve
-  std::string port;
-  std::string host_header;
-  std::string target; ///< path and query
-};
-
-std::optional<endpoint> parse_url(std::string_view url, std::string& why) {
-  auto r = boost::urls::parse_uri(url);
-  if (!r) {
-    why = "not a URL";
-    return std::nullopt;
-  }
-  if (r->scheme() != "http") {
-    why = "only http://HOST:PORT/PATH (run the backend beside the node; TLS to it is not "
-          "supported)";
-    return std::nullopt;
-  }
-  if (r->has_userinfo() || r->has_fragment() || r->host_address().empty()) {
-    why = "expected http://HOST:PORT/PATH, without credentials or fragment";
-    return std::nullopt;
-  }
-  endpoint e;
-  e.host = r->host_address();
-  e.port = r->has_port() ? std::string{r->port()} : "80";
-  e.host_header = r->encoded_host_and_port();
-  e.target = r->encoded_path().empty() ? "/" : std::string{r->encoded_path()};
-  if (r->has_query())
-    e.target += "?" + std::string{r->encoded_query()};
-  return e;
-}
-
 /// One keep-alive connection to an endpoint.
 struct connection {
   explicit connection(net::io_context& io, std::size_t e) : sock(io), resolver(io), ep(e) {}
@@ -100,9 +67,34 @@ using job_ptr = std::shared_ptr<job>;
 
 } // namespace
 
+std::optional<hook_url> parse_hook_url(std::string_view url, std::string& why) {
+  auto r = boost::urls::parse_uri(url);
+  if (!r) {
+    why = "not a URL";
+    return std::nullopt;
+  }
+  if (r->scheme() != "http") {
+    why = "only http://HOST:PORT/PATH (run the backend beside the node; TLS to it is not "
+          "supported)";
+    return std::nullopt;
+  }
+  if (r->has_userinfo() || r->has_fragment() || r->host_address().empty()) {
+    why = "expected http://HOST:PORT/PATH, without credentials or fragment";
+    return std::nullopt;
+  }
+  hook_url e;
+  e.host = r->host_address();
+  e.port = r->has_port() ? std::string{r->port()} : "80";
+  e.host_header = r->encoded_host_and_port();
+  e.target = r->encoded_path().empty() ? "/" : std::string{r->encoded_path()};
+  if (r->has_query())
+    e.target += "?" + std::string{r->encoded_query()};
+  return e;
+}
+
 std::string check_hook_url(std::string_view url) {
   std::string why;
-  parse_url(url, why);
+  parse_hook_url(url, why);
   return why;
 }
 
@@ -113,10 +105,10 @@ struct hook_client::impl : std::enable_shared_from_this<impl> {
       if (opts.urls[k].empty())
         continue;
       std::string why;
-      auto e = parse_url(opts.urls[k], why);
+      auto e = parse_hook_url(opts.urls[k], why);
       if (!e)
         throw std::invalid_argument(opts.urls[k] + ": " + why);
-      auto same = std::find_if(endpoints.begin(), endpoints.end(), [&](const endpoint& x) {
+      auto same = std::find_if(endpoints.begin(), endpoints.end(), [&](const hook_url& x) {
         return x.host == e->host && x.port == e->port && x.target == e->target;
       });
       endpoint_of[k] = static_cast<std::size_t>(same - endpoints.begin());
@@ -319,7 +311,7 @@ struct hook_client::impl : std::enable_shared_from_this<impl> {
   std::thread thread;
   std::atomic<bool> stopping{false}; // set by the destructor, read by call()
   bool stopped = false;
-  std::vector<endpoint> endpoints;
+  std::vector<hook_url> endpoints;
   std::array<std::size_t, protocol::hook_kind_count> endpoint_of{};
   std::vector<std::vector<conn_ptr>> idle; // by endpoint
   std::deque<job_ptr> queue;

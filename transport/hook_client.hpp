@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace wsnode::transport {
@@ -22,8 +23,19 @@ struct hook_options {
   std::size_t max_answer_bytes = 1 << 20;
 };
 
-/// Returns why `url` cannot be a hook's URL ("" when it can): only
-/// http://HOST[:PORT]/PATH, as the backend runs beside the node.
+/// Where a hook's calls go.
+struct hook_url {
+  std::string host; ///< to resolve
+  std::string port;
+  std::string host_header;
+  std::string target; ///< path and query
+};
+
+/// `url` split for calls; nullopt with `why` when it cannot be a hook's URL:
+/// only http://HOST[:PORT]/PATH, as the backend runs beside the node.
+std::optional<hook_url> parse_hook_url(std::string_view url, std::string& why);
+
+/// Returns why `url` cannot be a hook's URL ("" when it can).
 std::string check_hook_url(std::string_view url);
 
 class hook_client final : public hook_port {

@@ -474,11 +474,12 @@ private:
     if (handler_) { // a session was opened (not when the 101 could not be written)
       auto code = hs_.final_code();
       std::string_view why;
-      if (closing_)
-        why = hs_.our_code() ? closing_->reason : closing_->peer_reason;
+      if (closing_) // ours, or (the client closed first and we echoed) the client's
+        why =
+            hs_.our_code() && !closing_->reason.empty() ? closing_->reason : closing_->peer_reason;
       ctx_->m.close(code);
       spdlog::info("close sid={}-{} code={} reason=\"{}\"", ctx_->opts.node_id, sid_, code, why);
-      handler_->on_closed();
+      handler_->on_closed(code, why);
       handler_.reset();
     }
     if (closing_)

@@ -159,7 +159,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.connections += 1
             STATE.calls[hook] += 1
             STATE.requests.append({"hook": hook, "path": self.path, "body": req,
-                                   "headers": headers, "t": time.time()})
+                                   "raw": raw.decode("utf-8", "replace"), "headers": headers,
+                                   "t": time.time()})
             STATE.in_flight += 1
             STATE.max_concurrent = max(STATE.max_concurrent, STATE.in_flight)
             rules = list(STATE.rules.get(hook) or [])

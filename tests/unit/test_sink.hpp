@@ -55,10 +55,10 @@ public:
       handler_->on_input_end(code);
   }
   /// Tells the attached handler the connection closed.
-  void closed() {
+  void closed(std::uint16_t code = 1000) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
     if (handler_ != nullptr)
-      handler_->on_closed();
+      handler_->on_closed(code, {});
   }
 
   /// Waits until at least `n` frames arrived (or 2 s); returns a copy.

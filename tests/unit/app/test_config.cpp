@@ -215,7 +215,13 @@ publish_hook = true
   CHECK(key_of("[hooks]\nconnect_url = \"https://a:1/x\"") == "hooks.connect_url");
   CHECK(key_of("[hooks]\nrpc_url = \"ftp://a/x\"") == "hooks.rpc_url");
   CHECK(key_of("[hooks]\nrpc_url = \"http://u:p@a:1/x\"") == "hooks.rpc_url");
-  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"") == "hooks.events_url");
+  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"") == "hooks.secret");
+  CHECK(key_of("[hooks]\nevents_url = \"https://a:1/x\"\nsecret = \"s\"") == "hooks.events_url");
+  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"occupied\"]") ==
+        "hooks.events");
+  CHECK(key_of("[hooks]\nevents = [\"connect\"]") == "hooks.events");
+  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"connect\"]") ==
+        "");
   CHECK(key_of("[hooks]\nrefresh_url = \"http://a:1/x\"") == "hooks.refresh_url");
   CHECK(key_of("[hooks]\ntimeout_ms = 0") == "hooks.timeout_ms");
   CHECK(key_of("[hooks]\nmax_in_flight = 0") == "hooks.max_in_flight");

@@ -139,3 +139,14 @@ TEST_CASE("the rpc op and the v1.2 frames") {
   CHECK(encode_err("1", "banned", "no") == R"({"op":"err","id":1,"code":"banned","msg":"no"})");
   CHECK(to_string(error_code::unavailable) == "unavailable");
 }
+
+TEST_CASE("webhook bodies and their signature") {
+  auto e = encode_event("n1-5-1", "connect", 1700000000123, R"("sid":"n1-1","user":"ann")");
+  CHECK(e == R"({"id":"n1-5-1","type":"connect","time":1700000000123,"sid":"n1-1","user":"ann"})");
+  auto b = encode_event_batch("n1", {e, e});
+  CHECK(json::validate(b));
+  CHECK(b.starts_with(R"({"node":"n1","events":[{"id")"));
+  // RFC 4231, test case 2
+  CHECK(sign_body("Jefe", "what do ya want for nothing?") ==
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
