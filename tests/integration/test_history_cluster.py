@@ -61,8 +61,15 @@ def test_positions_and_recovery_across_nodes(cluster):
 
     async def body():
         ws_b, _ = await open_ws(f"ws://127.0.0.1:{b.port}/ws?user=bob")
-        await ws_b.send(json.dumps({"op": "sub", "ch": "room:x", "id": 1}))
-        ack = await recv(ws_b)
+        # a cluster that just came up may not have settled the channel's
+        # owner yet: "history unavailable; retry" is the answer, and a
+        # client retries (the first sub only: later ones find the owner)
+        for attempt in range(10):
+            await ws_b.send(json.dumps({"op": "sub", "ch": "room:x", "id": 1}))
+            ack = await recv(ws_b)
+            if ack["op"] == "ack" or "unavailable" not in ack.get("msg", ""):
+                break
+            await asyncio.sleep(0.5)
         assert ack["op"] == "ack" and ack["off"] == 0, ack
         ep = ack["ep"]
         for i in range(1, 21):
