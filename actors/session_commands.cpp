@@ -70,9 +70,7 @@ void session_state::handle(const std::string& text, bool binary) {
   if (cmd.kind == protocol::op::sub && ns.subscribe_hook && !subscribed(cmd.ch) &&
       hook_on(hook_kind::subscribe)) {
     // a grant (subscription token, the token's channels claim) wins without the hook
-    namespace_options as_private = ns;
-    as_private.subscribe = subscribe_rule::token;
-    if (may_join(as_private, cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get()))
+    if (check_grant(cmd.ch, cmd.token, user_, grants(), env_->cfg.verifier.get()))
       return ask(hook_kind::subscribe, text, cmd);
   }
   if (cmd.kind == protocol::op::pub && ns.publish_hook && hook_on(hook_kind::publish)) {

@@ -37,13 +37,19 @@ void session_state::ask(hook_kind k, const std::string& text, const protocol::co
   auto& hs = hook_state();
   hs.pending = text;
   hook_waiting_ = true;
-  auto sid = sid_text();
   std::string_view target = k == hook_kind::rpc ? std::string_view{cmd.method} : cmd.ch;
-  auto body = protocol::encode_session_hook(k, {env_->cfg.node_id, sid, user_, hs.meta}, target,
-                                            cmd.data, cmd.key);
-  env_->hooks->call(k, std::move(body), [a = handle()](hook_answer ans) {
-    caf::anon_send(a, atoms::hook_done::value, static_cast<std::uint8_t>(purpose::command),
-                   std::move(ans));
+  call(k, static_cast<std::uint8_t>(purpose::command), target, cmd.data, cmd.key);
+}
+
+// Calls hook `k` about this session; the answer comes back as hook_done
+// with `p`.
+void session_state::call(hook_kind k, std::uint8_t p, std::string_view target,
+                         std::string_view data, std::string_view key) {
+  auto sid = sid_text();
+  auto body = protocol::encode_session_hook(k, {env_->cfg.node_id, sid, user_, hook_state().meta},
+                                            target, data, key);
+  env_->hooks->call(k, std::move(body), [a = handle(), p](hook_answer ans) {
+    caf::anon_send(a, atoms::hook_done::value, p, std::move(ans));
   });
 }
 
@@ -96,13 +102,7 @@ void session_state::ask_refresh() {
   if (hs.refreshing)
     return;
   hs.refreshing = true;
-  auto sid = sid_text();
-  auto body = protocol::encode_session_hook(hook_kind::refresh,
-                                            {env_->cfg.node_id, sid, user_, hs.meta}, {}, {});
-  env_->hooks->call(hook_kind::refresh, std::move(body), [a = handle()](hook_answer ans) {
-    caf::anon_send(a, atoms::hook_done::value, static_cast<std::uint8_t>(purpose::refresh),
-                   std::move(ans));
-  });
+  call(hook_kind::refresh, static_cast<std::uint8_t>(purpose::refresh), {}, {}, {});
 }
 
 void session_state::answer_refresh(hook_answer& a) {

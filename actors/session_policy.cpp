@@ -11,7 +11,15 @@ bool session_grants::lists(std::string_view ch) const noexcept {
 std::optional<refusal> may_join(const namespace_options& ns, std::string_view ch,
                                 std::string_view token, std::string_view user,
                                 const session_grants& grants, const protocol::token_verifier* v) {
-  if (ns.subscribe == subscribe_rule::anyone || grants.lists(ch))
+  if (ns.subscribe == subscribe_rule::anyone)
+    return std::nullopt;
+  return check_grant(ch, token, user, grants, v);
+}
+
+std::optional<refusal> check_grant(std::string_view ch, std::string_view token,
+                                   std::string_view user, const session_grants& grants,
+                                   const protocol::token_verifier* v) {
+  if (grants.lists(ch))
     return std::nullopt;
   if (token.empty())
     return refusal{refusal_reason::no_grant,

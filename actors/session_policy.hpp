@@ -3,8 +3,8 @@
 // the session actor calls (docs/protocol.md "Private channels and tokens").
 #pragma once
 
-#include "core/metrics.hpp"
 #include "actors/namespaces.hpp"
+#include "core/metrics.hpp"
 #include "protocol/auth_token.hpp"
 
 #include <cstdint>
@@ -35,6 +35,13 @@ struct session_grants {
 std::optional<refusal> may_join(const namespace_options& ns, std::string_view ch,
                                 std::string_view token, std::string_view user,
                                 const session_grants& grants, const protocol::token_verifier* v);
+
+/// Whether the session holds a grant for `ch` whatever the namespace's
+/// rule: its `channels` claim lists it, or `token` is a valid subscription
+/// token for it (may_join's test in a private namespace). nullopt: it does.
+std::optional<refusal> check_grant(std::string_view ch, std::string_view token,
+                                   std::string_view user, const session_grants& grants,
+                                   const protocol::token_verifier* v);
 
 /// Whether a client may publish into a channel of `ns` (`subscribed`: it
 /// is subscribed to it). The HTTP API always may.

@@ -111,6 +111,8 @@ private:
   /// Asks the application about `cmd` (frame `text`); the session's later
   /// commands wait until it answers.
   void ask(hook_kind k, const std::string& text, const protocol::command& cmd);
+  void call(hook_kind k, std::uint8_t purpose, std::string_view target, std::string_view data,
+            std::string_view key);
   void answer_command(hook_answer& a);
   void ask_refresh();
   void answer_refresh(hook_answer& a);

@@ -147,7 +147,9 @@ private:
     for (const auto& name : ctx_.opts.forward_headers) {
       std::string joined;
       for (auto [it, end] = req.equal_range(name); it != end; ++it)
-        joined += (joined.empty() ? "" : (name == "Cookie" || name == "cookie" ? "; " : ", ")) +
+        joined += (joined.empty()                   ? ""
+                   : beast::iequals(name, "Cookie") ? "; "
+                                                    : ", ") +
                   std::string{it->value()};
       if (!joined.empty() || req.find(name) != req.end())
         headers.emplace_back(name, std::move(joined));
