@@ -2,10 +2,12 @@
 
 #include "actors/messages.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/json_scan.hpp"
 
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <mutex>
 
 namespace wsnode::actors {
 
@@ -23,6 +25,61 @@ void api_calls::publish(std::string ch, std::string data, std::string key, api_d
   auto frame = make_frame(protocol::encode_msg(ch, {}, data));
   caf::anon_send(shard, atoms::pub::value, std::move(ch), std::move(frame),
                  api_completion{std::move(done)});
+}
+
+namespace {
+
+// One channel's result in a broadcast's answer.
+void append_result(std::string& out, const std::string& ch, const api_outcome& o) {
+  out += "{\"ch\":";
+  protocol::json::append_string(out, ch);
+  if (o.status == api_status::ok) {
+    if (o.off)
+      out += ",\"off\":" + std::to_string(*o.off);
+  } else {
+    out += ",\"error\":";
+    out += o.status == api_status::bad_request ? "\"bad_request\""
+           : o.status == api_status::forbidden ? "\"forbidden\""
+                                               : "\"unavailable\"";
+    out += ",\"msg\":";
+    protocol::json::append_string(out, o.msg);
+  }
+  out += '}';
+}
+
+} // namespace
+
+void api_calls::broadcast(protocol::broadcast_body b, api_done done) const {
+  struct gather {
+    std::mutex mu; // the channels' shards answer on their own threads
+    std::vector<std::string> channels;
+    std::vector<api_outcome> results;
+    std::size_t left = 0;
+    api_done done;
+  };
+  auto g = std::make_shared<gather>();
+  g->channels = b.channels;
+  g->results.resize(b.channels.size());
+  g->left = b.channels.size();
+  g->done = std::move(done);
+  for (std::size_t i = 0; i < b.channels.size(); ++i) {
+    publish(b.channels[i], b.data, b.key, [g, i](api_outcome o) {
+      std::unique_lock lock{g->mu};
+      g->results[i] = std::move(o);
+      if (--g->left > 0)
+        return;
+      lock.unlock();
+      std::string out = "{\"ok\":true,\"results\":[";
+      for (std::size_t k = 0; k < g->channels.size(); ++k) {
+        if (k > 0)
+          out += ',';
+        append_result(out, g->channels[k], g->results[k]);
+      }
+      api_outcome all;
+      all.object = out + "]}";
+      g->done(std::move(all));
+    });
+  }
 }
 
 void api_calls::send(std::string user, std::string data, api_done done) const {

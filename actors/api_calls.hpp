@@ -20,6 +20,9 @@ public:
 
   /// POST /api/publish: `data` (raw JSON) to channel `ch`, `key` "" = none.
   void publish(std::string ch, std::string data, std::string key, api_done done) const;
+  /// POST /api/broadcast: one publish per channel; the answer lists each
+  /// channel's outcome in the order given.
+  void broadcast(protocol::broadcast_body b, api_done done) const;
   /// POST /api/send: `data` (raw JSON) to every session of `user`.
   void send(std::string user, std::string data, api_done done) const;
   /// POST /api/history; `limit` < 0: the default.

@@ -35,8 +35,11 @@ bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn r
   if (sessions_.count(sid) != 0)
     return false;
   auto u = users_.find(user);
-  if (u == users_.end())
+  if (u == users_.end()) {
     u = users_.emplace(std::move(user), devices{}).first;
+    if (occupancy_)
+      occupancy_(topic_kind::user, u->first, true);
+  }
   auto it = sessions_.try_emplace(sid, session_rec{&u->first, std::move(sink)}).first;
   ++joined_;
   u->second.emplace_back(sid, it->second.sink.get());
@@ -65,6 +68,8 @@ void broker_core::leave(sid_type sid, clock::time_point now) {
       std::string user = u->first; // the key goes with the entry
       users_.erase(u);
       unwant(topic_kind::user, user, now);
+      if (occupancy_)
+        occupancy_(topic_kind::user, user, false);
     }
   }
   sessions_.erase(it);
@@ -75,7 +80,8 @@ bool broker_core::subscribe(sid_type sid, std::string_view ch, ready_fn ready) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end())
     return false;
-  channels_.add(ch, sid, it->second.sink.get());
+  if (channels_.add(ch, sid, it->second.sink.get()) && occupancy_)
+    occupancy_(topic_kind::channel, ch, true);
   want(topic_kind::channel, ch, std::move(ready));
   update_gauges();
   return true;
@@ -116,10 +122,14 @@ void broker_core::want(topic_kind kind, std::string_view name, ready_fn ready) {
     it->second.waiting.push_back(std::move(ready));
 }
 
+// The last local subscriber of `name` is gone (each caller saw it go).
 void broker_core::unwant(topic_kind kind, std::string_view name, clock::time_point now) {
-  if (kind == topic_kind::channel) // no local subscriber: the order starts afresh
+  if (kind == topic_kind::channel) { // no local subscriber: the order starts afresh
     if (auto s = streams_.find(name); s != streams_.end())
       streams_.erase(s);
+    if (occupancy_)
+      occupancy_(topic_kind::channel, name, false);
+  }
   if (!backbone_->clustered())
     return;
   auto key = interest_key(kind, name);
@@ -212,6 +222,39 @@ sink_ptr broker_core::sink_of(sid_type sid) const {
 void broker_core::close_all(std::uint16_t code, const std::string& reason) {
   for (auto& [sid, rec] : sessions_)
     rec.sink->close(code, reason);
+}
+
+std::vector<broker_core::sid_type> broker_core::sessions_of(std::string_view user) const {
+  std::vector<sid_type> out;
+  if (const auto* d = devices_of(user))
+    for (const auto& [sid, sink] : *d)
+      out.push_back(sid);
+  return out;
+}
+
+std::size_t broker_core::close_user(std::string_view user, std::uint16_t code,
+                                    const std::string& reason) {
+  const auto* d = devices_of(user);
+  if (d == nullptr)
+    return 0;
+  for (const auto& [sid, sink] : *d)
+    sink->close(code, reason);
+  return d->size();
+}
+
+bool broker_core::channel_page(std::string_view prefix, std::string_view cursor, std::size_t limit,
+                               std::vector<std::pair<std::string, std::uint64_t>>& out) const {
+  std::vector<std::pair<std::string_view, std::uint64_t>> all;
+  channels_.for_each_topic([&](std::string_view ch, std::size_t n) {
+    if (ch.starts_with(prefix) && ch > cursor)
+      all.emplace_back(ch, n);
+  });
+  bool more = all.size() > limit;
+  auto end = all.begin() + static_cast<std::ptrdiff_t>(std::min(limit, all.size()));
+  std::partial_sort(all.begin(), end, all.end());
+  for (auto it = all.begin(); it != end; ++it)
+    out.emplace_back(std::string{it->first}, it->second);
+  return more;
 }
 
 std::size_t broker_core::subscriber_count(std::string_view ch) const {

@@ -127,6 +127,26 @@ public:
   /// The history channels with a stream here (local subscribers).
   std::vector<std::string> history_channels() const;
 
+  // ---- the server API (actors/cluster_desk.hpp)
+
+  /// True when `user` has a session joined here.
+  bool has_user(std::string_view user) const { return devices_of(user) != nullptr; }
+  /// The sessions of `user` joined here.
+  std::vector<sid_type> sessions_of(std::string_view user) const;
+  /// Asks every session of `user` here to close; returns how many.
+  std::size_t close_user(std::string_view user, std::uint16_t code, const std::string& reason);
+  /// The channels here whose names start with `prefix` and sort after
+  /// `cursor`: the first `limit` of them, sorted, with their subscriber
+  /// counts. Returns true when more follow.
+  bool channel_page(std::string_view prefix, std::string_view cursor, std::size_t limit,
+                    std::vector<std::pair<std::string, std::uint64_t>>& out) const;
+
+  /// Runs when a channel gets its first subscriber on this node (true) or
+  /// loses its last (false), and a user its first session or last; for the
+  /// cluster's `occupied`/`vacated` and `undelivered`.
+  using occupancy_fn = std::function<void(topic_kind kind, std::string_view name, bool held)>;
+  void set_occupancy(occupancy_fn f) { occupancy_ = std::move(f); }
+
   /// The sink of session `sid`, or null when it is unknown.
   sink_ptr sink_of(sid_type sid) const;
   /// Asks every session to close with `code` (drain: 1001).
@@ -138,6 +158,11 @@ public:
   std::size_t user_count() const noexcept { return users_.size(); }
   /// Topics subscribed on the backbone (including lingering ones).
   std::size_t backbone_topic_count() const noexcept { return interest_.size(); }
+  /// True when `sid` is subscribed to `ch` here.
+  bool is_subscribed(sid_type sid, std::string_view ch) const {
+    const auto* subs = channels_.find(ch);
+    return subs != nullptr && subs->count(sid) != 0;
+  }
   /// Subscribers of `ch` on this node.
   std::size_t subscriber_count(std::string_view ch) const;
   /// Channels `sid` is subscribed to.
@@ -197,6 +222,7 @@ private:
   // history channels with local subscribers: the last offset delivered
   std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams_;
   fill_fn fill_;
+  occupancy_fn occupancy_;
   // subscriptions whose deliveries are held (recovering) or filtered (not
   // caught up with their position yet); a few per session at most
   std::unordered_map<sid_type, std::vector<std::pair<std::string, std::shared_ptr<held_sink>>>>
@@ -216,6 +242,12 @@ struct broker_options {
   /// replication (history_service); null: the mesh's.
   std::shared_ptr<history_engine> engine;
   std::size_t max_frame_bytes = 65536; ///< largest presence page ([ws] max_message_bytes)
+  /// Told when a channel gets its first subscriber on this node or loses
+  /// its last (the node's desk: `occupied`/`vacated`); empty: nobody asks.
+  broker_core::occupancy_fn occupancy;
+  /// Told of a `send` to a user without a session here (the desk asks the
+  /// cluster whether it reached anyone); empty: nobody asks.
+  std::function<void(const std::string& user, const frame_ptr& frame)> undelivered;
 };
 
 /// Spawns one broker actor. Sessions join and leave it by message

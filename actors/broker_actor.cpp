@@ -22,6 +22,9 @@ struct broker_state {
   std::unique_ptr<presence_table> presence;
   std::vector<cluster_service*> services; // the two above, when present
   std::shared_ptr<backbone> bb;
+  // the session actors of the users whose shard this is (the server API
+  // reaches them here)
+  std::unordered_map<std::uint64_t, caf::actor> sessions;
   bool draining = false;
   static inline const char* name = "wsnode.broker";
 
@@ -32,6 +35,22 @@ struct broker_state {
     return nullptr;
   }
 };
+
+// A sub of a channel that holds its namespace's max_subscribers on this
+// node (another sub of a session already in it is not refused).
+bool full(const broker_core& core, const namespace_table* ns, std::uint64_t sid,
+          const std::string& ch) {
+  if (ns == nullptr)
+    return false;
+  auto max = ns->of_channel(ch).max_subscribers;
+  return max > 0 && !core.is_subscribed(sid, ch) && core.subscriber_count(ch) >= max;
+}
+
+void refuse_full(metrics& m, const caf::actor& session, std::uint64_t slot) {
+  m.refuse(refusal_reason::max_subscribers);
+  caf::anon_send(session, atoms::event::value, static_cast<std::uint8_t>(session_event::full),
+                 slot);
+}
 
 std::int8_t tri(std::optional<bool> b) {
   return b ? static_cast<std::int8_t>(*b) : std::int8_t{-1};
@@ -58,6 +77,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
   auto& st = self->state;
   st.bb = std::move(bb); // never null: a single node has a local_backbone
   st.core = std::make_unique<broker_core>(*m, st.bb, opts.unsubscribe_linger, opts.namespaces);
+  if (opts.occupancy)
+    st.core->set_occupancy(opts.occupancy);
   if (opts.namespaces && opts.namespaces->any_history()) {
     history_hooks hooks;
     hooks.send = [self](const std::string& node, std::string payload) {
@@ -142,16 +163,20 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           caf::anon_send(session, atoms::event::value,
                          static_cast<std::uint8_t>(session_event::joined), std::uint64_t{0});
         };
-        self->state.core->join(sid, std::move(user), sink, std::move(ready));
+        if (self->state.core->join(sid, std::move(user), sink, std::move(ready)))
+          self->state.sessions.emplace(sid, session);
       },
       [=](atoms::leave, std::uint64_t sid) {
         self->state.core->leave(sid);
+        self->state.sessions.erase(sid);
         if (self->state.presence)
           self->state.presence->leave(sid);
       },
       [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot, sink_ptr& from,
           const caf::actor& session) {
         // the session acks once the subscription is live on every node
+        if (full(*self->state.core, opts.namespaces.get(), sid, ch))
+          return refuse_full(*m, session, slot);
         if (!self->state.core->sink_of(sid)) // joined in its user's shard, not this one
           self->state.core->attach(sid, std::move(from));
         self->state.core->subscribe(sid, ch, [session, slot] {
@@ -167,6 +192,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       },
       [=](atoms::dm, const std::string& user, const frame_ptr& frame) {
         self->state.core->send_to_user(user, frame);
+        if (opts.undelivered && !self->state.core->has_user(user))
+          opts.undelivered(user, frame);
       },
       [=](atoms::pub, const std::string& ch, const frame_ptr& frame, const api_completion& done) {
         self->state.core->publish(ch, frame);
@@ -174,6 +201,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       },
       [=](atoms::dm, const std::string& user, const frame_ptr& frame, const api_completion& done) {
         self->state.core->send_to_user(user, frame);
+        if (opts.undelivered && !self->state.core->has_user(user))
+          opts.undelivered(user, frame);
         done({});
       },
       // ---- history channels
@@ -181,6 +210,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           sink_ptr& from, const caf::actor& session, bool has_since, std::string& ep,
           std::uint64_t off) {
         auto& core = *self->state.core;
+        if (full(core, opts.namespaces.get(), sid, ch))
+          return refuse_full(*m, session, slot);
         if (!core.sink_of(sid))
           core.attach(sid, from);
         auto req =
@@ -256,6 +287,39 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         out.object = self->state.presence->page({}, ch, static_cast<std::size_t>(limit), cursor,
                                                 true, opts.max_frame_bytes);
         done(std::move(out));
+      },
+      // ---- the server API (actors/cluster_desk.cpp)
+      [=](atoms::user_op, std::uint8_t op, const std::string& user, const std::string& arg,
+          std::uint16_t code) -> std::uint64_t {
+        auto& st = self->state;
+        if (static_cast<user_op>(op) == user_op::close)
+          return st.core->close_user(user, code, arg);
+        auto sids = st.core->sessions_of(user);
+        bool on = static_cast<user_op>(op) == user_op::subscribe;
+        for (auto sid : sids)
+          if (auto it = st.sessions.find(sid); it != st.sessions.end())
+            caf::anon_send(it->second, atoms::server_sub::value, arg, on);
+        return sids.size();
+      },
+      [=](atoms::online, const std::vector<std::string>& users) {
+        std::vector<std::uint64_t> counts;
+        counts.reserve(users.size());
+        for (const auto& u : users)
+          counts.push_back(self->state.core->sessions_of(u).size());
+        return counts;
+      },
+      [=](atoms::channels, const std::string& prefix, const std::string& cursor,
+          std::uint64_t limit) {
+        std::vector<std::pair<std::string, std::uint64_t>> page;
+        bool more = self->state.core->channel_page(prefix, cursor, limit, page);
+        std::vector<std::string> names;
+        std::vector<std::uint64_t> counts;
+        for (auto& [ch, n] : page) {
+          names.push_back(std::move(ch));
+          counts.push_back(n);
+        }
+        return caf::result<std::vector<std::string>, std::vector<std::uint64_t>, bool>{
+            std::move(names), std::move(counts), more};
       },
       [=](atoms::node_msg, const std::string& from, std::uint8_t tag, const std::string& payload) {
         if (auto* s = self->state.service(static_cast<service_tag>(tag)))

@@ -101,7 +101,8 @@ bool broker_core::subscribe_held(sid_type sid, std::string_view ch, ready_fn rea
     return false;
   erase_held(sid, ch); // a repeated sub starts over
   auto h = std::make_shared<held_sink>(it->second.sink, ch.size());
-  channels_.add(ch, sid, h.get());
+  if (channels_.add(ch, sid, h.get()) && occupancy_)
+    occupancy_(topic_kind::channel, ch, true);
   held_[sid].emplace_back(std::string{ch}, std::move(h));
   want(topic_kind::channel, ch, std::move(ready));
   update_gauges();

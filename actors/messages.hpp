@@ -50,11 +50,15 @@ private:
   };
   std::shared_ptr<state> state_;
 };
+/// What the desk asks a user's shard to do with the user's sessions here.
+enum class user_op : std::uint8_t { close, subscribe, unsubscribe };
+
 /// What the broker tells a session actor (atoms::event) once the session's
 /// interest is live on every node.
 enum class session_event : std::uint8_t {
   joined,     ///< DMs to the session's user reach it; `hello` was sent
   subscribed, ///< the subscription in the argument's reply slot is live
+  full,       ///< the channel of that slot's sub holds its max_subscribers here
 };
 
 /// Frames handed from a broker to a session (a recovery's messages).
@@ -118,6 +122,24 @@ using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 using view = caf::atom_constant<caf::atom("view")>;
 /// backbone -> shards: (peer id) it restarted
 using restarted = caf::atom_constant<caf::atom("restarted")>;
+
+/// desk -> shard: (user_op, user, arg, code) -> sessions reached; arg is
+/// the channel (subscribe, unsubscribe) or the close reason (close)
+using user_op = caf::atom_constant<caf::atom("user_op")>;
+/// desk -> shard: (users) -> sessions of each here
+using online = caf::atom_constant<caf::atom("online")>;
+/// desk -> shard: (prefix, cursor, limit) -> (channels, counts, more)
+using channels = caf::atom_constant<caf::atom("channels")>;
+/// shard -> session: (ch, on) the application (un)subscribed the session
+using server_sub = caf::atom_constant<caf::atom("srv_sub")>;
+/// backbone or shard -> desk: (ch, occupied) a channel's first local
+/// subscriber came or its last went
+using occupancy = caf::atom_constant<caf::atom("occupancy")>;
+/// desk: (call, body, completion) a server API call from this node's HTTP
+using api_call = caf::atom_constant<caf::atom("api_call")>;
+/// desk -> desk: (rid, node, part) a node's part of call `rid`; (rid) its time is up
+using api_part = caf::atom_constant<caf::atom("api_part")>;
+using api_timeout = caf::atom_constant<caf::atom("api_tmo")>;
 
 // transport -> session actor (see session.cpp)
 using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read

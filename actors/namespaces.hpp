@@ -37,7 +37,8 @@ struct namespace_options {
   bool presence = false;
   bool join_leave = false;
   bool lossy = false;
-  std::size_t max_subscribers = 0; ///< 0 = unlimited
+  std::size_t max_subscribers = 0; ///< per node; 0 = unlimited
+  bool events = true;              ///< occupied/vacated webhooks for its channels ([hooks] events)
   // the application's hooks ([hooks] subscribe_url, publish_url)
   bool subscribe_hook = false;
   bool publish_hook = false;

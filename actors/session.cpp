@@ -185,6 +185,8 @@ void session_state::on_event(std::uint8_t code, std::uint64_t arg) {
     if (auto* r = slot_of(arg))
       complete(*r);
     return;
+  case session_event::full:
+    return on_full(arg);
   }
 }
 
@@ -381,6 +383,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
         self->state.on_hook_done(purpose, a);
       },
+      [=](atoms::server_sub, const std::string& ch, bool on) { self->state.on_server_sub(ch, on); },
       [=](atoms::closed, std::uint16_t code, const std::string& reason) {
         self->state.on_closed(code, reason);
         self->quit();

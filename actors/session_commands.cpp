@@ -163,22 +163,29 @@ void session_state::subscribe_live(const std::string& ch, std::string_view id,
                    since ? cmd->since->off : 0);
     return;
   }
-  auto slot = hold({}, {});
+  auto slot = hold(id, ch);
+  slot_of(slot)->server = server;
   slot_of(slot)->frame =
       make_frame(server ? protocol::encode_subscribed(ch, {}, 0) : protocol::encode_ack(id));
   caf::anon_send(env_->brokers->owner(ch), atoms::sub::value, sid_, ch, slot, sink_, handle());
 }
 
 void session_state::unsubscribe(const protocol::command& cmd) {
-  const auto& ns = env_->cfg.namespaces->of_channel(cmd.ch);
-  if (auto it = std::find(subs_.begin(), subs_.end(), cmd.ch); it != subs_.end()) {
-    subs_.erase(it);
-    caf::anon_send(env_->brokers->owner(cmd.ch), atoms::unsub::value, sid_, std::string{cmd.ch});
-    if (ns.presence)
-      caf::anon_send(env_->brokers->owner(cmd.ch), atoms::presence_remove::value, sid_,
-                     std::string{cmd.ch});
-  }
+  drop_channel(cmd.ch);
   reply(make_frame(protocol::encode_ack(cmd.id)));
+}
+
+// Leaves `ch` here and in its shard; false when the session was not in it.
+bool session_state::drop_channel(const std::string& ch) {
+  auto it = std::find(subs_.begin(), subs_.end(), ch);
+  if (it == subs_.end())
+    return false;
+  subs_.erase(it);
+  const auto& shard = env_->brokers->owner(ch);
+  caf::anon_send(shard, atoms::unsub::value, sid_, ch);
+  if (env_->cfg.namespaces->of_channel(ch).presence)
+    caf::anon_send(shard, atoms::presence_remove::value, sid_, ch);
+  return true;
 }
 
 // `pass`: the publish hook allowed it; its `data`, when given, replaces the

@@ -135,6 +135,44 @@ void session_state::answer_refresh(hook_answer& a) {
   }
 }
 
+// The server API subscribed (`on`) or unsubscribed this session: like the
+// connect hook's channels, neither the subscribe hook nor a grant is asked.
+// Before `joined` a subscription waits with the connect hook's.
+void session_state::on_server_sub(const std::string& ch, bool on) {
+  if (closing_)
+    return;
+  if (!on) {
+    if (drop_channel(ch))
+      reply(make_frame(protocol::encode_unsubscribed(ch)));
+    return;
+  }
+  if (joined_)
+    return subscribe_server_side({ch});
+  if (!server_subs_)
+    server_subs_ = std::make_unique<std::vector<std::string>>();
+  server_subs_->push_back(ch);
+}
+
+// The channel of the `sub` in `slot` was full on this node: the
+// subscription is undone and refused.
+void session_state::on_full(std::uint64_t slot) {
+  auto* r = slot_of(slot);
+  if (r == nullptr)
+    return;
+  std::erase(subs_, r->ch);
+  const auto& ns = env_->cfg.namespaces->of_channel(r->ch);
+  if (ns.presence)
+    caf::anon_send(env_->brokers->owner(r->ch), atoms::presence_remove::value, sid_, r->ch);
+  auto msg = "channel is full: " + std::to_string(ns.max_subscribers) +
+             " subscribers on this node (max_subscribers)";
+  r->frame = make_frame(protocol::encode_err(
+      r->server ? std::string_view{} : std::string_view{r->id}, protocol::error_code::forbidden,
+      r->server ? "server-side subscription to " + r->ch + ": " + msg : msg));
+  r->more.clear();
+  r->release = false;
+  complete(*r);
+}
+
 // The connect hook's channels: joined without the subscribe hook or a
 // grant (the application chose them), each answered `subscribed` once live.
 void session_state::subscribe_server_side(std::vector<std::string> channels) {

@@ -46,6 +46,8 @@ public:
   /// The connection is gone (close code and reason): leave, and tell the
   /// application (a disconnect event) if it was told of the connect.
   void on_closed(std::uint16_t code, const std::string& reason);
+  /// The server API (un)subscribed the session (atoms::server_sub).
+  void on_server_sub(const std::string& ch, bool on);
 
   // ---- answers from the shards of history channels (session.cpp)
   void on_sub_done(std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
@@ -100,6 +102,7 @@ private:
   void subscribe_live(const std::string& ch, std::string_view id, const protocol::command* cmd,
                       bool server);
   void unsubscribe(const protocol::command& cmd);
+  bool drop_channel(const std::string& ch);
   void publish(protocol::command& cmd, const hook_answer* pass);
   void refresh(const protocol::command& cmd);
   bool subscribed(std::string_view ch) const;
@@ -117,6 +120,7 @@ private:
   void ask_refresh();
   void answer_refresh(hook_answer& a);
   void subscribe_server_side(std::vector<std::string> channels);
+  void on_full(std::uint64_t slot);
   void emit_connect();
   std::string event_fields() const;
   std::string sid_text() const { return env_->cfg.node_id + "-" + std::to_string(sid_); }

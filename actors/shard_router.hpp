@@ -6,6 +6,8 @@
 
 #include "core/backbone.hpp"
 
+#include <caf/actor.hpp>
+
 #include <memory>
 
 namespace wsnode::actors {
@@ -13,7 +15,9 @@ namespace wsnode::actors {
 class broker_set;
 
 /// Events routed to `brokers`' shards by topic (a service message by the
-/// channel its payload names first).
-std::shared_ptr<backbone_events> route_to_shards(std::shared_ptr<const broker_set> brokers);
+/// channel its payload names first), and to `desk` (actors/cluster_desk.hpp)
+/// the desk's service messages; view changes and restarts go to both.
+std::shared_ptr<backbone_events> route_to_shards(std::shared_ptr<const broker_set> brokers,
+                                                 caf::actor desk);
 
 } // namespace wsnode::actors

@@ -82,6 +82,13 @@ public:
     return it == topics_.end() ? nullptr : &it->second;
   }
 
+  /// Calls `f(topic, subscriber count)` for every topic, in no order.
+  template <class F>
+  void for_each_topic(F&& f) const {
+    for (const auto& [topic, subs] : topics_)
+      f(std::string_view{topic}, subs.size());
+  }
+
   /// Number of topics with at least one subscriber.
   std::size_t topic_count() const noexcept { return topics_.size(); }
 

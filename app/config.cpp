@@ -27,9 +27,9 @@ namespace {
 namespace_options read_namespace(const toml::table& t, const std::string& where) {
   namespace_options ns;
   static const std::set<std::string, std::less<>> known{
-      "name",    "history_size", "history_ttl_ms", "recovery_max", "subscribe",
-      "publish", "presence",     "join_leave",     "lossy",        "max_subscribers",
-      "subscribe_hook", "publish_hook"};
+      "name",    "history_size",   "history_ttl_ms", "recovery_max", "subscribe",
+      "publish", "presence",       "join_leave",     "lossy",        "max_subscribers",
+      "events",  "subscribe_hook", "publish_hook"};
   for (const auto& [key, value] : t)
     if (!known.contains(key.str()))
       throw config_error(where + "." + std::string{key.str()}, "unknown key");
@@ -101,10 +101,7 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   count("max_subscribers", ns.max_subscribers);
   if (ns.join_leave && !ns.presence)
     throw config_error(key("join_leave"), "join/leave events need presence = true");
-  // A limit must never be accepted and then ignored: not built yet.
-  if (ns.max_subscribers != 0)
-    throw config_error(key("max_subscribers"),
-                       "max_subscribers is not supported by this version of wsnode");
+  flag("events", ns.events);
   return ns;
 }
 

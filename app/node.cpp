@@ -2,6 +2,7 @@
 
 #include "actors/api_calls.hpp"
 #include "actors/broker.hpp"
+#include "actors/cluster_desk.hpp"
 #include "actors/history/term_store.hpp"
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
@@ -40,9 +41,11 @@ public:
             std::shared_ptr<const broker_set> brokers, std::shared_ptr<backbone> bb,
             std::shared_ptr<const namespace_table> namespaces,
             std::shared_ptr<const protocol::token_verifier> verifier,
-            std::shared_ptr<hook_port> hooks, std::shared_ptr<event_port> events)
+            std::shared_ptr<hook_port> hooks, std::shared_ptr<event_port> events, caf::actor desk,
+            std::shared_ptr<const ban_list> bans)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
-      bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m) {
+      bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m),
+      desk_(std::move(desk)), bans_(std::move(bans)) {
     session_config sc;
     sc.node_id = cfg.node_id;
     sc.limits.max_data_bytes = cfg.max_data_bytes;
@@ -82,6 +85,17 @@ public:
     api_.presence(std::move(ch), limit, std::move(cursor), std::move(done));
   }
 
+  void api_cluster(cluster_api call, std::string body, api_done done) override {
+    caf::anon_send(desk_, atoms::api_call::value, static_cast<std::uint8_t>(call), std::move(body),
+                   api_completion{std::move(done)});
+  }
+
+  void api_broadcast(protocol::broadcast_body b, api_done done) override {
+    api_.broadcast(std::move(b), std::move(done));
+  }
+
+  bool banned(std::string_view user) override { return bans_->banned(user); }
+
   std::string metrics_text() override { return render_prometheus(m_, cfg_.node_id, version_); }
 
   bool readiness(std::string& body) override {
@@ -109,6 +123,8 @@ private:
   std::shared_ptr<backbone> bb_;
   std::shared_ptr<const namespace_table> namespaces_;
   api_calls api_;
+  caf::actor desk_;
+  std::shared_ptr<const ban_list> bans_;
   std::shared_ptr<const session_env> session_env_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
@@ -284,10 +300,12 @@ void tell_all(const broker_set& brokers, Atom a) {
 // actor system can shut down.
 class startup_guard {
 public:
-  startup_guard(const broker_set& brokers, backbone& bb) : brokers_(brokers), bb_(bb) {}
+  startup_guard(const broker_set& brokers, const caf::actor& desk, backbone& bb)
+    : brokers_(brokers), desk_(desk), bb_(bb) {}
   ~startup_guard() {
     if (armed_) {
       tell_all(brokers_, atoms::shutdown::value);
+      caf::anon_send(desk_, atoms::shutdown::value);
       bb_.stop();
     }
   }
@@ -295,6 +313,7 @@ public:
 
 private:
   const broker_set& brokers_;
+  const caf::actor& desk_;
   backbone& bb_;
   bool armed_ = true;
 };
@@ -329,16 +348,33 @@ int run_node(const config& cfg, std::string_view version) {
     bo.history.term_floor = term_store::floor_of_dir(cfg.history_state_dir); // throws
   }
   bo.engine = transport::history_engine_of(bb); // JetStream on NATS; null on the mesh
+  auto events = make_events(cfg, m); // released once the actors are done: sends what they left
+  // the shards tell the desk of local occupancy; the desk is spawned after
+  // them (it asks them) and before any session opens
+  auto desk = std::make_shared<caf::actor>();
+  bo.occupancy = desk_occupancy_fn(desk, events.get(), namespaces);
+  if (events && events->wants(event_kind::undelivered))
+    bo.undelivered = [desk](const std::string& user, const frame_ptr& frame) {
+      caf::anon_send(*desk, atoms::dm::value, user, frame);
+    };
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, bb, bo));
-  startup_guard guard{*brokers, *bb};
-  bb->start(route_to_shards(brokers)); // throws when the mesh port is taken
+  auto bans = std::make_shared<ban_list>();
+  desk_options dopts;
+  dopts.node_id = cfg.node_id;
+  dopts.version = std::string{version};
+  dopts.timeout = cfg.api_timeout / 2;
+  dopts.bans = bans;
+  dopts.events = events;
+  *desk = spawn_desk(sys, m, bb, brokers, std::move(dopts));
+  startup_guard guard{*brokers, *desk, *bb};
+  bb->start(route_to_shards(brokers, *desk)); // throws when the mesh port is taken
   auto verifier = make_verifier(cfg);
   // Held here past the session actors (which call it) and the listener;
   // released before the actor system, which its last answers are sent into.
   auto hooks = make_hooks(cfg, m);
-  auto events = make_events(cfg, m); // released once the actors are done: sends what they left
-  node_impl node{cfg, version, m, sys, brokers, bb, namespaces, verifier, hooks, events};
+  node_impl node{cfg,        version,  m,     sys,    brokers, bb,
+                 namespaces, verifier, hooks, events, *desk,   bans};
   auto opts = make_server_options(cfg, fd_limit, verifier);
   opts.hooks = hooks;
   opts.forward_headers = cfg.hook_forward_headers;
@@ -395,6 +431,7 @@ int run_node(const config& cfg, std::string_view version) {
     std::_Exit(0);
   }
   tell_all(*brokers, atoms::shutdown::value);
+  caf::anon_send(*desk, atoms::shutdown::value);
   sys.await_all_actors_done();
   bb->stop();
   io.stop();

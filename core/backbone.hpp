@@ -30,6 +30,7 @@ enum class topic_kind : std::uint8_t { channel = 0, user = 1 };
 enum class service_tag : std::uint8_t {
   history = 'H',  ///< channel history: ownership, appends, reads
   presence = 'P', ///< presence: deltas, digests, snapshots
+  cluster = 'C',  ///< the node's desk: server API calls, channel occupancy
 };
 
 /// The tag for a byte read off the wire; false when it names no service.
@@ -37,6 +38,7 @@ inline bool to_service_tag(std::uint8_t byte, service_tag& out) noexcept {
   switch (byte) {
   case static_cast<std::uint8_t>(service_tag::history):
   case static_cast<std::uint8_t>(service_tag::presence):
+  case static_cast<std::uint8_t>(service_tag::cluster):
     out = static_cast<service_tag>(byte);
     return true;
   default:

@@ -9,13 +9,26 @@
 
 namespace wsnode {
 
-/// The kinds this version sends (DESIGN.md's others are refused by the config).
-enum class event_kind : std::uint8_t { connect, disconnect };
-inline constexpr int event_kind_count = 2;
+/// The kinds this version sends (DESIGN.md's join and leave are refused by
+/// the config until built).
+enum class event_kind : std::uint8_t { connect, disconnect, occupied, vacated, undelivered };
+inline constexpr int event_kind_count = 5;
 
 /// The kind's wire name ("connect", ...).
 constexpr const char* to_string(event_kind k) noexcept {
-  return k == event_kind::connect ? "connect" : "disconnect";
+  switch (k) {
+  case event_kind::connect:
+    return "connect";
+  case event_kind::disconnect:
+    return "disconnect";
+  case event_kind::occupied:
+    return "occupied";
+  case event_kind::vacated:
+    return "vacated";
+  case event_kind::undelivered:
+    break;
+  }
+  return "undelivered";
 }
 
 /// Takes events for the application. Thread-safe; never blocks.

@@ -14,9 +14,9 @@ constexpr std::array<std::string_view, drop_reason_count> drop_names{
 constexpr std::array<std::string_view, refusal_reason_count> refusal_names{
     "no_grant",        "bad_sub_token",      "publish_server",    "not_subscriber",
     "presence_off",    "subscription_limit", "refresh_bad_token", "refresh_other_user",
-    "refresh_no_auth", "token_expired"};
+    "refresh_no_auth", "token_expired",      "max_subscribers"};
 constexpr std::array<std::string_view, reject_reason_count> reject_names{
-    "auth", "origin", "limit", "draining", "bad_request", "hook", "hook_failed"};
+    "auth", "origin", "limit", "draining", "bad_request", "hook", "hook_failed", "banned"};
 
 template <class A>
 auto load(const A& a) {
@@ -182,8 +182,7 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_users", "gauge", "Users with local sessions.", load(m.users));
   single(out, "wsnode_http_requests_total", "counter", "HTTP requests other than upgrades.",
          load(m.http_requests));
-  single(out, "wsnode_api_calls_total", "counter", "Accepted /api/publish and /api/send calls.",
-         load(m.api_calls));
+  single(out, "wsnode_api_calls_total", "counter", "Accepted /api/* calls.", load(m.api_calls));
 
   head(out, "wsnode_dropped_total", "counter", "Frames or messages dropped, by reason.");
   for (std::size_t i = 0; i < drop_names.size(); ++i)

@@ -36,8 +36,9 @@ enum class refusal_reason : std::uint8_t {
   refresh_other_user, ///< refresh with a token of another `sub`
   refresh_no_auth,    ///< refresh on a node in dev mode
   token_expired,      ///< closed 4001: `exp` passed and not refreshed within the grace
+  max_subscribers,    ///< sub of a channel holding its namespace's max_subscribers here
 };
-inline constexpr int refusal_reason_count = 10;
+inline constexpr int refusal_reason_count = 11;
 
 /// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
 /// hook: the connect hook refused (403); hook_failed: it failed (503).
@@ -48,9 +49,10 @@ enum class reject_reason : std::uint8_t {
   draining,
   bad_request,
   hook,
-  hook_failed
+  hook_failed,
+  banned ///< the user is banned (/api/disconnect with ban_ms)
 };
-inline constexpr int reject_reason_count = 7;
+inline constexpr int reject_reason_count = 8;
 
 /// Close codes counted in wsnode_closed_total{code}.
 inline constexpr std::array<std::uint16_t, 11> counted_close_codes{
@@ -105,7 +107,7 @@ struct metrics {
   gauge channels{0};          ///< channels with local subscribers
   gauge users{0};             ///< users with local sessions
   counter http_requests{0};   ///< HTTP requests (not upgrades)
-  counter api_calls{0};       ///< accepted /api/publish and /api/send
+  counter api_calls{0};       ///< accepted /api/* calls
   std::array<counter, drop_reason_count> dropped{};
   std::array<counter, reject_reason_count> upgrades_rejected{};
   std::array<counter, protocol::error_code_count> errors{};

@@ -4,6 +4,8 @@
 // those and call `frame_sink`.
 #pragma once
 
+#include "protocol/api_bodies.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -26,12 +28,12 @@ inline frame_ptr make_frame(std::string s) {
 /// WebSocket close codes used by wsnode.
 namespace close_code {
 inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;    ///< node draining
-inline constexpr std::uint16_t policy = 1008;        ///< rate/abuse/auth
-inline constexpr std::uint16_t too_big = 1009;       ///< message too big
-inline constexpr std::uint16_t internal = 1011;      ///< internal error
-inline constexpr std::uint16_t try_later = 1013;     ///< slow consumer
-inline constexpr std::uint16_t token_expired = 4001; ///< not refreshed in time (v1.1)
+inline constexpr std::uint16_t going_away = 1001;     ///< node draining
+inline constexpr std::uint16_t policy = 1008;         ///< rate/abuse/auth
+inline constexpr std::uint16_t too_big = 1009;        ///< message too big
+inline constexpr std::uint16_t internal = 1011;       ///< internal error
+inline constexpr std::uint16_t try_later = 1013;      ///< slow consumer
+inline constexpr std::uint16_t token_expired = 4001;  ///< not refreshed in time (v1.1)
 inline constexpr std::uint16_t app_disconnect = 4003; ///< disconnected by the application (v1.2)
 } // namespace close_code
 
@@ -159,6 +161,19 @@ inline api_outcome api_failed(api_status s, std::string msg) {
 /// Receives an API call's outcome, exactly once, on any thread.
 using api_done = std::function<void(api_outcome)>;
 
+/// The cluster-wide calls of the server API (protocol v1.2): every live
+/// node answers for its own sessions and channels; the answer says how many
+/// nodes did.
+enum class cluster_api : std::uint8_t {
+  disconnect,
+  subscribe,
+  unsubscribe,
+  online,
+  channels,
+  info
+};
+inline constexpr int cluster_api_count = 6;
+
 /// What transport needs from the rest of the node. Thread-safe.
 class node_port {
 public:
@@ -185,6 +200,14 @@ public:
   /// POST /api/presence: a page of the channel's members; `limit` < 0: the
   /// default.
   virtual void api_presence(std::string ch, long long limit, std::string cursor, api_done done) = 0;
+  /// A cluster-wide call; `body` is its body as protocol/api_bodies.hpp
+  /// writes it (checked already; "" for info).
+  virtual void api_cluster(cluster_api call, std::string body, api_done done) = 0;
+  /// POST /api/broadcast: one publish per channel, one result each.
+  virtual void api_broadcast(protocol::broadcast_body b, api_done done) = 0;
+  /// True while `user` is banned (/api/disconnect with ban_ms): its
+  /// upgrades are refused with 403.
+  virtual bool banned(std::string_view user) = 0;
   /// The Prometheus text exposition of /metrics.
   virtual std::string metrics_text() = 0;
   /// Whether the node is ready (/readyz), and the JSON body describing it.

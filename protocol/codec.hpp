@@ -123,6 +123,9 @@ std::string encode_rpc_reply(std::string_view id, std::string_view data);
 /// `{"op":"subscribed","ch":..[,"ep":..,"off":..]}` (v1.2: a subscription the
 /// server made for the session; `ep` empty: a channel without history).
 std::string encode_subscribed(std::string_view ch, std::string_view ep, std::uint64_t off);
+/// {"op":"unsubscribed","ch":...}: the application took the session out of
+/// `ch` (server API); no `id`, so a client tells it from its own acks.
+std::string encode_unsubscribed(std::string_view ch);
 /// `{"op":"msg","ch":..,"from":..,"data":DATA}`; `from` omitted when empty.
 std::string encode_msg(std::string_view ch, std::string_view from, std::string_view data);
 /// `{"op":"msg","ch":..,"from":..,"off":OFF,"data":DATA}` (a history channel).

@@ -66,6 +66,13 @@ std::string encode_subscribed(std::string_view ch, std::string_view ep, std::uin
   return out;
 }
 
+std::string encode_unsubscribed(std::string_view ch) {
+  std::string out = "{\"op\":\"unsubscribed\"";
+  append_name(out, "ch", ch);
+  out += '}';
+  return out;
+}
+
 std::string encode_msg(std::string_view ch, std::string_view from, std::string_view data) {
   std::string out;
   out.reserve(40 + ch.size() + from.size() + data.size());

@@ -16,10 +16,10 @@ using detail::parse_count;
 
 namespace {
 
-constexpr std::array<std::string_view, 9> op_names{"sub",  "unsub",   "pub",     "send",
-                                                   "ping", "history", "refresh", "presence", "rpc"};
+constexpr std::array<std::string_view, 9> op_names{"sub",     "unsub",   "pub",      "send", "ping",
+                                                   "history", "refresh", "presence", "rpc"};
 constexpr std::array<std::string_view, error_code_count> error_names{
-    "bad_json",  "bad_request", "unknown_op",  "bad_channel",
+    "bad_json",  "bad_request", "unknown_op",   "bad_channel",
     "forbidden", "too_large",   "rate_limited", "unavailable"};
 
 // The members of a command object this codec reads, as raw JSON values.

@@ -54,27 +54,6 @@ std::string cut_utf8(std::string s, std::size_t n) {
   return s;
 }
 
-// Calls f(raw) for each element of the validated array `raw`; false when
-// `raw` is not an array.
-template <class F>
-bool for_each_element(std::string_view raw, F&& f) {
-  using json::detail::skip_value;
-  using json::detail::skip_ws;
-  std::size_t i = skip_ws(raw, 0);
-  if (i >= raw.size() || raw[i] != '[')
-    return false;
-  i = skip_ws(raw, i + 1);
-  while (i < raw.size() && raw[i] != ']') {
-    std::size_t end = skip_value(raw, i);
-    if (!f(raw.substr(i, end - i)))
-      return true;
-    i = skip_ws(raw, end);
-    if (i < raw.size() && raw[i] == ',')
-      i = skip_ws(raw, i + 1);
-  }
-  return true;
-}
-
 bool is_object(std::string_view raw) {
   return !raw.empty() && raw.front() == '{';
 }
@@ -98,7 +77,7 @@ std::optional<hook_answer> read_result(hook_kind k, std::string_view result, hoo
         a.expire_at = *v;
     } else if (k == hook_kind::connect && key == "channels") {
       std::size_t n = 0;
-      bool is_array = for_each_element(value, [&](std::string_view e) {
+      bool is_array = json::for_each_element(value, [&](std::string_view e) {
         auto ch = json::decode_string(e);
         if (!ch || !valid_channel(*ch)) {
           bad = malformed("result.channels must be channel names (1-128 chars of [A-Za-z0-9_.:-])");

@@ -72,4 +72,26 @@ bool for_each_member(std::string_view doc, F&& f) {
   return true;
 }
 
+/// Calls `f(value_raw)` for each element of the top-level array of the
+/// already validated document `raw`, in order; `f` returns false to stop
+/// early. Returns false when the top level is not an array.
+template <class F>
+bool for_each_element(std::string_view raw, F&& f) {
+  using detail::skip_value;
+  using detail::skip_ws;
+  std::size_t i = skip_ws(raw, 0);
+  if (i >= raw.size() || raw[i] != '[')
+    return false;
+  i = skip_ws(raw, i + 1);
+  while (i < raw.size() && raw[i] != ']') {
+    std::size_t end = skip_value(raw, i);
+    if (!f(raw.substr(i, end - i)))
+      return true;
+    i = skip_ws(raw, end);
+    if (i < raw.size() && raw[i] == ',')
+      i = skip_ws(raw, i + 1);
+  }
+  return true;
+}
+
 } // namespace wsnode::protocol::json

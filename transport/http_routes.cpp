@@ -14,6 +14,9 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include <array>
+#include <optional>
+
 namespace wsnode::transport {
 
 namespace {
@@ -111,25 +114,98 @@ api_done answer_once(request&& req, const net::io_context::executor_type& exec,
   return [c, exec](api_outcome o) { net::post(exec, [c, o = std::move(o)] { c->answer(o); }); };
 }
 
+http::message_generator unauthorized(const request& req) {
+  http::response<http::string_body> res{http::status::unauthorized, req.version()};
+  res.set(http::field::server, "wsnode");
+  res.set(http::field::www_authenticate, "Bearer");
+  res.set(http::field::content_type, json_type);
+  res.keep_alive(req.keep_alive());
+  res.body() = json_error("unauthorized", "missing or wrong API key");
+  res.prepare_payload();
+  return res;
+}
+
+// The body of a cluster-wide call, checked and written back as every node
+// reads it; "" and `err` set when it is refused.
+std::string cluster_body(cluster_api call, std::string_view body, std::string& err) {
+  auto take = [&](const auto& parsed) -> std::string {
+    if (const auto* why = std::get_if<std::string>(&parsed)) {
+      err = *why;
+      return {};
+    }
+    return protocol::encode_body(std::get<0>(parsed));
+  };
+  switch (call) {
+  case cluster_api::disconnect:
+    return take(protocol::parse_disconnect_body(body));
+  case cluster_api::subscribe:
+  case cluster_api::unsubscribe:
+    return take(protocol::parse_user_channel_body(body));
+  case cluster_api::online:
+    return take(protocol::parse_online_body(body));
+  case cluster_api::channels:
+    return take(protocol::parse_channels_body(body));
+  case cluster_api::info:
+    break;
+  }
+  return {};
+}
+
+std::optional<cluster_api> cluster_call_of(std::string_view path) {
+  constexpr std::array<std::pair<std::string_view, cluster_api>, cluster_api_count> paths{{
+      {"/api/disconnect", cluster_api::disconnect},
+      {"/api/subscribe", cluster_api::subscribe},
+      {"/api/unsubscribe", cluster_api::unsubscribe},
+      {"/api/online", cluster_api::online},
+      {"/api/channels", cluster_api::channels},
+      {"/api/info", cluster_api::info},
+  }};
+  for (const auto& [p, c] : paths)
+    if (p == path)
+      return c;
+  return std::nullopt;
+}
+
+// The server API's calls of v1.2: cluster-wide ones and broadcast.
+void handle_server_api(server_context& ctx, request&& req, std::string_view path,
+                       const net::io_context::executor_type& exec, reply_fn reply) {
+  auto call = cluster_call_of(path);
+  bool info = call == cluster_api::info;
+  if (info ? !is_get(req) : req.method() != http::verb::post)
+    return reply(method_not_allowed(req, info ? "GET, HEAD" : "POST"));
+  if (!authorized(ctx.opts, req))
+    return reply(unauthorized(req));
+  if (!call) { // /api/broadcast
+    auto parsed = protocol::parse_broadcast_body(req.body(), ctx.opts.limits.max_data_bytes);
+    if (const auto* why = std::get_if<std::string>(&parsed))
+      return reply(simple_response(req, 400, json_error("bad_request", *why), json_type));
+    bump(ctx.m.api_calls, 1);
+    auto done = answer_once(std::move(req), exec, ctx.opts.api_timeout, std::move(reply));
+    return ctx.node.api_broadcast(std::move(std::get<protocol::broadcast_body>(parsed)),
+                                  std::move(done));
+  }
+  std::string err;
+  auto body = cluster_body(*call, req.body(), err);
+  if (!err.empty())
+    return reply(simple_response(req, 400, json_error("bad_request", err), json_type));
+  bump(ctx.m.api_calls, 1);
+  auto done = answer_once(std::move(req), exec, ctx.opts.api_timeout, std::move(reply));
+  ctx.node.api_cluster(*call, std::move(body), std::move(done));
+}
+
 void handle_api(server_context& ctx, request&& req, std::string_view path,
                 const net::io_context::executor_type& exec, reply_fn reply) {
   bool publish = path == "/api/publish";
   bool history = path == "/api/history";
   bool presence = path == "/api/presence";
+  if (cluster_call_of(path) || path == "/api/broadcast")
+    return handle_server_api(ctx, std::move(req), path, exec, std::move(reply));
   if (!publish && !history && !presence && path != "/api/send")
     return reply(simple_response(req, 404, json_error("not_found", "no such API"), json_type));
   if (req.method() != http::verb::post)
     return reply(method_not_allowed(req, "POST"));
-  if (!authorized(ctx.opts, req)) {
-    http::response<http::string_body> res{http::status::unauthorized, req.version()};
-    res.set(http::field::server, "wsnode");
-    res.set(http::field::www_authenticate, "Bearer");
-    res.set(http::field::content_type, json_type);
-    res.keep_alive(req.keep_alive());
-    res.body() = json_error("unauthorized", "missing or wrong API key");
-    res.prepare_payload();
-    return reply(std::move(res));
-  }
+  if (!authorized(ctx.opts, req))
+    return reply(unauthorized(req));
   auto parsed =
       history ? protocol::parse_history_body(req.body())
       : presence

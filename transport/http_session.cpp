@@ -119,6 +119,10 @@ private:
     hs.extensions = std::string{req[http::field::sec_websocket_extensions]};
     if (d.ask_hook)
       return ask_connect_hook(std::move(req), std::move(hs), d);
+    if (ctx_.node.banned(d.user)) {
+      bump(ctx_.m.connections, -1);
+      return refuse_upgrade(req, 403, reject_reason::banned, "user is banned");
+    }
     req = {}; // nothing of the request stays with the connection
     timer_.cancel();
     session_identity who;
@@ -182,6 +186,10 @@ private:
       if (a.what == hook_answer::kind::failed)
         return refuse_upgrade(head, 503, reject_reason::hook_failed, "hook failed: " + a.why);
       return refuse_upgrade(head, 403, reject_reason::hook, a.msg.empty() ? a.code : a.msg);
+    }
+    if (a.what == hook_answer::kind::result && ctx_.node.banned(a.user)) {
+      bump(ctx_.m.connections, -1);
+      return refuse_upgrade(head, 403, reject_reason::banned, "user is banned");
     }
     session_identity who;
     who.remote = remote_;

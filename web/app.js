@@ -140,16 +140,29 @@ async function joinRoom(ch, token) {
     showError(e);
     return;
   }
+  showRoom(ch);
+  addMessage({ kind: "system", text: `joined ${ch}` });
+}
+
+// A room in the list and the chat's room menu (once).
+function showRoom(ch) {
+  if ([...$("chat-room").options].some((o) => o.value === ch)) return;
   const li = document.createElement("li");
   li.textContent = ch;
+  li.dataset.ch = ch;
   $("rooms").append(li);
   const opt = document.createElement("option");
   opt.value = ch;
   opt.textContent = ch;
   $("chat-room").append(opt);
   $("chat-room").value = ch;
-  addMessage({ kind: "system", text: `joined ${ch}` });
   loadMembers(ch);
+}
+
+function hideRoom(ch) {
+  for (const li of $("rooms").querySelectorAll("li"))
+    if (li.dataset.ch === ch) li.remove();
+  for (const o of [...$("chat-room").options]) if (o.value === ch) o.remove();
 }
 
 // ------------------------------------------------------------------ danmaku
@@ -213,8 +226,28 @@ function connect({ user, token }) {
     for (const ch of members.keys()) loadMembers(ch);
   });
   client.addEventListener("close", (e) => {
-    if (client.state !== "closed")
-      addMessage({ kind: "system", text: `connection lost (${e.detail.code}); reconnecting` });
+    if (client.state === "closed") return;
+    const { code, reason, kind } = e.detail;
+    const why = {
+      application: `disconnected by the application${reason ? `: ${reason}` : ""}; reconnecting slowly`,
+      token: "the token expired or was refused; reconnecting with a new one",
+      draining: "the node is stopping; reconnecting to another",
+      slow: "this page could not keep up; reconnecting",
+    }[kind] ?? `connection lost (${code}${reason ? `: ${reason}` : ""}); reconnecting`;
+    addMessage({ kind: "system", text: why });
+  });
+  // the application's server API (or connect hook) chose channels for us
+  client.addEventListener("subscribed", (e) => {
+    const ch = e.detail.ch;
+    addMessage({ kind: "system", text: `the server subscribed you to ${ch}` });
+    if (ch.startsWith("room:")) {
+      client.subscribe(ch, onRoomMessage).catch(showError);
+      showRoom(ch);
+    }
+  });
+  client.addEventListener("unsubscribed", (e) => {
+    addMessage({ kind: "system", text: `the server took you out of ${e.detail.ch}` });
+    hideRoom(e.detail.ch);
   });
   client.addEventListener("dm", (e) => {
     addMessage({ kind: "dm", where: "dm", from: e.detail.from, text: textOf(e.detail.data) });

@@ -59,10 +59,32 @@ function defaultUrl() {
 }
 
 /**
+ * Why a connection closed, from its close code (docs/protocol.md "Close
+ * codes"): "application" (4003: the application disconnected this user,
+ * /api/disconnect or a hook; the client waits longer before it comes
+ * back), "token" (4001: expired or refused token), "draining" (1001: the
+ * node is stopping; reconnect through the balancer), "policy" (1008, 1007,
+ * 1002, 1009: the client broke a rule), "slow" (1013: it could not keep up),
+ * "normal" (1000), else "network".
+ */
+export function closeKind(code) {
+  switch (code) {
+    case 4003: return "application";
+    case 4001: return "token";
+    case 1001: return "draining";
+    case 1002: case 1007: case 1008: case 1009: return "policy";
+    case 1013: return "slow";
+    case 1000: return "normal";
+    default: return "network";
+  }
+}
+
+/**
  * One logical connection to wsnode that survives reconnects.
  *
  * Events (EventTarget): "state" (detail: state), "open" (detail: hello),
- * "close" (detail: {code, reason}), "msg" and "dm" (detail: the frame),
+ * "close" (detail: {code, reason, kind}, kind from closeKind(code)),
+ * "msg" and "dm" (detail: the frame),
  * "recovery" (detail: {ch, recovered, count}) after a resubscription with
  * `since`, "join" and "leave" (detail: {ch, user}) in namespaces with
  * join_leave, "refresh" (detail: {exp}) after the token was renewed,
@@ -283,7 +305,9 @@ export class WsnodeClient extends EventTarget {
     ws.onclose = (ev) => {
       if (this._ws !== ws) return; // an old socket
       this._ws = null;
-      this.dispatchEvent(new CustomEvent("close", { detail: { code: ev.code, reason: ev.reason } }));
+      this.dispatchEvent(new CustomEvent("close", {
+        detail: { code: ev.code, reason: ev.reason, kind: closeKind(ev.code) },
+      }));
       // commands in flight may or may not have been handled: tell the caller
       for (const [id, p] of this._pending) {
         this.clearTimeout(p.timer);

@@ -15,33 +15,6 @@ namespace wsnode::actors {
 using clock = history_service::clock;
 using namespace history_detail;
 
-namespace {
-
-std::uint64_t fnv1a(std::string_view a, std::string_view b) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](std::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(a);
-  mix(std::string_view{"\0", 1});
-  mix(b);
-  return h;
-}
-
-} // namespace
-
-std::vector<std::string> rank_nodes(std::string_view ch, std::vector<std::string> nodes) {
-  std::sort(nodes.begin(), nodes.end(), [&](const std::string& x, const std::string& y) {
-    auto hx = fnv1a(ch, x);
-    auto hy = fnv1a(ch, y);
-    return hx != hy ? hx > hy : x < y;
-  });
-  return nodes;
-}
-
 std::vector<std::string> history_service::impl::live_nodes() const {
   std::vector<std::string> all = live;
   all.push_back(opts.node_id);

@@ -39,6 +39,7 @@
 #include "actors/cluster_service.hpp"
 #include "actors/history/log.hpp"
 #include "actors/namespaces.hpp"
+#include "actors/rank_nodes.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 
@@ -160,9 +161,6 @@ private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
-
-/// The nodes ordered for `ch` (rendezvous hashing): index 0 owns it.
-std::vector<std::string> rank_nodes(std::string_view ch, std::vector<std::string> nodes);
 
 /// The node count that makes a majority of `cluster_size`.
 constexpr std::size_t majority(std::size_t cluster_size) noexcept {

@@ -149,6 +149,33 @@ test("a message published through the HTTP API flies as a danmaku comment", asyn
   await a.waitForFunction(() => Number(document.getElementById("danmaku-rate").textContent) >= 1);
 });
 
+test("the server API subscribes a page to a room, takes it out, and disconnects a user", async () => {
+  const { page: a } = pages.a;
+  const api = (path, body) =>
+    fetch(`${front()}/api/${path}`, { method: "POST", body: JSON.stringify(body) });
+  let res = await api("subscribe", { user: "alice", ch: "room:api" });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).sessions, 1);
+  await a.locator("#messages li.system", { hasText: "the server subscribed you to room:api" }).waitFor();
+  await a.locator("#rooms li", { hasText: "room:api" }).waitFor();
+  res = await api("publish", { ch: "room:api", data: { text: "to the chosen" } });
+  assert.equal(res.status, 200);
+  await a.locator('#messages li.msg[data-where="room:api"]', { hasText: "to the chosen" }).waitFor();
+  res = await api("unsubscribe", { user: "alice", ch: "room:api" });
+  assert.equal(res.status, 200);
+  await a.locator("#messages li.system", { hasText: "the server took you out of room:api" }).waitFor();
+  assert.equal(await a.locator("#rooms li", { hasText: "room:api" }).count(), 0);
+
+  const d = await openPage("d", "dave");
+  res = await api("disconnect", { user: "dave", reason: "moderated" });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).sessions, 1);
+  await d
+    .locator("#messages li.system", { hasText: "disconnected by the application: moderated" })
+    .waitFor();
+  await pages.d.context.close();
+});
+
 test("'send 100 messages' delivers 100 messages to the other page", async () => {
   const { page: a } = pages.a;
   const { page: b } = pages.b;

@@ -22,7 +22,7 @@ const source = readFileSync(new URL("../../web/wsnode.js", import.meta.url), "ut
   '"./tokens.js"',
   JSON.stringify(asModule(tokens)),
 );
-const { WsnodeClient, WsnodeError, backoffDelay } = await import(
+const { WsnodeClient, WsnodeError, backoffDelay, closeKind } = await import(
   "data:text/javascript;charset=utf-8," + encodeURIComponent(source)
 );
 
@@ -572,11 +572,11 @@ test("subscribed for a channel the client subscribed itself changes nothing", as
 test("a close with 4003 (the application disconnected us) waits the longest backoff", async () => {
   const { c, timers, sock } = client({ backoff: { initialMs: 100, maxMs: 8000 } });
   const closes = [];
-  c.addEventListener("close", (e) => closes.push(e.detail.code));
+  c.addEventListener("close", (e) => closes.push([e.detail.code, e.detail.kind]));
   c.connect();
   sock().hello();
   sock().drop(4003);
-  assert.deepEqual(closes, [4003]);
+  assert.deepEqual(closes, [[4003, "application"]]);
   assert.equal(c.state, "reconnecting");
   assert.deepEqual(timers.pending().map((t) => t.ms), [8000]);
   timers.fire();
@@ -584,4 +584,10 @@ test("a close with 4003 (the application disconnected us) waits the longest back
   sock().drop(1006); // a success resets it
   assert.deepEqual(timers.pending().map((t) => t.ms), [100]);
   c.close();
+});
+
+test("closeKind names why a connection closed, for the application's messages", () => {
+  const kinds = [4003, 4001, 1001, 1008, 1002, 1007, 1009, 1013, 1000, 1006, 4999].map(closeKind);
+  assert.deepEqual(kinds, ["application", "token", "draining", "policy", "policy", "policy",
+    "policy", "slow", "normal", "network", "network"]);
 });

@@ -3,11 +3,14 @@
 // WebSocket framing of client bytes, permessage-deflate offers and
 // compressed messages, and the NATS backbone's subject tokens, node messages,
 // heartbeats and JetStream answers, and the answers of the application's
-// hooks.
+// hooks, and the server API's bodies and its node-to-node answers.
 // The first byte picks the parser; the rest is the input. Besides "no crash,
 // no leak, no UB" it checks that what parses re-encodes to something that
 // parses to the same command.
+#include "actors/cluster_answers.hpp"
+#include "actors/occupancy.hpp"
 #include "actors/presence.hpp"
+#include "protocol/api_bodies.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/hook_codec.hpp"
@@ -139,6 +142,49 @@ void presence_messages(std::string_view in) {
   check(t.count("room:1") == 0);
 }
 
+// The server API's bodies (an HTTP client's input, and what a peer's desk
+// forwards): what parses re-encodes to a body that parses the same.
+template <class T, class Parse>
+void body_round_trip(std::string_view in, Parse parse) {
+  auto r = parse(in);
+  if (const auto* b = std::get_if<T>(&r)) {
+    check(json::validate(in));
+    auto again = parse(encode_body(*b));
+    const auto* c = std::get_if<T>(&again);
+    check(c != nullptr && encode_body(*c) == encode_body(*b));
+  } else {
+    check(!std::get<std::string>(r).empty());
+  }
+}
+
+void server_api(std::string_view in) {
+  body_round_trip<disconnect_body>(in, parse_disconnect_body);
+  body_round_trip<user_channel_body>(in, parse_user_channel_body);
+  body_round_trip<online_body>(in, parse_online_body);
+  body_round_trip<channels_body>(in, parse_channels_body);
+  auto b = parse_broadcast_body(in, 256);
+  if (const auto* x = std::get_if<broadcast_body>(&b))
+    check(!x->channels.empty() && x->channels.size() <= max_api_names && json::validate(x->data));
+  // a peer's part of any call, merged: always one JSON object
+  using namespace wsnode::actors;
+  for (int c = 0; c < wsnode::cluster_api_count; ++c) {
+    std::vector<node_part> parts{{"n2", std::string{in}}, {"n1", sessions_part(1)}};
+    check(json::validate(merge_parts(static_cast<wsnode::cluster_api>(c), parts, 10, {"n3"})));
+  }
+  // occupancy payloads from a peer: never a crash, nothing announced for a
+  // malformed one
+  int events = 0;
+  occupancy_hooks h;
+  h.send = [](const std::string&, std::string) {};
+  h.changed = [&](const std::string&, bool) { ++events; };
+  h.undelivered = [&](std::string) { ++events; };
+  occupancy_table t{"me", h};
+  t.on_view({"peer"});
+  if (!t.on_message("peer", in))
+    check(events == 0);
+  t.on_view({});
+}
+
 // The NATS backbone's parsers: subject tokens, node messages, heartbeats
 // (what other nodes send) and JetStream's answers (transport/js_wire).
 void nats_wire(std::string_view in) {
@@ -214,7 +260,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view in{reinterpret_cast<const char*>(data) + 1, size - 1};
   parse_limits limits;
   limits.max_data_bytes = 256;
-  switch (data[0] % 9) {
+  switch (data[0] % 10) {
   case 0: {
     auto r = parse_command(in, limits);
     if (auto* c = std::get_if<command>(&r)) {
@@ -256,6 +302,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     break;
   case 8:
     hook_answers(in);
+    break;
+  case 9:
+    server_api(in);
     break;
   }
   return 0;

@@ -1,7 +1,9 @@
 """A 3-node cluster behind nginx for tests, driven through scripts/cluster
 (so that the script and the deploy/ templates are tested too). Its backbone
 is WSNODE_BACKBONE's: the ZeroMQ mesh (default) or, with "nats", as many
-nats-servers as nodes (`scripts/cluster up N --nats`)."""
+nats-servers as nodes (`scripts/cluster up N --nats`). `append`: a file of
+extra TOML (e.g. [[namespace]] tables) added to every node's config
+(`scripts/cluster up --append FILE`)."""
 import json
 import os
 import signal
@@ -15,13 +17,15 @@ SCRIPT = os.path.join(ROOT, "scripts", "cluster")
 
 
 class Cluster:
-    def __init__(self, run_dir, n=3, sets=(), backbone=None):
+    def __init__(self, run_dir, n=3, sets=(), backbone=None, append=None):
         self.dir = str(run_dir)
         self.n = n
         self.backbone = backbone or BACKBONE
         args = ["up", str(n), "--port", "0"] + (["--nats"] if self.backbone == "nats" else [])
         for s in sets:
             args += ["--set", s]
+        if append is not None:
+            args += ["--append", os.path.abspath(str(append))]
         try:
             self.run(*args)
         except Exception:

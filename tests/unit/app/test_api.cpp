@@ -43,6 +43,9 @@ public:
   void api_presence(std::string, long long, std::string, api_done done) override {
     keep(std::move(done));
   }
+  void api_cluster(cluster_api, std::string, api_done done) override { keep(std::move(done)); }
+  void api_broadcast(protocol::broadcast_body, api_done done) override { keep(std::move(done)); }
+  bool banned(std::string_view) override { return false; }
   std::string metrics_text() override { return {}; }
   bool readiness(std::string& body) override {
     body = "{}";

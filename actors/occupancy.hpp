@@ -1,0 +1,74 @@
+// Which channels (and users) have subscribers (sessions) anywhere in the
+// cluster, told once per cluster: the `occupied` / `vacated` webhooks and
+// `undelivered` for a `send` to a user with no session anywhere.
+//
+// Each name has an owner: the first of the live nodes in a rendezvous
+// ranking of (name, node id), as for history. Every node tells the owner
+// when a name's first local subscriber comes or its last goes (a delta, on
+// the backbone's per-node topic, in order from each node); the owner keeps,
+// per name, the set of nodes holding it, and emits `occupied` when the set
+// fills and `vacated` when it empties: one event per transition for the
+// whole cluster, whichever node the subscribers are on.
+//
+// When the owner changes (a node joins or leaves the view, or restarts),
+// every node sends the new owner what it holds (a sync: no event, the name
+// was occupied already), and the owner drops what a gone node held (a
+// vacated when nothing else holds it). Deltas lost on the way are not
+// repaired (docs/operations.md "Webhooks" says what may be missing).
+// Not thread-safe: the node's desk actor owns it.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsnode::actors {
+
+struct occupancy_hooks {
+  /// Sends a payload (encoded by this class) to another node's table.
+  std::function<void(const std::string& node, std::string payload)> send;
+  /// A name became held somewhere (true) or nowhere (false) in the cluster
+  /// (names are "c:<channel>" or "u:<user>").
+  std::function<void(const std::string& name, bool held)> changed;
+  /// An undelivered `send` reached the owner of "u:<user>" while no node
+  /// holds it: `fields` are the event's (to, data, from).
+  std::function<void(std::string fields)> undelivered;
+};
+
+class occupancy_table {
+public:
+  occupancy_table(std::string self, occupancy_hooks hooks);
+
+  /// This node's first local holder of `name` came (true) or its last went.
+  void local(const std::string& name, bool held);
+  /// A `send` found no session of `user` here: the owner of "u:<user>"
+  /// decides whether it is undelivered anywhere (`fields`: the event's).
+  void check_undelivered(const std::string& user, std::string fields);
+  /// A payload from `from`'s table. Malformed ones are ignored (false).
+  bool on_message(const std::string& from, std::string_view payload);
+  /// The live peers (this node excluded) changed.
+  void on_view(std::vector<std::string> live);
+  /// `node` restarted: it holds nothing it told before.
+  void on_restart(const std::string& node);
+
+  /// Names this node owns with holders (for tests and metrics).
+  std::size_t owned() const noexcept { return holders_.size(); }
+
+private:
+  std::string owner(std::string_view name) const;
+  void apply(const std::string& node, const std::string& name, bool held, bool announce);
+  void tell(const std::string& node, char kind, std::string_view name, std::string_view extra = {});
+  void drop_node(const std::string& node);
+  void sync(const std::string& owner, const std::string& name);
+
+  std::string self_;
+  occupancy_hooks hooks_;
+  std::vector<std::string> peers_;                                    // live, sorted, self excluded
+  std::set<std::string, std::less<>> local_;                          // names held on this node
+  std::map<std::string, std::set<std::string>, std::less<>> holders_; // owned names -> nodes
+};
+
+} // namespace wsnode::actors
