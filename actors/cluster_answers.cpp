@@ -37,11 +37,12 @@ const json::object* object_of(const node_part& p, json::value& holder) {
   return ec ? nullptr : holder.if_object();
 }
 
-// Appends ,"nodes":N and, when some did not answer, ,"missing":[...].
-void append_nodes(std::string& out, std::size_t answered, const std::vector<std::string>& missing) {
+// Appends ,"nodes":N and, when some did not answer, ,"missing":[...] (sorted).
+void append_nodes(std::string& out, std::size_t answered, std::vector<std::string> missing) {
   out += ",\"nodes\":" + std::to_string(answered);
   if (missing.empty())
     return;
+  std::sort(missing.begin(), missing.end());
   out += ",\"missing\":[";
   for (std::size_t i = 0; i < missing.size(); ++i) {
     if (i > 0)
@@ -66,7 +67,7 @@ std::string merge_sessions(const std::vector<node_part>& parts, std::vector<std:
     ++answered;
   }
   std::string out = "{\"ok\":true,\"sessions\":" + std::to_string(total);
-  append_nodes(out, answered, missing);
+  append_nodes(out, answered, std::move(missing));
   return out + "}";
 }
 
@@ -101,7 +102,7 @@ std::string merge_online(const std::vector<node_part>& parts, std::vector<std::s
     out += ':' + std::to_string(totals[i].second);
   }
   out += '}';
-  append_nodes(out, answered, missing);
+  append_nodes(out, answered, std::move(missing));
   return out + "}";
 }
 
@@ -152,7 +153,7 @@ std::string merge_channels(const std::vector<node_part>& parts, std::size_t limi
     out += ",\"cursor\":";
     append_string(out, last);
   }
-  append_nodes(out, answered, missing);
+  append_nodes(out, answered, std::move(missing));
   return out + "}";
 }
 

@@ -8,18 +8,29 @@ namespace wsnode::actors {
 
 // The payloads between tables: one kind byte, the name, and for an
 // undelivered check '\n' and the event's fields.
-//   '+' name   a delta: the sender holds name now (announced)
+//   '+' name   a delta: the sender holds name now
 //   '-' name   a delta: the sender holds it no more
-//   '=' name   a sync: the sender holds name (an owner change; not announced)
+//   '=' name   a sync: the sender holds name (a keeper changed: no event)
 //   '?' name '\n' fields   an undelivered check of "u:<user>"
 
 occupancy_table::occupancy_table(std::string self, occupancy_hooks hooks)
   : self_(std::move(self)), hooks_(std::move(hooks)) {}
 
-std::string occupancy_table::owner(std::string_view name) const {
+std::vector<std::string> occupancy_table::keepers(std::string_view name) const {
   std::vector<std::string> nodes = peers_;
   nodes.push_back(self_);
-  return rank_nodes(name, std::move(nodes)).front();
+  auto ranked = rank_nodes(name, std::move(nodes));
+  ranked.resize(std::min<std::size_t>(ranked.size(), 2));
+  return ranked;
+}
+
+bool occupancy_table::owns(std::string_view name) const {
+  return keepers(name).front() == self_;
+}
+
+bool occupancy_table::keeps(std::string_view name) const {
+  auto k = keepers(name);
+  return std::find(k.begin(), k.end(), self_) != k.end();
 }
 
 void occupancy_table::tell(const std::string& node, char kind, std::string_view name,
@@ -28,20 +39,21 @@ void occupancy_table::tell(const std::string& node, char kind, std::string_view 
   payload.reserve(2 + name.size() + extra.size());
   payload += kind;
   payload += name;
-  if (!extra.empty()) {
+  if (kind == '?') {
     payload += '\n';
     payload += extra;
   }
   hooks_.send(node, std::move(payload));
 }
 
+// Both keepers track the holders; only the owner tells the application.
 void occupancy_table::apply(const std::string& node, const std::string& name, bool held,
                             bool announce) {
   auto it = holders_.find(name);
   if (held) {
     if (it == holders_.end()) {
       holders_[name].insert(node);
-      if (announce)
+      if (announce && owns(name))
         hooks_.changed(name, true);
       return;
     }
@@ -51,7 +63,8 @@ void occupancy_table::apply(const std::string& node, const std::string& name, bo
   if (it == holders_.end() || it->second.erase(node) == 0 || !it->second.empty())
     return;
   holders_.erase(it);
-  hooks_.changed(name, false);
+  if (owns(name))
+    hooks_.changed(name, false);
 }
 
 void occupancy_table::local(const std::string& name, bool held) {
@@ -59,15 +72,17 @@ void occupancy_table::local(const std::string& name, bool held) {
     local_.insert(name);
   else
     local_.erase(name);
-  auto o = owner(name);
-  if (o == self_)
-    return apply(self_, name, held, true);
-  tell(o, held ? '+' : '-', name);
+  for (const auto& k : keepers(name)) {
+    if (k == self_)
+      apply(self_, name, held, true);
+    else
+      tell(k, held ? '+' : '-', name);
+  }
 }
 
 void occupancy_table::check_undelivered(const std::string& user, std::string fields) {
   std::string name = "u:" + user;
-  auto o = owner(name);
+  auto o = keepers(name).front();
   if (o != self_)
     return tell(o, '?', name, fields);
   if (holders_.find(name) == holders_.end())
@@ -108,8 +123,10 @@ bool occupancy_table::on_message(const std::string& from, std::string_view paylo
   }
 }
 
-// A gone node's subscribers are gone: what only it held is vacated.
-void occupancy_table::drop_node(const std::string& node) {
+// A gone node's subscribers are gone: what only it held is vacated, told
+// by the owner (a backup only forgets), or by the backup when the owner is
+// the node that restarted (it lost what it knew).
+void occupancy_table::drop_node(const std::string& node, bool restarted) {
   std::vector<std::string> emptied;
   for (auto it = holders_.begin(); it != holders_.end();) {
     if (it->second.erase(node) != 0 && it->second.empty()) {
@@ -119,48 +136,58 @@ void occupancy_table::drop_node(const std::string& node) {
       ++it;
     }
   }
-  for (const auto& name : emptied)
-    hooks_.changed(name, false);
+  for (const auto& name : emptied) {
+    auto k = keepers(name);
+    if (k.front() == self_ || (restarted && k.front() == node))
+      hooks_.changed(name, false);
+  }
 }
 
-// Tells `o`, the owner of `name` now, that this node holds it.
-void occupancy_table::sync(const std::string& o, const std::string& name) {
-  if (o == self_)
+// Tells keeper `k` of `name` that this node holds it.
+void occupancy_table::sync(const std::string& k, const std::string& name) {
+  if (k == self_)
     apply(self_, name, true, false);
   else
-    tell(o, '=', name);
+    tell(k, '=', name);
 }
 
 void occupancy_table::on_view(std::vector<std::string> live) {
   std::sort(live.begin(), live.end());
   live.erase(std::unique(live.begin(), live.end()), live.end());
   std::erase(live, self_);
-  std::vector<std::string> gone;
-  std::set_difference(peers_.begin(), peers_.end(), live.begin(), live.end(),
-                      std::back_inserter(gone));
-  std::vector<std::string> owners_before;
-  owners_before.reserve(local_.size());
+  std::vector<std::vector<std::string>> keepers_before;
+  keepers_before.reserve(local_.size());
   for (const auto& name : local_)
-    owners_before.push_back(owner(name));
+    keepers_before.push_back(keepers(name));
   peers_ = std::move(live);
-  for (const auto& node : gone)
-    drop_node(node);
-  // names this node owned and owns no more: their new owner hears from
-  // every holder (syncs), so what it kept goes without an event
-  std::erase_if(holders_, [&](const auto& e) { return owner(e.first) != self_; });
+  // Who is not live holds nothing any more: the owner (maybe the backup
+  // that just became owner) tells the application what only they held.
+  // That includes a node whose delta came before it ever entered the view.
+  std::set<std::string> stale;
+  for (const auto& [name, nodes] : holders_)
+    for (const auto& n : nodes)
+      if (n != self_ && !std::binary_search(peers_.begin(), peers_.end(), n))
+        stale.insert(n);
+  for (const auto& n : stale)
+    drop_node(n, false);
+  // names this node keeps no more: their keepers now hear from every holder
+  std::erase_if(holders_, [&](const auto& e) { return !keeps(e.first); });
   std::size_t i = 0;
   for (const auto& name : local_) {
-    auto o = owner(name);
-    if (o != owners_before[i++])
-      sync(o, name);
+    const auto& before = keepers_before[i++];
+    for (const auto& k : keepers(name))
+      if (std::find(before.begin(), before.end(), k) == before.end())
+        sync(k, name);
   }
 }
 
 void occupancy_table::on_restart(const std::string& node) {
-  drop_node(node);
-  for (const auto& name : local_) // it lost what it owned
-    if (auto o = owner(name); o == node)
-      sync(o, name);
+  drop_node(node, true);
+  for (const auto& name : local_) { // it lost what it kept
+    auto k = keepers(name);
+    if (std::find(k.begin(), k.end(), node) != k.end())
+      sync(node, name);
+  }
 }
 
 } // namespace wsnode::actors

@@ -2,20 +2,22 @@
 // cluster, told once per cluster: the `occupied` / `vacated` webhooks and
 // `undelivered` for a `send` to a user with no session anywhere.
 //
-// Each name has an owner: the first of the live nodes in a rendezvous
-// ranking of (name, node id), as for history. Every node tells the owner
-// when a name's first local subscriber comes or its last goes (a delta, on
-// the backbone's per-node topic, in order from each node); the owner keeps,
-// per name, the set of nodes holding it, and emits `occupied` when the set
-// fills and `vacated` when it empties: one event per transition for the
-// whole cluster, whichever node the subscribers are on.
+// Each name has two keepers: the first two of the live nodes in a
+// rendezvous ranking of (name, node id), as for history; the first is its
+// owner. Every node tells both keepers when a name's first local holder
+// comes or its last goes (a delta, on the backbone's per-node topic, in
+// order from each node); each keeper keeps, per name, the set of nodes
+// holding it, and the owner emits `occupied` when the set fills and
+// `vacated` when it empties: one event per transition for the whole
+// cluster, whichever node the subscribers are on.
 //
-// When the owner changes (a node joins or leaves the view, or restarts),
-// every node sends the new owner what it holds (a sync: no event, the name
-// was occupied already), and the owner drops what a gone node held (a
-// vacated when nothing else holds it). Deltas lost on the way are not
-// repaired (docs/operations.md "Webhooks" says what may be missing).
-// Not thread-safe: the node's desk actor owns it.
+// When the owner goes, the backup ranks first among the rest and owns the
+// name with the holders already known: what only the gone owner held is
+// vacated by the new owner. When the keepers change (a node joins or
+// leaves the view, or restarts), every holder tells its new keepers (a
+// sync: no event, the name was occupied already). Deltas lost on the way
+// are not repaired (docs/operations.md "Webhooks" says what may be
+// missing). Not thread-safe: the node's desk actor owns it.
 #pragma once
 
 #include <functional>
@@ -54,21 +56,23 @@ public:
   /// `node` restarted: it holds nothing it told before.
   void on_restart(const std::string& node);
 
-  /// Names this node owns with holders (for tests and metrics).
-  std::size_t owned() const noexcept { return holders_.size(); }
+  /// Names this node keeps (owns or backs up) with holders.
+  std::size_t kept() const noexcept { return holders_.size(); }
 
 private:
-  std::string owner(std::string_view name) const;
+  std::vector<std::string> keepers(std::string_view name) const; // owner first
+  bool owns(std::string_view name) const;
+  bool keeps(std::string_view name) const;
   void apply(const std::string& node, const std::string& name, bool held, bool announce);
   void tell(const std::string& node, char kind, std::string_view name, std::string_view extra = {});
-  void drop_node(const std::string& node);
+  void drop_node(const std::string& node, bool restarted);
   void sync(const std::string& owner, const std::string& name);
 
   std::string self_;
   occupancy_hooks hooks_;
   std::vector<std::string> peers_;                                    // live, sorted, self excluded
   std::set<std::string, std::less<>> local_;                          // names held on this node
-  std::map<std::string, std::set<std::string>, std::less<>> holders_; // owned names -> nodes
+  std::map<std::string, std::set<std::string>, std::less<>> holders_; // kept names -> nodes
 };
 
 } // namespace wsnode::actors

@@ -170,6 +170,9 @@ void session_state::on_full(std::uint64_t slot) {
       r->server ? "server-side subscription to " + r->ch + ": " + msg : msg));
   r->more.clear();
   r->release = false;
+  // counted like any err, but not against the client's error budget: a
+  // full channel is not its fault
+  env_->m.error(protocol::error_code::forbidden);
   complete(*r);
 }
 

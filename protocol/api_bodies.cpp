@@ -51,9 +51,14 @@ public:
         return v;
     return {};
   }
+  // At most 64 bytes of `s`, cut at a UTF-8 boundary (the message goes
+  // into a JSON answer), quoted.
   static std::string quoted(std::string_view s) {
+    std::size_t n = std::min<std::size_t>(s.size(), 64);
+    while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+      --n;
     std::string out;
-    json::append_string(out, s.substr(0, 64));
+    json::append_string(out, s.substr(0, n));
     return out;
   }
 

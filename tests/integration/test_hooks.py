@@ -246,7 +246,7 @@ def test_config_refusals_exit_2_naming_the_key(make_node):
         "https": ({"connect_url": "https://127.0.0.1:9/h"}, None, ("hooks.connect_url",)),
         "not a url": ({"publish_url": "127.0.0.1:9/h"}, None, ("hooks.publish_url",)),
         "events without a secret": ({"events_url": url}, None, ("hooks.secret",)),
-        "events not built yet": ({"events_url": url, "secret": "s", "events": ["occupied"]}, None,
+        "events not built yet": ({"events_url": url, "secret": "s", "events": ["join"]}, None,
                                  ("hooks.events",)),
         "refresh without connect": ({"refresh_url": url}, None, ("hooks.refresh_url",)),
         "timeout": ({"timeout_ms": 5}, None, ("hooks.timeout_ms",)),
