@@ -12,6 +12,7 @@
 #include "actors/namespaces.hpp"
 #include "actors/topic_registry.hpp"
 #include "core/backbone.hpp"
+#include "core/events.hpp"
 #include "core/history_engine.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
@@ -248,6 +249,8 @@ struct broker_options {
   /// Told of a `send` to a user without a session here (the desk asks the
   /// cluster whether it reached anyone); empty: nobody asks.
   std::function<void(const std::string& user, const frame_ptr& frame)> undelivered;
+  /// Webhooks: the presence tables' join/leave; null: none configured.
+  std::shared_ptr<event_port> events;
 };
 
 /// Spawns one broker actor. Sessions join and leave it by message

@@ -7,6 +7,7 @@
 #include "actors/messages.hpp"
 #include "actors/presence.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/json_scan.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -129,6 +130,19 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
     hooks.deliver = [self](const std::string& ch, const frame_ptr& frame) {
       self->state.core->deliver_local(topic_kind::channel, ch, frame);
     };
+    auto events = opts.events;
+    if (events && (events->wants(event_kind::join) || events->wants(event_kind::leave)))
+      hooks.webhook = [events, ns = opts.namespaces](const std::string& ch, std::string_view user,
+                                                     bool join) {
+        auto kind = join ? event_kind::join : event_kind::leave;
+        if (!events->wants(kind) || !ns->of_channel(ch).events)
+          return;
+        std::string fields = "\"ch\":";
+        protocol::json::append_string(fields, ch);
+        fields += ",\"user\":";
+        protocol::json::append_string(fields, user);
+        events->emit(kind, std::move(fields));
+      };
     st.presence = std::make_unique<presence_table>(opts.history.node_id, opts.namespaces, *m,
                                                    std::move(hooks));
   }

@@ -4,6 +4,8 @@
 // "first", "last"), "d" (digest: "n", "h"), "q" (ask for a snapshot).
 #include "actors/presence.hpp"
 
+#include "actors/rank_nodes.hpp"
+
 #include "protocol/codec.hpp"
 #include "protocol/names.hpp"
 
@@ -122,6 +124,16 @@ struct presence_table::impl {
     if (c.join_leave && hooks.deliver)
       hooks.deliver(ch, make_frame(join ? protocol::encode_join(ch, user)
                                         : protocol::encode_leave(ch, user)));
+    // every node sees the same join or leave; the channel's owner alone
+    // tells the application
+    if (hooks.webhook && owns(ch))
+      hooks.webhook(ch, user, join);
+  }
+
+  bool owns(std::string_view ch) const {
+    std::vector<std::string> nodes = live;
+    nodes.push_back(self);
+    return rank_nodes(ch, std::move(nodes)).front() == self;
   }
 
   // One more / one fewer node holds `user` in `ch`.
@@ -343,14 +355,19 @@ struct presence_table::impl {
 
   void on_view(std::vector<std::string> peers) {
     std::sort(peers.begin(), peers.end());
+    std::vector<std::string> gone;
     for (const auto& node : live)
       if (!std::binary_search(peers.begin(), peers.end(), node))
-        drop_node(node);
+        gone.push_back(node);
     std::vector<std::string> joined;
     for (const auto& node : peers)
       if (!std::binary_search(live.begin(), live.end(), node))
         joined.push_back(node);
     live = std::move(peers);
+    // after the view changed: a channel whose owner left has its webhook
+    // leaves told by the next owner
+    for (const auto& node : gone)
+      drop_node(node);
     for (const auto& node : joined)
       for (const auto& [name, c] : chans)
         if (!c.local.empty())

@@ -50,6 +50,10 @@ struct presence_hooks {
   std::function<void(const std::string& node, std::string payload)> send;
   /// Hands a join/leave frame to the local subscribers of `ch`.
   std::function<void(const std::string& ch, const frame_ptr& frame)> deliver;
+  /// The `join` / `leave` webhook: a user's first session anywhere in the
+  /// cluster entered `ch`, or its last left; called on the channel's owner
+  /// node only (rendezvous ranking), so once per cluster. Empty: none.
+  std::function<void(const std::string& ch, std::string_view user, bool join)> webhook;
 };
 
 class presence_table final : public cluster_service {

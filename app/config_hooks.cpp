@@ -47,17 +47,13 @@ void check_hooks(const config& c) {
     if (!url->empty())
       if (auto why = transport::check_hook_url(*url); !why.empty())
         throw config_error(key, "\"" + *url + "\": " + why);
-  constexpr std::string_view sent = "connect, disconnect, occupied, vacated and undelivered";
   for (const auto& e : c.hook_events) {
-    // DESIGN's join and leave are not built yet: refused, never accepted and ignored
     bool known = false;
     for (int k = 0; k < event_kind_count; ++k)
       known = known || e == to_string(static_cast<event_kind>(k));
-    bool later = e == "join" || e == "leave";
     require(known, "hooks.events",
-            later ? "\"" + e + "\" events are not supported by this version of wsnode (it sends " +
-                        std::string{sent} + ")"
-                  : "unknown event \"" + e + "\" (this version sends " + std::string{sent} + ")");
+            "unknown event \"" + e +
+                "\" (connect, disconnect, occupied, vacated, join, leave, undelivered)");
   }
   require(c.hook_events.empty() || !c.hook_events_url.empty(), "hooks.events",
           "events go to hooks.events_url; set it too");

@@ -357,6 +357,7 @@ int run_node(const config& cfg, std::string_view version) {
     bo.undelivered = [desk](const std::string& user, const frame_ptr& frame) {
       caf::anon_send(*desk, atoms::dm::value, user, frame);
     };
+  bo.events = events;
   auto brokers =
       std::make_shared<const broker_set>(spawn_brokers(sys, cfg.broker_shards, m, bb, bo));
   auto bans = std::make_shared<ban_list>();

@@ -9,10 +9,17 @@
 
 namespace wsnode {
 
-/// The kinds this version sends (DESIGN.md's join and leave are refused by
-/// the config until built).
-enum class event_kind : std::uint8_t { connect, disconnect, occupied, vacated, undelivered };
-inline constexpr int event_kind_count = 5;
+/// The kinds of events (DESIGN.md v1.2 "Events").
+enum class event_kind : std::uint8_t {
+  connect,
+  disconnect,
+  occupied,
+  vacated,
+  join,
+  leave,
+  undelivered
+};
+inline constexpr int event_kind_count = 7;
 
 /// The kind's wire name ("connect", ...).
 constexpr const char* to_string(event_kind k) noexcept {
@@ -25,6 +32,10 @@ constexpr const char* to_string(event_kind k) noexcept {
     return "occupied";
   case event_kind::vacated:
     return "vacated";
+  case event_kind::join:
+    return "join";
+  case event_kind::leave:
+    return "leave";
   case event_kind::undelivered:
     break;
   }

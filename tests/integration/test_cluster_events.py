@@ -2,8 +2,10 @@
 `vacated` exactly once per cluster-wide transition of a channel (100
 transitions hopping between nodes; two subscribers on two nodes are one
 occupancy), `connect` and `disconnect` once per session, from the session's
-node, and `undelivered` for a `send` (API or client) to a user with no
-session anywhere, never for one with a session on another node. The
+node, `join` and `leave` once per cluster for a user's first and last
+session in a presence channel, and `undelivered` for a `send` (API or
+client) to a user with no session anywhere, never for one with a session
+on another node. The
 cluster is scripts/cluster's (deploy/ templates, nginx in front); the
 receiver is a real process (hook_backend.py, the `backend` fixture) whose
 every call's signature is checked; clients are Python's websockets,
@@ -247,3 +249,55 @@ def test_undelivered_only_for_users_with_no_session_anywhere(cluster, backend):
         check_common(e)
     assert got.of("undelivered", to="und_here") == []
     assert got.count("undelivered") == 2, got.of("undelivered")
+
+
+# ---------------------------------------------------------------- join / leave
+
+async def room_sub(ws, ch, id):
+    """A sub of a history channel; a cluster that just came up may answer
+    'history unavailable; retry' while the channel's owner settles: retry
+    as a client does (bounded)."""
+    for attempt in range(20):
+        reply, _ = await call(ws, {"op": "sub", "ch": ch, "id": id})
+        if reply["op"] == "ack":
+            return
+        assert reply.get("code") in ("rate_limited", "unavailable"), reply
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"sub {ch} never acked")
+
+
+def test_join_and_leave_once_per_cluster_for_a_users_first_and_last_session(cluster, backend):
+    got = Received(backend)
+    ch = "room:jl"  # the deploy template's room namespace has presence
+    n1, n2, n3 = cluster.nodes
+
+    def count(kind, user):
+        return got.count(kind, ch=ch, user=user)
+
+    async def go():
+        a1, _ = await on(n1, "jl_ann")
+        a2, _ = await on(n2, "jl_ann")
+        bob, _ = await on(n3, "jl_bob")
+        await room_sub(a1, ch, 1)
+        assert wait_until(lambda: count("join", "jl_ann") >= 1, 10), got.events
+        await room_sub(a2, ch, 1)  # ann's second session: she is in already
+        await room_sub(bob, ch, 1)
+        assert wait_until(lambda: count("join", "jl_bob") >= 1, 10), got.events
+        time.sleep(QUIET)  # a second join of ann (from n2, or from every node) comes within this
+        assert count("join", "jl_ann") == 1
+        await unsub(a1, ch, 2)
+        time.sleep(QUIET)  # her session on n2 holds her in: no leave within this
+        assert count("leave", "jl_ann") == 0
+        await a2.close()  # her last session goes: she leaves
+        assert wait_until(lambda: count("leave", "jl_ann") >= 1, 10), got.events
+        await bob.close()
+        assert wait_until(lambda: count("leave", "jl_bob") >= 1, 10), got.events
+
+    run(go())
+    time.sleep(QUIET)  # a repeat would come within this
+    for user in ("jl_ann", "jl_bob"):
+        joins, leaves = got.of("join", ch=ch, user=user), got.of("leave", ch=ch, user=user)
+        assert (len(joins), len(leaves)) == (1, 1), (user, joins, leaves)
+        for e in joins + leaves:
+            check_common(e)
+        assert joins[0]["time"] <= leaves[0]["time"]

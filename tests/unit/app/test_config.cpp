@@ -221,13 +221,10 @@ publish_hook = true
   CHECK(key_of("[hooks]\nrpc_url = \"http://u:p@a:1/x\"") == "hooks.rpc_url");
   CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"") == "hooks.secret");
   CHECK(key_of("[hooks]\nevents_url = \"https://a:1/x\"\nsecret = \"s\"") == "hooks.events_url");
-  // join and leave are designed but not built yet: refused, never ignored
-  CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"join\"]") ==
-        "hooks.events");
   CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"spam\"]") ==
         "hooks.events");
   CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"occupied\", "
-               "\"vacated\", \"undelivered\"]") == "");
+               "\"vacated\", \"join\", \"leave\", \"undelivered\"]") == "");
   CHECK(key_of("[hooks]\nevents = [\"connect\"]") == "hooks.events");
   CHECK(key_of("[hooks]\nevents_url = \"http://a:1/x\"\nsecret = \"s\"\nevents = [\"connect\"]") ==
         "");
