@@ -420,6 +420,22 @@ export class WsnodeClient extends EventTarget {
     for (const ch of this._subs.keys()) {
       if (!queuedSubs.has(ch) && !this._serverSubs.has(ch)) this._resubscribe(ch);
     }
+    // The server answers in order, and its own subscriptions (the connect
+    // hook's) come before the answer to anything sent after hello: a
+    // server-side channel not back by the pong of this ping was the
+    // server API's, and ended with the old session.
+    if (this._awaiting.size > 0) {
+      this._sendNow({ op: "ping", id: this._nextId++ }, {
+        resolve: () => {
+          for (const ch of [...this._awaiting]) {
+            this._forget(ch);
+            this.dispatchEvent(new CustomEvent("unsubscribed", { detail: { op: "unsubscribed", ch } }));
+          }
+        },
+        reject: () => {}, // the next reconnect asks again
+        timer: null,
+      });
+    }
     const queued = this._queue;
     this._queue = [];
     for (const q of queued) this._sendNow(q.cmd, q.promise);

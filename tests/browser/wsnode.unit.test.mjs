@@ -500,11 +500,14 @@ test("subscribed: a server-side channel is tracked, and recovered after a reconn
   assert.deepEqual(got, [5]);
   assert.deepEqual(c.position("room:1"), { ep: "e1", off: 5 });
 
-  // after a reconnect the client does not sub server-side channels itself
+  // after a reconnect the client does not sub server-side channels itself;
+  // it pings to learn which ones the server gives back
   sock().drop(1006);
   timers.fire();
   sock().hello("n2");
   assert.deepEqual(sock().sent.filter((f) => f.op === "sub"), []);
+  const probe = sock().sent.at(-1);
+  assert.equal(probe.op, "ping");
   // the server subscribes it again: the client recovers from its position
   sock().frame({ op: "subscribed", ch: "room:1", ep: "e1", off: 8 });
   const rec = sock().sent.at(-1);
@@ -540,7 +543,18 @@ test("subscribed: a server-side channel is tracked, and recovered after a reconn
   sock().drop(1006);
   timers.fire();
   sock().hello("n3");
-  assert.deepEqual(sock().sent, []);
+  const ping = sock().sent.at(-1);
+  assert.deepEqual(sock().sent, [{ op: "ping", id: ping.id }]);
+  // notify:ann was not given back before the pong (the server API's, not
+  // the connect hook's): the session that held it is gone
+  sock().frame({ op: "pong", id: ping.id });
+  await flush();
+  assert.deepEqual(events.at(-1), ["unsubscribed", { op: "unsubscribed", ch: "notify:ann" }]);
+  assert.deepEqual(c.channels, []);
+  sock().drop(1006);
+  timers.fire();
+  sock().hello("n1");
+  assert.deepEqual(sock().sent, []); // nothing left to ask about
   await flush();
 });
 
