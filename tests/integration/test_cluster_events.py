@@ -301,3 +301,55 @@ def test_join_and_leave_once_per_cluster_for_a_users_first_and_last_session(clus
         for e in joins + leaves:
             check_common(e)
         assert joins[0]["time"] <= leaves[0]["time"]
+
+
+# ---------------------------------------------------------------- a node dies
+
+def fnv1a(a, b):
+    """actors/rank_nodes.hpp's hash of (a, NUL, b)."""
+    h = 1469598103934665603
+    for c in a.encode() + b"\0" + b.encode():
+        h ^= c
+        h = (h * 1099511628211) % (1 << 64)
+    return h
+
+
+def keepers(name, nodes):
+    """The owner, then the backup, of an occupancy name ("c:<ch>")."""
+    return sorted(nodes, key=lambda n: (-fnv1a(name, n), n))[:2]
+
+
+def test_a_killed_nodes_channels_are_vacated_whoever_owned_them(cluster, backend):
+    got = Received(backend)
+    ids = [n.id for n in cluster.nodes]
+    victim = cluster.nodes[2]
+
+    def alone(owner):
+        """A channel whose owner is `owner`."""
+        return next(f"kill.{owner}.{i}" for i in range(1000)
+                    if keepers(f"c:kill.{owner}.{i}", ids)[0] == owner)
+    lone = [alone(node_id) for node_id in ids]  # one owned by each node, the victim's too
+    shared = alone(ids[0])[:-1] + "shared"
+
+    async def go():
+        held, _ = await on(victim, "kill_held")
+        other, _ = await on(cluster.nodes[0], "kill_other")
+        for i, ch in enumerate(lone + [shared]):
+            await sub(held, ch, id=i + 1)
+        await sub(other, shared, id=1)
+        for ch in lone + [shared]:
+            assert wait_until(lambda: got.count("occupied", ch=ch) >= 1, 10), (ch, got.events)
+        t0 = time.monotonic()
+        cluster.kill(victim.id)  # kill -9: no drain, no unsubscribe
+        for ch in lone:
+            assert wait_until(lambda: got.count("vacated", ch=ch) >= 1, 15), (ch, got.events)
+        print(f"kill -9 {victim.id}: {len(lone)} channels it alone held vacated within "
+              f"{time.monotonic() - t0:.1f} s (owners {', '.join(keepers('c:' + c, ids)[0] for c in lone)})")
+        time.sleep(QUIET)  # the shared channel is still held on n1: no vacated within this
+        assert got.count("vacated", ch=shared) == 0
+        await unsub(other, shared, 2)
+        assert wait_until(lambda: got.count("vacated", ch=shared) >= 1, 10), got.events
+
+    run(go())
+    for ch in lone + [shared]:
+        assert (got.count("occupied", ch=ch), got.count("vacated", ch=ch)) == (1, 1), ch
