@@ -27,13 +27,23 @@ What it decides:
 - publish: danmaku: BANNED words become "***"; chat: kept here (the last
   1,000 messages) and allowed as sent.
 - rpc: get_profile -> {"name": ...}; recent {"ch": "chat:ROOM"} -> the room's
-  stored messages; any other method -> err not_found.
+  stored messages; online -> who is online, as the webhooks told; any other
+  method -> err not_found.
 
-With WSNODE_HOOK_SECRET set, calls without that X-Wsnode-Secret get 403
-(wsnode then answers its client `unavailable`); set [hooks] secret to match.
+Webhooks (POST /ws/events, [hooks] events_url): every batch's
+X-Wsnode-Signature is checked (HMAC-SHA256 of the body with the secret;
+401 otherwise) and repeats are dropped by event id (delivery is at least
+once). connect/disconnect keep who is online, occupied/vacated which
+channels have subscribers, and undelivered queues a push notification
+(here: a list; GET /state shows all three).
+
+The secret is WSNODE_HOOK_SECRET, default "example-secret" as in
+examples/hooks.toml: calls without that X-Wsnode-Secret get 403 (wsnode
+then answers its client `unavailable`).
 """
 import argparse
 import collections
+import hashlib
 import hmac
 import json
 import os
@@ -47,11 +57,16 @@ SESSIONS = {"s-ann-7f3a": "ann", "s-bob-91cc": "bob", "s-cid-04e2": "cid"}  # co
 NAMES = {"ann": "Ann", "bob": "Bob", "cid": "Cid"}
 MEMBERS = {"chat:lobby": {"ann", "bob", "cid"}, "chat:team": {"ann", "bob"}}
 BANNED = re.compile(r"spoiler", re.IGNORECASE)
-SECRET = os.environ.get("WSNODE_HOOK_SECRET", "")
+SECRET = os.environ.get("WSNODE_HOOK_SECRET", "example-secret")
 TTL = 3600
 
 messages = collections.deque(maxlen=1000)  # chat messages, oldest first
 lock = threading.Lock()  # the server runs a thread per connection
+# what the webhooks told
+online = collections.Counter()  # user -> sessions
+occupied = set()  # channels with subscribers somewhere
+outbox = collections.deque(maxlen=1000)  # push notifications for undelivered sends
+seen = collections.OrderedDict()  # the last event ids, to drop repeats
 
 
 def error(code, msg):
@@ -101,6 +116,9 @@ def on_rpc(call):
     method, data = call["method"], call["data"]
     if method == "get_profile":
         return {"result": {"data": {"name": (call["meta"] or {}).get("name", call["user"])}}}
+    if method == "online":
+        with lock:
+            return {"result": {"data": sorted(u for u, n in online.items() if n > 0)}}
     if method == "recent":
         ch = data.get("ch") if isinstance(data, dict) else None
         if call["user"] not in MEMBERS.get(ch, ()):
@@ -108,6 +126,30 @@ def on_rpc(call):
         with lock:
             return {"result": {"data": [m for m in messages if m["ch"] == ch]}}
     return error("not_found", "no method " + method)
+
+
+def on_events(batch):
+    """One webhook batch, signature already checked."""
+    with lock:
+        for e in batch["events"]:
+            if e["id"] in seen:
+                continue  # a retry of a batch that reached us before
+            seen[e["id"]] = True
+            if len(seen) > 10000:
+                seen.popitem(last=False)
+            kind = e["type"]
+            if kind == "connect":
+                online[e["user"]] += 1
+            elif kind == "disconnect":
+                online[e["user"]] -= 1
+                if online[e["user"]] <= 0:
+                    del online[e["user"]]
+            elif kind == "occupied":
+                occupied.add(e["ch"])
+            elif kind == "vacated":
+                occupied.discard(e["ch"])
+            elif kind == "undelivered":  # a real backend would send a push notification
+                outbox.append({"to": e["to"], "from": e.get("from"), "data": e["data"]})
 
 
 HOOKS = {"connect": on_connect, "refresh": on_refresh, "subscribe": on_subscribe,
@@ -129,7 +171,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_POST(self):
-        call = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/ws/events":
+            want = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(self.headers.get("X-Wsnode-Signature", ""), want):
+                return self.answer(401, {"error": "bad signature"})
+            on_events(json.loads(raw))
+            return self.answer(200, {})
+        call = json.loads(raw)
         if SECRET and not hmac.compare_digest(self.headers.get("X-Wsnode-Secret", ""), SECRET):
             return self.answer(403, {"error": "bad secret"})
         hook = HOOKS.get(call.get("hook"))
@@ -138,6 +187,10 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, hook(call))
 
     def do_GET(self):  # /login?user=ann: sets the session cookie (a stand-in for a login page)
+        if self.path == "/state":  # what the webhooks told
+            with lock:
+                return self.answer(200, {"online": dict(online), "occupied": sorted(occupied),
+                                         "outbox": list(outbox)})
         user = self.path.partition("user=")[2]
         cookie = next((c for c, u in SESSIONS.items() if u == user), None)
         if not self.path.startswith("/login?") or cookie is None:

@@ -4,12 +4,14 @@ real process, hook_backend.py, scripted per test (and, in the last test,
 examples/hooks_backend.py behind examples/hooks.toml). Clients are Python's
 websockets (not ours) and http.client for refused upgrades."""
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 
 import pytest
 import websockets
@@ -316,6 +318,19 @@ def test_the_example_backend_with_its_config(make_node, tmp_path):
             assert reply == {"op": "rpc", "id": 5, "data": {"name": "Ann"}}
             reply, _ = await ask(ann, {"op": "rpc", "method": "nope", "id": 6})
             assert reply["op"] == "err" and reply["code"] == "not_found", reply
+            # its webhook receiver: who is online, which channels are held,
+            # and a push notification for a send to nobody
+            reply, _ = await ask(ann, {"op": "send", "to": "bob", "data": "call me", "id": 7})
+            assert reply == {"op": "ack", "id": 7}
+            assert wait_until(lambda: example_state(port)["outbox"], timeout=10)
+            state = example_state(port)
+            assert state["online"] == {"ann": 1, "cid": 1}, state
+            assert {"chat:team", "danmaku:1"} <= set(state["occupied"]), state
+            assert state["outbox"] == [{"to": "bob", "from": "ann", "data": "call me"}], state
+            reply, _ = await ask(cid, {"op": "rpc", "method": "online", "id": 8})
+            assert reply == {"op": "rpc", "id": 8, "data": ["ann", "cid"]}, reply
+            await cid.close()
+            assert wait_until(lambda: example_state(port)["online"] == {"ann": 1}, timeout=10)
         run(go())
     finally:
         proc.terminate()
@@ -324,6 +339,11 @@ def test_the_example_backend_with_its_config(make_node, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def example_state(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=5) as r:
+        return json.loads(r.read())
 
 
 def port_open(port):
