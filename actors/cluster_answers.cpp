@@ -52,20 +52,33 @@ void append_nodes(std::string& out, std::size_t answered, std::vector<std::strin
   out += ']';
 }
 
-std::string merge_sessions(const std::vector<node_part>& parts, std::vector<std::string> missing) {
-  std::uint64_t total = 0;
+// Calls `take(object, member)` for each part whose object has `key`; a
+// part without it, or whose member `take` refuses (returns false), is
+// missing. Returns how many parts answered.
+template <class Take>
+std::size_t read_parts(const std::vector<node_part>& parts, std::string_view key,
+                       std::vector<std::string>& missing, Take take) {
   std::size_t answered = 0;
   for (const auto& p : parts) {
     json::value v;
-    auto* o = object_of(p, v);
-    auto n = o ? count_of(o->if_contains("sessions")) : std::nullopt;
-    if (!n) {
+    const auto* o = object_of(p, v);
+    const auto* member = o ? o->if_contains(key) : nullptr;
+    if (member == nullptr || !take(*o, *member)) {
       missing.push_back(p.node);
       continue;
     }
-    total += *n;
     ++answered;
   }
+  return answered;
+}
+
+std::string merge_sessions(const std::vector<node_part>& parts, std::vector<std::string> missing) {
+  std::uint64_t total = 0;
+  auto answered = read_parts(parts, "sessions", missing, [&](const auto&, const json::value& m) {
+    auto n = count_of(&m);
+    total += n.value_or(0);
+    return n.has_value();
+  });
   std::string out = "{\"ok\":true,\"sessions\":" + std::to_string(total);
   append_nodes(out, answered, std::move(missing));
   return out + "}";
@@ -74,26 +87,19 @@ std::string merge_sessions(const std::vector<node_part>& parts, std::vector<std:
 std::string merge_online(const std::vector<node_part>& parts, std::vector<std::string> missing) {
   std::vector<std::pair<std::string, std::uint64_t>> totals; // in the order of the first part
   std::map<std::string, std::size_t, std::less<>> index;
-  std::size_t answered = 0;
-  for (const auto& p : parts) {
-    json::value v;
-    auto* o = object_of(p, v);
-    auto* online = o ? o->if_contains("online") : nullptr;
-    auto* users = online ? online->if_object() : nullptr;
-    if (users == nullptr) {
-      missing.push_back(p.node);
-      continue;
-    }
-    ++answered;
+  auto answered = read_parts(parts, "online", missing, [&](const auto&, const json::value& m) {
+    const auto* users = m.if_object();
+    if (users == nullptr)
+      return false;
     for (const auto& [user, n] : *users) {
-      auto c = count_of(&n);
       std::string name{user};
       auto [it, added] = index.try_emplace(name, totals.size());
       if (added)
         totals.emplace_back(name, 0);
-      totals[it->second].second += c.value_or(0);
+      totals[it->second].second += count_of(&n).value_or(0);
     }
-  }
+    return true;
+  });
   std::string out = "{\"online\":{";
   for (std::size_t i = 0; i < totals.size(); ++i) {
     if (i > 0)
@@ -113,26 +119,21 @@ std::string merge_channels(const std::vector<node_part>& parts, std::size_t limi
                            std::vector<std::string> missing) {
   std::map<std::string, std::uint64_t, std::less<>> totals;
   bool more = false;
-  std::size_t answered = 0;
-  for (const auto& p : parts) {
-    json::value v;
-    auto* o = object_of(p, v);
-    auto* list = o ? o->if_contains("channels") : nullptr;
-    auto* arr = list ? list->if_array() : nullptr;
-    if (arr == nullptr) {
-      missing.push_back(p.node);
-      continue;
-    }
-    ++answered;
-    if (auto* m = o->if_contains("more"); m != nullptr && m->is_bool() && m->get_bool())
-      more = true;
-    for (const auto& e : *arr) {
-      auto* pair = e.if_array();
-      if (pair == nullptr || pair->size() != 2 || !(*pair)[0].is_string())
-        continue;
-      totals[std::string{(*pair)[0].get_string()}] += count_of(&(*pair)[1]).value_or(0);
-    }
-  }
+  auto answered =
+      read_parts(parts, "channels", missing, [&](const json::object& o, const json::value& m) {
+        const auto* arr = m.if_array();
+        if (arr == nullptr)
+          return false;
+        if (const auto* x = o.if_contains("more"); x != nullptr && x->is_bool() && x->get_bool())
+          more = true;
+        for (const auto& e : *arr) {
+          const auto* pair = e.if_array();
+          if (pair == nullptr || pair->size() != 2 || !(*pair)[0].is_string())
+            continue;
+          totals[std::string{(*pair)[0].get_string()}] += count_of(&(*pair)[1]).value_or(0);
+        }
+        return true;
+      });
   if (totals.size() > limit)
     more = true;
   std::string out = "{\"channels\":[";

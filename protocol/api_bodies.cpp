@@ -67,35 +67,25 @@ private:
   std::string error_;
 };
 
-// A required user id member; "" and `err` set when it is not one.
-bool read_user(const body_members& m, std::string_view key, std::string& out, std::string& err) {
-  auto raw = m[key];
+// A required name member (`valid` decides which, `rule` says it); false
+// and `err` set when it is not one.
+bool read_name(std::string_view raw, std::string_view key, bool (*valid)(std::string_view) noexcept,
+               std::string_view rule, std::string& out, std::string& err) {
   if (raw.empty()) {
     err = "missing " + std::string{key};
     return false;
   }
   auto s = json::decode_string(raw);
-  if (!s || !valid_user(*s)) {
-    err = std::string{key} + " must be a user id: 1-64 chars of [A-Za-z0-9_.@-]";
+  if (!s || !valid(*s)) {
+    err = std::string{key} + " must be " + std::string{rule};
     return false;
   }
   out = std::move(*s);
   return true;
 }
 
-bool read_channel(std::string_view raw, std::string_view key, std::string& out, std::string& err) {
-  if (raw.empty()) {
-    err = "missing " + std::string{key};
-    return false;
-  }
-  auto s = json::decode_string(raw);
-  if (!s || !valid_channel(*s)) {
-    err = std::string{key} + " must be a channel name: 1-128 chars of [A-Za-z0-9_.:-]";
-    return false;
-  }
-  out = std::move(*s);
-  return true;
-}
+constexpr std::string_view user_rule = "a user id: 1-64 chars of [A-Za-z0-9_.@-]";
+constexpr std::string_view channel_rule = "a channel name: 1-128 chars of [A-Za-z0-9_.:-]";
 
 // A list of 1..max_api_names names (`valid` decides which), no repeats.
 template <class Valid>
@@ -150,7 +140,7 @@ api_body<disconnect_body> parse_disconnect_body(std::string_view body) {
     return m.error();
   disconnect_body b;
   std::string err;
-  if (!read_user(m, "user", b.user, err) ||
+  if (!read_name(m["user"], "user", valid_user, user_rule, b.user, err) ||
       !read_string(m, "reason", 0, max_reason_bytes, b.reason, err))
     return err;
   if (auto raw = m["code"]; !raw.empty()) {
@@ -174,7 +164,8 @@ api_body<user_channel_body> parse_user_channel_body(std::string_view body) {
     return m.error();
   user_channel_body b;
   std::string err;
-  if (!read_user(m, "user", b.user, err) || !read_channel(m["ch"], "ch", b.ch, err))
+  if (!read_name(m["user"], "user", valid_user, user_rule, b.user, err) ||
+      !read_name(m["ch"], "ch", valid_channel, channel_rule, b.ch, err))
     return err;
   return b;
 }
