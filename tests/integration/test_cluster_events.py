@@ -197,6 +197,16 @@ def test_connect_and_disconnect_once_per_session_from_its_node(cluster, backend)
             code, reason = 4000 + k, f"bye {hello['user']}"
             sessions[hello["sid"]] = (hello["node"], hello["user"], code, reason)
             await ws.close(code=code, reason=reason)
+        # one the application disconnects (through another node): its
+        # disconnect carries the API's code and reason
+        ws, hello = await on(cluster.nodes[1], "cd_api")
+        sessions[hello["sid"]] = (hello["node"], "cd_api", 4010, "moderated")
+        status, raw, _ = cluster.nodes[2].http(
+            "POST", "/api/disconnect",
+            json.dumps({"user": "cd_api", "code": 4010, "reason": "moderated"}))
+        assert status == 200 and json.loads(raw)["sessions"] == 1, raw
+        await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (4010, "moderated")
 
     run(go())
     assert wait_until(lambda: got.count("disconnect") >= len(sessions), 10), got.events
