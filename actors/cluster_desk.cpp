@@ -279,7 +279,9 @@ caf::behavior desk(desk_actor* self, metrics* m, std::shared_ptr<backbone> bb,
       if (events->wants(event_kind::undelivered))
         events->emit(event_kind::undelivered, std::move(fields));
     };
+    h.repair = [m] { bump(m->occupancy_repairs, 1); };
     self->state.occupancy = std::make_unique<occupancy_table>(o.node_id, std::move(h));
+    self->delayed_send(self, std::chrono::seconds(1), atoms::tick::value);
   }
   auto part_sender = [self, o](std::uint64_t rid) {
     return [self, rid, node = o.node_id](std::string part) {
@@ -363,6 +365,10 @@ caf::behavior desk(desk_actor* self, metrics* m, std::shared_ptr<backbone> bb,
       [=](atoms::restarted, const std::string& node) {
         if (auto* t = self->state.occupancy.get())
           t->on_restart(node);
+      },
+      [=](atoms::tick) { // only with an occupancy table: its digests
+        self->state.occupancy->tick();
+        self->delayed_send(self, std::chrono::seconds(1), atoms::tick::value);
       },
       [=](atoms::shutdown) {
         for (auto& [rid, call] : self->state.calls)

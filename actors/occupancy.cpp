@@ -12,9 +12,22 @@ namespace wsnode::actors {
 //   '-' name   a delta: the sender holds it no more
 //   '=' name   a sync: the sender holds name (a keeper changed: no event)
 //   '?' name '\n' fields   an undelivered check of "u:<user>"
+//   '#' COUNT ' ' HASH      a digest of what the sender holds of the names
+//                           the receiver keeps (HASH: xor of name_hash)
+//   '!' '-'                 the receiver's list, please (digests differed)
+//   '[' '-', then '*' name for each, then ']' '-'   that list
 
-occupancy_table::occupancy_table(std::string self, occupancy_hooks hooks)
-  : self_(std::move(self)), hooks_(std::move(hooks)) {}
+namespace {
+
+std::uint64_t name_hash(std::string_view name) {
+  return rank_detail::fnv1a(name, {});
+}
+
+} // namespace
+
+occupancy_table::occupancy_table(std::string self, occupancy_hooks hooks,
+                                 clock::duration digest_interval)
+  : self_(std::move(self)), hooks_(std::move(hooks)), digest_interval_(digest_interval) {}
 
 std::vector<std::string> occupancy_table::keepers(std::string_view name) const {
   std::vector<std::string> nodes = peers_;
@@ -107,6 +120,29 @@ bool occupancy_table::on_message(const std::string& from, std::string_view paylo
   }
   if (rest.find('\n') != std::string_view::npos)
     return false;
+  switch (kind) {
+  case '#':
+    on_digest(from, rest);
+    return true;
+  case '!':
+    send_list(from);
+    return true;
+  case '[':
+    repairing_[from].clear();
+    return true;
+  case ']':
+    end_repair(from);
+    return true;
+  case '*':
+    if (auto it = repairing_.find(from); it != repairing_.end()) {
+      it->second.emplace(rest);
+      apply(from, std::string{rest}, true, true); // a lost delta's occupied
+      return true;
+    }
+    return false;
+  default:
+    break;
+  }
   std::string name{rest};
   switch (kind) {
   case '+':
@@ -121,6 +157,74 @@ bool occupancy_table::on_message(const std::string& from, std::string_view paylo
   default:
     return false;
   }
+}
+
+// Each keeper gets the digest of what this node holds of the names it keeps.
+void occupancy_table::tick(clock::time_point now) {
+  if (peers_.empty() || now - last_digest_ < digest_interval_)
+    return;
+  last_digest_ = now;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> digests; // keeper -> count, hash
+  for (const auto& peer : peers_)
+    digests[peer] = {0, 0};
+  for (const auto& name : local_)
+    for (const auto& k : keepers(name))
+      if (k != self_) {
+        auto& d = digests[k];
+        ++d.first;
+        d.second ^= name_hash(name);
+      }
+  for (const auto& [k, d] : digests)
+    tell(k, '#', std::to_string(d.first) + " " + std::to_string(d.second));
+}
+
+// Compares `from`'s digest with what this node keeps of it; two differing
+// in a row (one may cross a delta or a view change) ask for its list.
+void occupancy_table::on_digest(const std::string& from, std::string_view digest) {
+  std::uint64_t count = 0;
+  std::uint64_t hash = 0;
+  for (const auto& [name, nodes] : holders_)
+    if (nodes.count(from) != 0) {
+      ++count;
+      hash ^= name_hash(name);
+    }
+  if (digest == std::to_string(count) + " " + std::to_string(hash)) {
+    mismatches_.erase(from);
+    return;
+  }
+  if (++mismatches_[from] < 2)
+    return;
+  mismatches_.erase(from);
+  if (hooks_.repair)
+    hooks_.repair();
+  tell(from, '!', "-");
+}
+
+// What this node holds of the names `keeper` keeps, as one list.
+void occupancy_table::send_list(const std::string& keeper) {
+  tell(keeper, '[', "-");
+  for (const auto& name : local_) {
+    auto k = keepers(name);
+    if (std::find(k.begin(), k.end(), keeper) != k.end())
+      tell(keeper, '*', name);
+  }
+  tell(keeper, ']', "-");
+}
+
+// `from`'s list is complete: what it no longer holds goes (a lost delta's
+// vacated).
+void occupancy_table::end_repair(const std::string& from) {
+  auto it = repairing_.find(from);
+  if (it == repairing_.end())
+    return;
+  auto listed = std::move(it->second);
+  repairing_.erase(it);
+  std::vector<std::string> gone;
+  for (const auto& [name, nodes] : holders_)
+    if (nodes.count(from) != 0 && listed.count(name) == 0)
+      gone.push_back(name);
+  for (const auto& name : gone)
+    apply(from, name, false, true);
 }
 
 // A gone node's subscribers are gone: what only it held is vacated, told
@@ -170,6 +274,12 @@ void occupancy_table::on_view(std::vector<std::string> live) {
         stale.insert(n);
   for (const auto& n : stale)
     drop_node(n, false);
+  std::erase_if(mismatches_, [&](const auto& e) {
+    return !std::binary_search(peers_.begin(), peers_.end(), e.first);
+  });
+  std::erase_if(repairing_, [&](const auto& e) {
+    return !std::binary_search(peers_.begin(), peers_.end(), e.first);
+  });
   // names this node keeps no more: their keepers now hear from every holder
   std::erase_if(holders_, [&](const auto& e) { return !keeps(e.first); });
   std::size_t i = 0;
@@ -182,6 +292,8 @@ void occupancy_table::on_view(std::vector<std::string> live) {
 }
 
 void occupancy_table::on_restart(const std::string& node) {
+  repairing_.erase(node);
+  mismatches_.erase(node);
   drop_node(node, true);
   for (const auto& name : local_) { // it lost what it kept
     auto k = keepers(name);

@@ -15,11 +15,17 @@
 // name with the holders already known: what only the gone owner held is
 // vacated by the new owner. When the keepers change (a node joins or
 // leaves the view, or restarts), every holder tells its new keepers (a
-// sync: no event, the name was occupied already). Deltas lost on the way
-// are not repaired (docs/operations.md "Webhooks" says what may be
+// sync: no event, the name was occupied already).
+//
+// Deltas lost on the way heal: every few seconds each node sends each of
+// its names' keepers a digest (count and hash) of what it holds there; a
+// keeper whose own record of that node differs twice in a row asks it for
+// the whole list and replaces its record, announcing what the lost deltas
+// would have (docs/operations.md "Webhooks" says what may still be
 // missing). Not thread-safe: the node's desk actor owns it.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <set>
@@ -38,11 +44,16 @@ struct occupancy_hooks {
   /// An undelivered `send` reached the owner of "u:<user>" while no node
   /// holds it: `fields` are the event's (to, data, from).
   std::function<void(std::string fields)> undelivered;
+  /// This keeper asked a node for its whole list (digests differed).
+  std::function<void()> repair;
 };
 
 class occupancy_table {
 public:
-  occupancy_table(std::string self, occupancy_hooks hooks);
+  using clock = std::chrono::steady_clock;
+
+  occupancy_table(std::string self, occupancy_hooks hooks,
+                  clock::duration digest_interval = std::chrono::seconds(5));
 
   /// This node's first local holder of `name` came (true) or its last went.
   void local(const std::string& name, bool held);
@@ -55,6 +66,8 @@ public:
   void on_view(std::vector<std::string> live);
   /// `node` restarted: it holds nothing it told before.
   void on_restart(const std::string& node);
+  /// Digests to the keepers; call about every second.
+  void tick(clock::time_point now = clock::now());
 
   /// Names this node keeps (owns or backs up) with holders.
   std::size_t kept() const noexcept { return holders_.size(); }
@@ -67,12 +80,19 @@ private:
   void tell(const std::string& node, char kind, std::string_view name, std::string_view extra = {});
   void drop_node(const std::string& node, bool restarted);
   void sync(const std::string& owner, const std::string& name);
+  void on_digest(const std::string& from, std::string_view digest);
+  void send_list(const std::string& keeper);
+  void end_repair(const std::string& from);
 
   std::string self_;
   occupancy_hooks hooks_;
   std::vector<std::string> peers_;                                    // live, sorted, self excluded
   std::set<std::string, std::less<>> local_;                          // names held on this node
   std::map<std::string, std::set<std::string>, std::less<>> holders_; // kept names -> nodes
+  clock::duration digest_interval_;
+  clock::time_point last_digest_{};
+  std::map<std::string, int> mismatches_;                  // node -> digests in a row that differed
+  std::map<std::string, std::set<std::string>> repairing_; // node -> its list so far
 };
 
 } // namespace wsnode::actors

@@ -1,20 +1,18 @@
-// Presence of one broker shard (see presence.hpp for the design). Wire
-// format of its service messages: "CH\nP" + a JSON object (Boost.JSON) with
-// "t" = "j" (join: "u"), "l" (leave: "u"), "s" (snapshot chunk: "us",
-// "first", "last"), "d" (digest: "n", "h"), "q" (ask for a snapshot).
+// Presence of one broker shard (see presence.hpp for the design; the wire
+// format of its service messages: presence_wire.hpp).
 #include "actors/presence.hpp"
 
+#include "actors/presence_wire.hpp"
 #include "actors/rank_nodes.hpp"
-
 #include "protocol/codec.hpp"
 #include "protocol/names.hpp"
-
-#include <boost/json.hpp>
 
 #include <algorithm>
 #include <optional>
 
 namespace wsnode::actors {
+
+using namespace presence_wire;
 
 namespace {
 
@@ -22,41 +20,6 @@ namespace {
 constexpr std::size_t snapshot_chunk = 2000;
 /// Largest page: users per presence reply at most.
 constexpr std::size_t max_page = 1000;
-
-// FNV-1a: the same on every node (std::hash need not be).
-std::uint64_t user_hash(std::string_view u) noexcept {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : u) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-std::string payload(std::string_view ch, const boost::json::object& o) {
-  std::string out{ch};
-  out += '\n';
-  out += boost::json::serialize(o);
-  return out;
-}
-
-std::string member_str(const boost::json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string{v->as_string()} : std::string{};
-}
-
-// An unsigned integer member; nullopt for anything else (never throws: a
-// peer's message is input, found by tests/fuzz).
-std::optional<std::uint64_t> uint_member(const boost::json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (v == nullptr)
-    return std::nullopt;
-  if (auto* u = v->if_uint64())
-    return *u;
-  if (auto* i = v->if_int64(); i && *i >= 0)
-    return static_cast<std::uint64_t>(*i);
-  return std::nullopt;
-}
 
 } // namespace
 

@@ -281,6 +281,9 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   single(out, "wsnode_presence_resyncs_total", "counter",
          "Presence snapshots asked of a peer after a digest mismatch or silence.",
          load(m.presence_resyncs));
+  single(out, "wsnode_occupancy_repairs_total", "counter",
+         "Occupancy lists asked of a node after its digests differed twice (lost deltas healed).",
+         load(m.occupancy_repairs));
   single(out, "wsnode_presence_bad_messages_total", "counter",
          "Malformed presence messages received from the mesh.", load(m.presence_bad_messages));
   render_hooks(out, m.hooks);

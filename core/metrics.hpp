@@ -150,6 +150,7 @@ struct metrics {
   counter presence_joins{0};        ///< a user's first node entered a channel
   counter presence_leaves{0};       ///< a user's last node left a channel (deaths included)
   counter presence_resyncs{0};      ///< snapshots asked of a peer (digest mismatch or silence)
+  counter occupancy_repairs{0};     ///< occupancy lists asked of a node after digests differed
   counter presence_bad_messages{0}; ///< malformed presence messages from the mesh
   hook_metrics hooks;
 
