@@ -31,7 +31,8 @@ broker_core::broker_core(metrics& m, std::shared_ptr<backbone> bb, clock::durati
     throw std::invalid_argument("broker_core: no backbone");
 }
 
-bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready) {
+bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready,
+                       caf::actor actor) {
   if (sessions_.count(sid) != 0)
     return false;
   auto u = users_.find(user);
@@ -40,7 +41,8 @@ bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn r
     if (occupancy_)
       occupancy_(topic_kind::user, u->first, true);
   }
-  auto it = sessions_.try_emplace(sid, session_rec{&u->first, std::move(sink)}).first;
+  auto it =
+      sessions_.try_emplace(sid, session_rec{&u->first, std::move(sink), std::move(actor)}).first;
   ++joined_;
   u->second.emplace_back(sid, it->second.sink.get());
   want(topic_kind::user, u->first, std::move(ready));
@@ -49,7 +51,7 @@ bool broker_core::join(sid_type sid, std::string user, sink_ptr sink, ready_fn r
 }
 
 bool broker_core::attach(sid_type sid, sink_ptr sink) {
-  return sessions_.try_emplace(sid, session_rec{nullptr, std::move(sink)}).second;
+  return sessions_.try_emplace(sid, session_rec{nullptr, std::move(sink), {}}).second;
 }
 
 void broker_core::leave(sid_type sid, clock::time_point now) {
@@ -224,11 +226,12 @@ void broker_core::close_all(std::uint16_t code, const std::string& reason) {
     rec.sink->close(code, reason);
 }
 
-std::vector<broker_core::sid_type> broker_core::sessions_of(std::string_view user) const {
-  std::vector<sid_type> out;
+std::vector<caf::actor> broker_core::sessions_of(std::string_view user) const {
+  std::vector<caf::actor> out;
   if (const auto* d = devices_of(user))
     for (const auto& [sid, sink] : *d)
-      out.push_back(sid);
+      if (auto it = sessions_.find(sid); it != sessions_.end())
+        out.push_back(it->second.actor);
   return out;
 }
 

@@ -50,8 +50,10 @@ public:
               std::shared_ptr<const namespace_table> ns = nullptr);
 
   /// Registers a session of `user`; `ready` runs once DMs to `user` reach it
-  /// from every node. Returns false when `sid` is already known.
-  bool join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready = {});
+  /// from every node. `actor` is its session actor (the server API reaches
+  /// it through sessions_of). Returns false when `sid` is already known.
+  bool join(sid_type sid, std::string user, sink_ptr sink, ready_fn ready = {},
+            caf::actor actor = {});
   /// Makes a session known to a shard that is not its user's (see
   /// broker_set): it can subscribe here; hello, DMs and the user index stay
   /// with its user's shard. Returns false when `sid` is already known.
@@ -132,8 +134,13 @@ public:
 
   /// True when `user` has a session joined here.
   bool has_user(std::string_view user) const { return devices_of(user) != nullptr; }
-  /// The sessions of `user` joined here.
-  std::vector<sid_type> sessions_of(std::string_view user) const;
+  /// Sessions of `user` joined here.
+  std::size_t user_session_count(std::string_view user) const {
+    const auto* d = devices_of(user);
+    return d == nullptr ? 0 : d->size();
+  }
+  /// The session actors of `user`'s sessions joined here.
+  std::vector<caf::actor> sessions_of(std::string_view user) const;
   /// Asks every session of `user` here to close; returns how many.
   std::size_t close_user(std::string_view user, std::uint16_t code, const std::string& reason);
   /// The channels here whose names start with `prefix` and sort after
@@ -174,6 +181,7 @@ private:
   struct session_rec {
     const std::string* user; // its key in users_ (nodes stay put); null: attached, not joined
     sink_ptr sink;
+    caf::actor actor; // joined sessions: the session actor (a handle, 8 bytes)
   };
   // One topic subscribed on the backbone.
   struct interest {

@@ -23,9 +23,6 @@ struct broker_state {
   std::unique_ptr<presence_table> presence;
   std::vector<cluster_service*> services; // the two above, when present
   std::shared_ptr<backbone> bb;
-  // the session actors of the users whose shard this is (the server API
-  // reaches them here)
-  std::unordered_map<std::uint64_t, caf::actor> sessions;
   bool draining = false;
   static inline const char* name = "wsnode.broker";
 
@@ -177,12 +174,10 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           caf::anon_send(session, atoms::event::value,
                          static_cast<std::uint8_t>(session_event::joined), std::uint64_t{0});
         };
-        if (self->state.core->join(sid, std::move(user), sink, std::move(ready)))
-          self->state.sessions.emplace(sid, session);
+        self->state.core->join(sid, std::move(user), sink, std::move(ready), session);
       },
       [=](atoms::leave, std::uint64_t sid) {
         self->state.core->leave(sid);
-        self->state.sessions.erase(sid);
         if (self->state.presence)
           self->state.presence->leave(sid);
       },
@@ -305,21 +300,24 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       // ---- the server API (actors/cluster_desk.cpp)
       [=](atoms::user_op, std::uint8_t op, const std::string& user, const std::string& arg,
           std::uint16_t code) -> std::uint64_t {
-        auto& st = self->state;
+        auto& core = *self->state.core;
         if (static_cast<user_op>(op) == user_op::close)
-          return st.core->close_user(user, code, arg);
-        auto sids = st.core->sessions_of(user);
-        bool on = static_cast<user_op>(op) == user_op::subscribe;
-        for (auto sid : sids)
-          if (auto it = st.sessions.find(sid); it != st.sessions.end())
-            caf::anon_send(it->second, atoms::server_sub::value, arg, on);
-        return sids.size();
+          return core.close_user(user, code, arg);
+        auto sessions = core.sessions_of(user);
+        auto purpose = static_cast<user_op>(op) == user_op::subscribe ? server_subscribe_purpose
+                                                                      : server_unsubscribe_purpose;
+        for (const auto& session : sessions) {
+          hook_answer a;
+          a.channels.push_back(arg);
+          caf::anon_send(session, atoms::hook_done::value, purpose, std::move(a));
+        }
+        return sessions.size();
       },
       [=](atoms::online, const std::vector<std::string>& users) {
         std::vector<std::uint64_t> counts;
         counts.reserve(users.size());
         for (const auto& u : users)
-          counts.push_back(self->state.core->sessions_of(u).size());
+          counts.push_back(self->state.core->user_session_count(u));
         return counts;
       },
       [=](atoms::channels, const std::string& prefix, const std::string& cursor,

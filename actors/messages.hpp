@@ -53,6 +53,13 @@ private:
 /// What the desk asks a user's shard to do with the user's sessions here.
 enum class user_op : std::uint8_t { close, subscribe, unsubscribe };
 
+/// The shard passes a server API (un)subscribe to each session as an
+/// atoms::hook_done with one of these purposes and the channel in
+/// `channels[0]`: the session's handler of hook answers takes it, since
+/// every handler of a behavior costs each idle session some 45 bytes.
+inline constexpr std::uint8_t server_subscribe_purpose = 200;
+inline constexpr std::uint8_t server_unsubscribe_purpose = 201;
+
 /// What the broker tells a session actor (atoms::event) once the session's
 /// interest is live on every node.
 enum class session_event : std::uint8_t {
@@ -130,8 +137,6 @@ using user_op = caf::atom_constant<caf::atom("user_op")>;
 using online = caf::atom_constant<caf::atom("online")>;
 /// desk -> shard: (prefix, cursor, limit) -> (channels, counts, more)
 using channels = caf::atom_constant<caf::atom("channels")>;
-/// shard -> session: (ch, on) the application (un)subscribed the session
-using server_sub = caf::atom_constant<caf::atom("srv_sub")>;
 /// backbone or shard -> desk: (ch, occupied) a channel's first local
 /// subscriber came or its last went
 using occupancy = caf::atom_constant<caf::atom("occupancy")>;
@@ -150,7 +155,8 @@ using event = caf::atom_constant<caf::atom("event")>;
 /// (close code, reason) the connection is gone
 using closed = caf::atom_constant<caf::atom("closed")>;
 /// hook client -> session actor: (purpose, hook_answer) the application's
-/// answer (see session_hooks.cpp)
+/// answer (see session_hooks.cpp); shard -> session actor: the server
+/// API's (un)subscribe (server_subscribe_purpose, above)
 using hook_done = caf::atom_constant<caf::atom("hook_done")>;
 
 // backbone -> broker

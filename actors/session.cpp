@@ -383,7 +383,6 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
         self->state.on_hook_done(purpose, a);
       },
-      [=](atoms::server_sub, const std::string& ch, bool on) { self->state.on_server_sub(ch, on); },
       [=](atoms::closed, std::uint16_t code, const std::string& reason) {
         self->state.on_closed(code, reason);
         self->quit();

@@ -69,8 +69,8 @@ struct session_env {
   std::shared_ptr<const broker_set> brokers;
   std::shared_ptr<hook_port> hooks;   ///< the application's hooks; null: none configured
   std::shared_ptr<event_port> events; ///< webhooks; null: none configured
-  bucket_limits rate;   ///< messages_per_second, burst
-  bucket_limits errors; ///< max_errors per error_window
+  bucket_limits rate;                 ///< messages_per_second, burst
+  bucket_limits errors;               ///< max_errors per error_window
 };
 
 /// A fresh session: the handler transport feeds, and its id.

@@ -56,6 +56,8 @@ void session_state::call(hook_kind k, std::uint8_t p, std::string_view target,
 void session_state::on_hook_done(std::uint8_t p, hook_answer& a) {
   if (p == static_cast<std::uint8_t>(purpose::refresh))
     return answer_refresh(a);
+  if ((p == server_subscribe_purpose || p == server_unsubscribe_purpose) && !a.channels.empty())
+    return on_server_sub(a.channels.front(), p == server_subscribe_purpose);
   answer_command(a);
 }
 

@@ -46,7 +46,7 @@ public:
   /// The connection is gone (close code and reason): leave, and tell the
   /// application (a disconnect event) if it was told of the connect.
   void on_closed(std::uint16_t code, const std::string& reason);
-  /// The server API (un)subscribed the session (atoms::server_sub).
+  /// The server API (un)subscribed the session (see server_subscribe_purpose).
   void on_server_sub(const std::string& ch, bool on);
 
   // ---- answers from the shards of history channels (session.cpp)
