@@ -37,9 +37,8 @@ const json::object* object_of(const node_part& p, json::value& holder) {
   return ec ? nullptr : holder.if_object();
 }
 
-// Appends ,"nodes":N and, when some did not answer, ,"missing":[...] (sorted).
-void append_nodes(std::string& out, std::size_t answered, std::vector<std::string> missing) {
-  out += ",\"nodes\":" + std::to_string(answered);
+// Appends ,"missing":[...] (sorted) when some node did not answer.
+void append_missing(std::string& out, std::vector<std::string> missing) {
   if (missing.empty())
     return;
   std::sort(missing.begin(), missing.end());
@@ -50,6 +49,12 @@ void append_nodes(std::string& out, std::size_t answered, std::vector<std::strin
     append_string(out, missing[i]);
   }
   out += ']';
+}
+
+// Appends ,"nodes":N and the missing ones.
+void append_nodes(std::string& out, std::size_t answered, std::vector<std::string> missing) {
+  out += ",\"nodes\":" + std::to_string(answered);
+  append_missing(out, std::move(missing));
 }
 
 // Calls `take(object, member)` for each part whose object has `key`; a
@@ -177,16 +182,7 @@ std::string merge_info(const std::vector<node_part>& parts, std::vector<std::str
     out += nodes[i].second;
   }
   out += ']';
-  if (!missing.empty()) {
-    std::sort(missing.begin(), missing.end());
-    out += ",\"missing\":[";
-    for (std::size_t i = 0; i < missing.size(); ++i) {
-      if (i > 0)
-        out += ',';
-      append_string(out, missing[i]);
-    }
-    out += ']';
-  }
+  append_missing(out, std::move(missing));
   return out + "}";
 }
 
