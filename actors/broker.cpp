@@ -82,6 +82,8 @@ bool broker_core::subscribe(sid_type sid, std::string_view ch, ready_fn ready) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end())
     return false;
+  if (it->second.sink->batched())
+    flush_window(ch); // what was published before it is not its to get
   if (channels_.add(ch, sid, it->second.sink.get()) && occupancy_)
     occupancy_(topic_kind::channel, ch, true);
   want(topic_kind::channel, ch, std::move(ready));
@@ -129,6 +131,8 @@ void broker_core::unwant(topic_kind kind, std::string_view name, clock::time_poi
   if (kind == topic_kind::channel) { // no local subscriber: the order starts afresh
     if (auto s = streams_.find(name); s != streams_.end())
       streams_.erase(s);
+    if (auto w = windows_.find(name); w != windows_.end())
+      windows_.erase(w);
     if (occupancy_)
       occupancy_(topic_kind::channel, name, false);
   }
@@ -196,9 +200,13 @@ std::size_t broker_core::fan_out(const Subscribers* subs, const frame_ptr& frame
   return queued;
 }
 
+// the channels' fan-out (broker_merge.cpp) needs it too
+template std::size_t broker_core::fan_out(const topic_registry<frame_sink*>::subscribers*,
+                                          const frame_ptr&, bool);
+
 std::size_t broker_core::publish(std::string_view ch, const frame_ptr& frame) {
   bump(metrics_.publishes, 1);
-  auto n = fan_out(channels_.find(ch), frame, lossy(ch));
+  auto n = fan_out_channel(ch, frame);
   backbone_->publish(topic_kind::channel, ch, frame);
   return n;
 }
@@ -212,7 +220,7 @@ std::size_t broker_core::send_to_user(std::string_view user, const frame_ptr& fr
 
 std::size_t broker_core::deliver_local(topic_kind kind, std::string_view name,
                                        const frame_ptr& frame) {
-  return kind == topic_kind::channel ? fan_out(channels_.find(name), frame, lossy(name))
+  return kind == topic_kind::channel ? fan_out_channel(name, frame)
                                      : fan_out(devices_of(name), frame);
 }
 

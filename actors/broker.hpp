@@ -155,6 +155,19 @@ public:
   using occupancy_fn = std::function<void(topic_kind kind, std::string_view name, bool held)>;
   void set_occupancy(occupancy_fn f) { occupancy_ = std::move(f); }
 
+  // ---- merged frames (namespaces with merge_ms; see broker_merge.cpp)
+
+  /// Asked to call merge_due(ch, window) after `after` (the shard's timer).
+  using merge_timer_fn = std::function<void(std::string_view ch, std::chrono::milliseconds after,
+                                            std::uint64_t window)>;
+  /// Without a timer (a plain core in a unit test) nothing is merged.
+  void set_merge_timer(merge_timer_fn f) { merge_timer_ = std::move(f); }
+  /// The timer of `window` of channel `ch` is up: its array goes out (a
+  /// window sent earlier, full or flushed, is gone and this does nothing).
+  void merge_due(std::string_view ch, std::uint64_t window);
+  /// Largest array sent ([ws] max_message_bytes); a longer one goes early.
+  void set_max_merged_bytes(std::size_t n) noexcept { max_merged_bytes_ = n; }
+
   /// The sink of session `sid`, or null when it is unknown.
   sink_ptr sink_of(sid_type sid) const;
   /// Asks every session to close with `code` (drain: 1001).
@@ -192,6 +205,16 @@ private:
 
   template <class Subscribers>
   std::size_t fan_out(const Subscribers* subs, const frame_ptr& frame, bool lossy = false);
+  /// A channel's fan-out: through its merge window in a merging namespace.
+  std::size_t fan_out_channel(std::string_view ch, const frame_ptr& frame);
+  /// Sends `ch`'s window now (before a sink changes, a stream breaks, ...).
+  void flush_window(std::string_view ch);
+  // A channel's messages waiting for the batched sessions, in order.
+  struct merge_window {
+    std::uint64_t id = 0; // the timer armed for it names it
+    std::vector<frame_ptr> frames;
+    std::size_t bytes = 0;
+  };
   bool lossy(std::string_view ch) const noexcept {
     return namespaces_ && namespaces_->of_channel(ch).lossy;
   }
@@ -232,6 +255,10 @@ private:
   std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams_;
   fill_fn fill_;
   occupancy_fn occupancy_;
+  merge_timer_fn merge_timer_;
+  std::unordered_map<std::string, merge_window, string_hash, std::equal_to<>> windows_;
+  std::uint64_t next_window_ = 0;
+  std::size_t max_merged_bytes_ = 65536;
   // subscriptions whose deliveries are held (recovering) or filtered (not
   // caught up with their position yet); a few per session at most
   std::unordered_map<sid_type, std::vector<std::pair<std::string, std::shared_ptr<held_sink>>>>

@@ -77,6 +77,11 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
   st.core = std::make_unique<broker_core>(*m, st.bb, opts.unsubscribe_linger, opts.namespaces);
   if (opts.occupancy)
     st.core->set_occupancy(opts.occupancy);
+  st.core->set_max_merged_bytes(opts.max_frame_bytes);
+  st.core->set_merge_timer(
+      [self](std::string_view ch, std::chrono::milliseconds after, std::uint64_t window) {
+        self->delayed_send(self, after, atoms::merge::value, std::string{ch}, window);
+      });
   if (opts.namespaces && opts.namespaces->any_history()) {
     history_hooks hooks;
     hooks.send = [self](const std::string& node, std::string payload) {
@@ -373,6 +378,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         self->state.core->confirmed(static_cast<topic_kind>(kind), name);
       },
       [=](atoms::run, const shard_task& task) { task.fn(); },
+      [=](atoms::merge, const std::string& ch, std::uint64_t window) {
+        self->state.core->merge_due(ch, window);
+      },
       [=](atoms::tick) {
         self->state.core->expire();
         auto now = cluster_service::clock::now();

@@ -157,6 +157,7 @@ void broker_core::release(sid_type sid, std::string_view ch) {
   if (s == streams_.end()) // the first position here: a new epoch must show as one
     s = streams_.emplace(std::string{ch}, stream{h->ep_, h->pos_}).first;
   if (s != streams_.end() && s->second.last == h->pos_) {
+    flush_window(ch);                       // it got those alone: the window goes out without it
     channels_.add(ch, sid, h->real_.get()); // caught up: the plain sink from now on
     erase_held(sid, ch);
   }
@@ -172,6 +173,7 @@ void broker_core::drop_held(sid_type sid, std::string_view ch, clock::time_point
 }
 
 void broker_core::break_stream(std::string_view ch, clock::time_point now) {
+  flush_window(ch); // what was delivered goes out before the resync
   auto* subs = channels_.find(ch);
   std::vector<std::pair<sid_type, frame_sink*>> ended;
   if (subs != nullptr)
@@ -238,7 +240,7 @@ std::size_t broker_core::deliver_next(std::string_view ch, const frame_ptr& fram
   auto* subs = channels_.find(ch);
   if (subs == nullptr)
     return 0;
-  auto n = fan_out(subs, frame, lossy(ch));
+  auto n = fan_out_channel(ch, frame);
   // held subscriptions that have caught up get their plain sink back
   std::vector<std::pair<sid_type, frame_sink*>> caught;
   for (const auto& [sid, sink] : *subs) {
@@ -249,6 +251,8 @@ std::size_t broker_core::deliver_next(std::string_view ch, const frame_ptr& fram
       if (name == ch && hs->released_ && (hs->caught_up_ || off >= hs->pos_))
         caught.emplace_back(sid, hs->real_.get());
   }
+  if (!caught.empty())
+    flush_window(ch); // they got its messages alone: it goes out without them
   for (auto& [sid, real] : caught) {
     channels_.add(ch, sid, real);
     erase_held(sid, ch);

@@ -163,6 +163,7 @@ using hook_done = caf::atom_constant<caf::atom("hook_done")>;
 using remote = caf::atom_constant<caf::atom("remote")>;   ///< (kind, name, frame)
 using mesh_ok = caf::atom_constant<caf::atom("mesh_ok")>; ///< (kind, name) subscription live
 using tick = caf::atom_constant<caf::atom("tick")>;       ///< () housekeeping timer
+using merge = caf::atom_constant<caf::atom("merge")>;     ///< (ch, window) a merge window is due
 using run = caf::atom_constant<caf::atom("run")>;         ///< (shard_task) from another thread
 
 // node -> broker

@@ -39,11 +39,16 @@ struct namespace_options {
   bool lossy = false;
   std::size_t max_subscribers = 0; ///< per node; 0 = unlimited
   bool events = true;              ///< occupied/vacated webhooks for its channels ([hooks] events)
+  // merged frames (danmaku): to sessions that opted in with batch=1, a
+  // channel's messages within merge_ms go out as one JSON array
+  std::chrono::milliseconds merge_ms{0}; ///< the longest a message waits; 0 = no merging
+  std::size_t merge_max = 50;            ///< the most messages one array holds
   // the application's hooks ([hooks] subscribe_url, publish_url)
   bool subscribe_hook = false;
   bool publish_hook = false;
 
   bool has_history() const noexcept { return history_size > 0; }
+  bool merges() const noexcept { return merge_ms.count() > 0; }
 };
 
 /// The namespaces of a node (immutable once built; shared read-only).

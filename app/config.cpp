@@ -29,7 +29,7 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   static const std::set<std::string, std::less<>> known{
       "name",    "history_size",   "history_ttl_ms", "recovery_max", "subscribe",
       "publish", "presence",       "join_leave",     "lossy",        "max_subscribers",
-      "events",  "subscribe_hook", "publish_hook"};
+      "events",  "subscribe_hook", "publish_hook",   "merge_ms",     "merge_max"};
   for (const auto& [key, value] : t)
     if (!known.contains(key.str()))
       throw config_error(where + "." + std::string{key.str()}, "unknown key");
@@ -102,6 +102,14 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
   if (ns.join_leave && !ns.presence)
     throw config_error(key("join_leave"), "join/leave events need presence = true");
   flag("events", ns.events);
+  std::size_t merge_ms = 0;
+  count("merge_ms", merge_ms);
+  if (merge_ms > 10000)
+    throw config_error(key("merge_ms"), "must be 0-10000 (0: no merged frames)");
+  ns.merge_ms = std::chrono::milliseconds{static_cast<std::int64_t>(merge_ms)};
+  count("merge_max", ns.merge_max);
+  if (ns.merge_max < 1 || ns.merge_max > 1000)
+    throw config_error(key("merge_max"), "must be 1-1000");
   return ns;
 }
 

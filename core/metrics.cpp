@@ -173,6 +173,15 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
          "Sockets written by the helper thread in those flushes.", load(m.split_sessions));
   single(out, "wsnode_deliveries_total", "counter",
          "msg/dm frames handed to local sessions (fan-out).", load(m.deliveries));
+  single(out, "wsnode_merged_frames_total", "counter",
+         "Arrays of merged messages built (one per channel window, shared by its batch=1 "
+         "sessions).",
+         load(m.merged_frames));
+  single(out, "wsnode_merged_messages_total", "counter", "Messages those arrays held.",
+         load(m.merged_messages));
+  single(out, "wsnode_deflate_calls_total", "counter",
+         "Outgoing frames compressed (one per shared frame and window size, not per session).",
+         load(m.deflate_calls));
   single(out, "wsnode_publishes_total", "counter", "Channel publishes handled.", load(m.publishes));
   single(out, "wsnode_direct_messages_total", "counter", "Direct messages handled.",
          load(m.direct_messages));

@@ -101,6 +101,9 @@ struct metrics {
   counter split_flushes{0};   ///< flushes of a quiet lane shared with its helper thread
   counter split_sessions{0};  ///< sessions whose write the helper thread did in those
   counter deliveries{0};      ///< msg/dm frames handed to local sessions
+  counter merged_frames{0};   ///< arrays of merged messages built (one per window, shared)
+  counter merged_messages{0}; ///< messages those arrays held
+  counter deflate_calls{0};   ///< outgoing frames compressed (one per shared frame and window size)
   counter publishes{0};       ///< channel publishes handled by the broker
   counter direct_messages{0}; ///< DMs handled by the broker
   gauge queued_bytes{0};      ///< bytes waiting in session write queues

@@ -98,6 +98,10 @@ public:
   /// Tells the reader one received message was handled (input flow control:
   /// reading pauses while too many received messages are unhandled).
   virtual void input_done() = 0;
+  /// The client opted in to merged frames (`batch=1`): in a namespace with
+  /// `merge_ms` its channel messages come as JSON arrays, sent by the
+  /// broker once per channel and window to every such session.
+  virtual bool batched() const noexcept { return false; }
 };
 using sink_ptr = std::shared_ptr<frame_sink>;
 

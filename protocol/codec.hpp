@@ -131,6 +131,11 @@ std::string encode_msg(std::string_view ch, std::string_view from, std::string_v
 /// `{"op":"msg","ch":..,"from":..,"off":OFF,"data":DATA}` (a history channel).
 std::string encode_msg(std::string_view ch, std::string_view from, std::uint64_t off,
                        std::string_view data);
+/// True for a frame made by encode_msg (a `msg`), false for any other
+/// server frame (join, leave, resync, ...).
+inline bool is_msg_frame(std::string_view frame) noexcept {
+  return frame.starts_with(R"({"op":"msg",)");
+}
 /// The `off` of a msg frame made by encode_msg for channel `ch` (0: none).
 std::uint64_t msg_offset(std::string_view frame, std::size_t ch_size) noexcept;
 /// `{"op":"ack","id":ID,"ep":..,"off":..[,"recovered":..]}` (sub of a history channel).

@@ -192,6 +192,19 @@ void delivery_lane::flush_dirty(bool split) {
     last_big_flush_ = last_flush_;
 }
 
+frame_ptr delivery_lane::compressed(const frame_ptr& f, int window_bits) {
+  for (const auto& p : packed_)
+    if (p.plain == f && p.window_bits == window_bits)
+      return p.deflated;
+  auto& d = deflaters_.at(static_cast<std::size_t>(window_bits));
+  if (!d)
+    d = std::make_unique<protocol::ws::deflater>(window_bits);
+  bump(m_.deflate_calls, 1);
+  auto& slot = packed_[next_packed_++ % packed_.size()];
+  slot = {f, window_bits, make_frame(d->compress(*f))};
+  return slot.deflated;
+}
+
 void delivery_lane::add(lane_session* s) {
   s->linked_ = true;
   s->prev_ = nullptr;

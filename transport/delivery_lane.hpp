@@ -108,13 +108,11 @@ public:
   std::vector<boost::asio::const_buffer>& iov_scratch() noexcept { return iov_; }
   /// io thread: the read buffer of this thread (rx_buffer_bytes).
   char* rx_buffer() noexcept { return rx_.get(); }
-  /// io thread: the deflater for `window_bits`, made on first use.
-  protocol::ws::deflater& deflater(int window_bits) {
-    auto& d = deflaters_.at(static_cast<std::size_t>(window_bits));
-    if (!d)
-      d = std::make_unique<protocol::ws::deflater>(window_bits);
-    return *d;
-  }
+  /// io thread: the payload of `f` compressed with `window_bits`. The
+  /// server keeps no context between messages, so these bytes are the same
+  /// for every session with that window size: a frame delivered to many
+  /// deflate sessions is compressed once per window size and shared.
+  frame_ptr compressed(const frame_ptr& f, int window_bits);
 
   // keep-alive (io thread)
   void add(lane_session* s);
@@ -189,6 +187,16 @@ private:
   std::unique_ptr<char[]> rx_{new char[rx_buffer_bytes]};
   std::vector<boost::asio::const_buffer> iov_;
   std::array<std::unique_ptr<protocol::ws::deflater>, 16> deflaters_;
+  // The frames compressed last: a fan-out delivers one frame to its
+  // sessions in a row, and the plain frame held here keeps its address
+  // from being reused while the entry may match.
+  struct packed {
+    frame_ptr plain;
+    int window_bits = 0;
+    frame_ptr deflated;
+  };
+  std::array<packed, 4> packed_;
+  std::size_t next_packed_ = 0;
   lane_session* sessions_ = nullptr; // intrusive list of open sessions
   std::uint32_t tick_ = 0;
   bool ticking_ = false;

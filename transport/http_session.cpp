@@ -117,6 +117,7 @@ private:
     ws_handshake hs;
     hs.key = std::string{req[http::field::sec_websocket_key]};
     hs.extensions = std::string{req[http::field::sec_websocket_extensions]};
+    hs.batch = d.batch;
     if (d.ask_hook)
       return ask_connect_hook(std::move(req), std::move(hs), d);
     if (ctx_.node.banned(d.user)) {

@@ -37,32 +37,10 @@ std::optional<std::string> param(const boost::urls::url_view& u, std::string_vie
   return std::string{(*it).value};
 }
 
-} // namespace
-
-bool is_ws_path(std::string_view target) {
-  auto path = target.substr(0, target.find('?'));
-  return path == "/ws" || (path.size() > dev_prefix.size() && path.starts_with(dev_prefix));
-}
-
-upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
-                                std::string_view origin) {
-  auto parsed = boost::urls::parse_origin_form(target);
-  if (!parsed)
-    return refuse(400, reject_reason::bad_request, "malformed request target");
-  const auto& u = *parsed;
-  std::string path = u.path();
-  bool dev_path = path.size() > dev_prefix.size() && path.starts_with(dev_prefix);
-  if (path != "/ws" && !dev_path)
-    return refuse(404, reject_reason::bad_request, "no WebSocket endpoint here; use /ws");
-  if (draining)
-    return refuse(503, reject_reason::draining, "node draining; reconnect to another node");
-  if (!opts.allowed_origins.empty() && !origin.empty() &&
-      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), origin) ==
-          opts.allowed_origins.end() &&
-      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), "*") ==
-          opts.allowed_origins.end())
-    return refuse(403, reject_reason::origin, "origin not allowed");
-
+// Who the client is (the rest of decide_upgrade).
+upgrade_decision decide_identity(const server_options& opts, const boost::urls::url_view& u,
+                                 bool dev_path) {
+  const std::string path = u.path();
   if (opts.hooks && opts.hooks->has(hook_kind::connect)) {
     upgrade_decision d;
     d.ask_hook = true;
@@ -100,6 +78,42 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
   if (!protocol::valid_user(user))
     return refuse(401, reject_reason::auth, "user ids are 1-64 chars of [A-Za-z0-9_.@-]");
   return accept(std::move(user));
+}
+
+} // namespace
+
+bool is_ws_path(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  return path == "/ws" || (path.size() > dev_prefix.size() && path.starts_with(dev_prefix));
+}
+
+upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
+                                std::string_view origin) {
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed)
+    return refuse(400, reject_reason::bad_request, "malformed request target");
+  const auto& u = *parsed;
+  std::string path = u.path();
+  bool dev_path = path.size() > dev_prefix.size() && path.starts_with(dev_prefix);
+  if (path != "/ws" && !dev_path)
+    return refuse(404, reject_reason::bad_request, "no WebSocket endpoint here; use /ws");
+  if (draining)
+    return refuse(503, reject_reason::draining, "node draining; reconnect to another node");
+  if (!opts.allowed_origins.empty() && !origin.empty() &&
+      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), origin) ==
+          opts.allowed_origins.end() &&
+      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), "*") ==
+          opts.allowed_origins.end())
+    return refuse(403, reject_reason::origin, "origin not allowed");
+  bool batch = false;
+  if (auto b = param(u, "batch")) {
+    if (*b != "0" && *b != "1")
+      return refuse(400, reject_reason::bad_request, "batch must be 0 or 1");
+    batch = *b == "1";
+  }
+  auto d = decide_identity(opts, u, dev_path);
+  d.batch = batch;
+  return d;
 }
 
 } // namespace wsnode::transport

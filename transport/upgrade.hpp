@@ -25,6 +25,7 @@ struct upgrade_decision {
   bool ask_hook = false;
   std::string query;
   std::optional<std::string> token;
+  bool batch = false; ///< ?batch=1: the client reads merged frames
   bool accepted() const noexcept { return status == 101; }
 };
 

@@ -41,9 +41,10 @@ class ws_session final : public frame_sink,
                          public lane_session,
                          public std::enable_shared_from_this<ws_session> {
 public:
-  ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, delivery_lane& lane)
+  ws_session(std::shared_ptr<server_context> ctx, stream_socket&& s, delivery_lane& lane,
+             bool batch)
     : ctx_(std::move(ctx)), lane_(lane), socket_(std::move(s)),
-      reader_(ctx_->opts.max_message_bytes, false), out_(ctx_->m) {}
+      reader_(ctx_->opts.max_message_bytes, false), out_(ctx_->m), batch_(batch) {}
 
   ~ws_session() override {
     lane_.remove(this);
@@ -114,6 +115,8 @@ public:
     });
   }
 
+  bool batched() const noexcept override { return batch_; }
+
   void input_done() override {
     auto left = pending_input_.fetch_sub(1) - 1;
     if (left < ctx_->opts.max_pending_input && read_paused_.load())
@@ -145,10 +148,9 @@ public:
       return;
     }
     out_entry e;
-    if (deflate_) {
-      // no context between messages: the thread's deflater serves everyone
-      e.raw = ws::make_frame(
-          ws::opcode::text, lane_.deflater(deflate_->params.server_window_bits).compress(*f), true);
+    if (deflate_) { // compressed once per frame and window size, shared like the frame
+      e.frame = lane_.compressed(f, deflate_->params.server_window_bits);
+      e.header = ws::frame_header{ws::opcode::text, e.frame->size(), true};
     } else {
       e.header = ws::frame_header{ws::opcode::text, n};
       e.frame = std::move(f);
@@ -521,6 +523,7 @@ private:
   bool pinged_ = false;
   bool writing_ = false;
   bool write_failed_ = false;
+  const bool batch_; // the client asked for merged frames (batch=1)
   std::atomic<bool> read_paused_{false};
   std::atomic<std::size_t> pending_input_{0};
   std::atomic<std::size_t> replay_allowance_{0}; // see send_replay
@@ -542,7 +545,7 @@ struct deferred_delete {
 void start_ws_session(std::shared_ptr<server_context> ctx, stream_socket&& socket, ws_handshake hs,
                       session_identity who, std::size_t lane) {
   auto& l = *ctx->lanes.at(lane);
-  std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), l),
+  std::shared_ptr<ws_session> s{new ws_session(ctx, std::move(socket), l, hs.batch),
                                 deferred_delete{&l.context()}};
   s->run(hs, who);
 }

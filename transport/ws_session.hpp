@@ -22,6 +22,7 @@ namespace wsnode::transport {
 struct ws_handshake {
   std::string key;        ///< Sec-WebSocket-Key (checked)
   std::string extensions; ///< Sec-WebSocket-Extensions, may be empty
+  bool batch = false;     ///< ?batch=1: merged frames wanted (protocol v1.2)
 };
 
 /// Answers the upgrade (101) on `socket`, which lives on the io_context of

@@ -2,7 +2,8 @@
 // stage, and a diagnostics panel. Everything goes through wsnode.js.
 // URL parameters: ?user=NAME (connects at once; dev mode) or ?token=JWT
 // (a node with token auth), &room=room:lobby, &danmaku=danmaku:lobby,
-// &reconnect_ms=N (first reconnect delay, no jitter).
+// &reconnect_ms=N (first reconnect delay, no jitter), &batch=0 (no merged
+// frames, to compare).
 import { WsnodeClient } from "./wsnode.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +13,7 @@ const firstRoom = params.get("room") || "room:lobby";
 const MAX_MESSAGES = 500; // DOM stays bounded
 const MAX_BULLETS = 150;
 const MAX_MEMBER_PAGES = 10; // the page lists at most 10 pages of 1,000 members
+const batch = params.get("batch") !== "0";
 
 let client = null;
 let me = null; // the user the server says we are (hello)
@@ -19,6 +21,7 @@ let received = 0;
 let sent = 0;
 const bulletTimes = []; // arrival times of the last second's bullets
 const laneUsed = []; // per stage lane: when a bullet last started there
+let lastStats = null; // client.stats a second ago
 
 // ------------------------------------------------------------------ status
 
@@ -192,6 +195,18 @@ setInterval(() => {
   $("danmaku-rate").textContent = String(bulletTimes.length);
 }, 250);
 
+// With merged frames a busy danmaku room arrives in fewer frames than
+// messages: this shows by how much.
+setInterval(() => {
+  const now = client ? { ...client.stats } : null;
+  const frames = now && lastStats ? now.frames - lastStats.frames : 0;
+  const msgs = now && lastStats ? now.msgs - lastStats.msgs : 0;
+  lastStats = now;
+  $("diag-frames").textContent = String(frames);
+  $("diag-msgs").textContent = String(msgs);
+  $("diag-per-frame").textContent = frames ? (msgs / frames).toFixed(1) : "-";
+}, 1000);
+
 // ------------------------------------------------------------------ connection
 
 function connect({ user, token }) {
@@ -200,13 +215,14 @@ function connect({ user, token }) {
   showMembers();
   received = 0;
   sent = 0;
+  lastStats = null;
   $("received-count").textContent = "0";
   $("sent-count").textContent = "0";
   $("rooms").replaceChildren();
   $("chat-room").replaceChildren();
   const reconnectMs = Number(params.get("reconnect_ms"));
   const backoff = reconnectMs > 0 ? { initialMs: reconnectMs, jitter: 0 } : {};
-  client = new WsnodeClient(token ? { token, backoff } : { user, backoff });
+  client = new WsnodeClient(token ? { token, backoff, batch } : { user, backoff, batch });
   client.addEventListener("join", onPresenceEvent);
   client.addEventListener("leave", onPresenceEvent);
   client.addEventListener("recovery", (e) => {

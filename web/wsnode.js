@@ -17,6 +17,7 @@
 //   new WsnodeClient({ token, refreshToken: async () => fetchNewToken() }); // before exp
 //   const profile = await c.rpc("get_profile", { id: 7 }); // answered by the app's rpc hook
 //   c.addEventListener("subscribed", (e) => c.subscribe(e.detail.ch, onMsg)); // the server's
+//   new WsnodeClient({ user: "alice", batch: true }); // merged frames (v1.2); c.stats counts
 //
 // In a namespace with history the client remembers each channel's stream
 // position (ep, off) and, after every reconnect and on `resync`,
@@ -49,6 +50,21 @@ export function backoffDelay(attempt, opts = {}, random = Math.random) {
   const base = Math.min(max, initial * Math.pow(factor, attempt));
   const spread = base * jitter * (2 * random() - 1);
   return Math.max(0, Math.round(Math.min(max, base + spread)));
+}
+
+/** UTF-8 length of `s` without encoding it (stats only). */
+function utf8Length(s) {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c < 0xdc00 && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // a surrogate pair: 4 bytes for 2 code units
+      i++;
+    } else n += 2;
+  }
+  return n;
 }
 
 /** The default endpoint: /ws on the page's own host. */
@@ -95,6 +111,11 @@ export function closeKind(code) {
  * new connection token (same user); the client calls it before the
  * current token's `exp` (30 s before, or half the time left) and sends
  * `refresh`, and after a close with 4001 before it reconnects.
+ * `opts.batch`: connect with `batch=1` (protocol v1.2 merged frames): the
+ * server may then send several `msg` frames of a channel as one array; the
+ * client still emits one message per element, in order.
+ * `stats`: {frames, msgs, merged, bytes, malformed} received since
+ * construction, across reconnects.
  * States: "idle", "connecting", "open", "reconnecting", "closed".
  */
 export class WsnodeClient extends EventTarget {
@@ -112,6 +133,7 @@ export class WsnodeClient extends EventTarget {
     this.random = opts.random || Math.random;
     this.refreshToken = opts.refreshToken || null;
     this.now = opts.now || Date.now;
+    this.batch = opts.batch === true;
 
     this.state = "idle";
     this.node = null; // from hello
@@ -131,6 +153,11 @@ export class WsnodeClient extends EventTarget {
     this._recovering = new Set(); // channels whose sub with `since` is not acknowledged yet
     this._refreshTimer = null;
     this._everOpen = false;
+    // frames: text frames received (an array counts once); msgs: `msg`
+    // frames, each element of an array counted; merged: arrays received;
+    // bytes: UTF-8 bytes of the frames' text (no WebSocket framing);
+    // malformed: frames ignored (not a JSON object or an array of objects)
+    this.stats = { frames: 0, msgs: 0, merged: 0, bytes: 0, malformed: 0 };
   }
 
   /** Opens the connection (and keeps it open until close()). */
@@ -279,10 +306,12 @@ export class WsnodeClient extends EventTarget {
   // ---------------------------------------------------------------- internals
 
   _endpoint() {
-    const sep = this.url.includes("?") ? "&" : "?";
-    if (this.token) return `${this.url}${sep}token=${encodeURIComponent(this.token)}`;
-    if (this.user) return `${this.url}${sep}user=${encodeURIComponent(this.user)}`;
-    return this.url;
+    const q = [];
+    if (this.token) q.push(`token=${encodeURIComponent(this.token)}`);
+    else if (this.user) q.push(`user=${encodeURIComponent(this.user)}`);
+    if (this.batch) q.push("batch=1");
+    if (q.length === 0) return this.url;
+    return `${this.url}${this.url.includes("?") ? "&" : "?"}${q.join("&")}`;
   }
 
   _setState(s) {
@@ -301,7 +330,7 @@ export class WsnodeClient extends EventTarget {
       return;
     }
     this._ws = ws;
-    ws.onmessage = (ev) => this._onFrame(ev.data);
+    ws.onmessage = (ev) => this._onData(ev.data);
     ws.onclose = (ev) => {
       if (this._ws !== ws) return; // an old socket
       this._ws = null;
@@ -340,13 +369,50 @@ export class WsnodeClient extends EventTarget {
     }, delay);
   }
 
-  _onFrame(text) {
+  _onData(text) {
+    const st = this.stats;
+    st.frames++;
+    if (typeof text === "string") st.bytes += utf8Length(text);
     let f;
     try {
       f = JSON.parse(text);
     } catch (_) {
+      st.malformed++;
       return; // the server only sends JSON; ignore anything else
     }
+    if (!Array.isArray(f)) {
+      if (f === null || typeof f !== "object") {
+        st.malformed++;
+        return;
+      }
+      if (f.op === "msg") st.msgs++;
+      this._onFrame(f);
+      return;
+    }
+    // A merged frame (batch=1): checked whole first, so that a bad one
+    // changes nothing rather than half of it.
+    for (const e of f) {
+      if (e === null || typeof e !== "object" || Array.isArray(e)) {
+        st.malformed++;
+        return;
+      }
+    }
+    st.merged++;
+    // A handler that throws must not cost the elements after it (alone,
+    // each would have been its own onmessage); the first error still surfaces.
+    let thrown = null;
+    for (const e of f) {
+      if (e.op === "msg") st.msgs++;
+      try {
+        this._onFrame(e);
+      } catch (err) {
+        thrown ??= { err };
+      }
+    }
+    if (thrown) throw thrown.err;
+  }
+
+  _onFrame(f) {
     switch (f.op) {
       case "hello":
         this._onHello(f);

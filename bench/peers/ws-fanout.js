@@ -6,6 +6,7 @@
 //   node ws-fanout.js --protocol wsnode|nchan|socketio --port P
 //        [--subscribers 1000] [--messages 1000] [--window 16] [--size 100]
 //        [--rate 0] [--http-publish] [--server-pid PID ...]
+//        [--batch] [--channel bench.fanout]
 //
 // Delivery-bounded: at most --window messages published and not yet
 // delivered to every subscriber (with --rate, publishes are also paced at
@@ -15,6 +16,10 @@
 // (from /proc), this process's CPU per delivery, the whole machine's busy
 // CPU over the run, and per socket read
 // (each 'data' event of a subscriber's socket) the bytes and deliveries.
+// --batch (wsnode only): subscribers connect with batch=1 and take merged
+// frames (protocol v1.2), each element one delivery; the server merges only
+// in a namespace with merge_ms > 0, so pick its channel with --channel
+// (e.g. danmaku:bench; the default bench.fanout is in no namespace).
 "use strict";
 const fs = require("fs");
 const http = require("http");
@@ -22,7 +27,8 @@ const WebSocket = require("ws");
 
 function parseArgs(argv) {
   const a = { protocol: "wsnode", port: 8080, subscribers: 1000, messages: 1000, window: 16,
-              size: 100, rate: 0, serverPid: [], httpPublish: false, timeout: 120 };
+              size: 100, rate: 0, serverPid: [], httpPublish: false, timeout: 120,
+              batch: false, channel: "bench.fanout" };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i];
@@ -36,13 +42,16 @@ function parseArgs(argv) {
     else if (k === "--timeout") a.timeout = Number(v());
     else if (k === "--server-pid") a.serverPid.push(Number(v()));
     else if (k === "--http-publish") a.httpPublish = true;
+    else if (k === "--batch") a.batch = true;
+    else if (k === "--channel") a.channel = v();
     else throw new Error(`unknown argument ${k}`);
   }
+  if (a.batch && a.protocol !== "wsnode") throw new Error("--batch is wsnode only");
   return a;
 }
 
 const args = parseArgs(process.argv);
-const CH = "bench.fanout";
+const CH = args.channel;
 const TICK = 100; // clock ticks per second of /proc/PID/stat (Linux default)
 
 function serverCpu() {
@@ -73,7 +82,7 @@ function payload(seq) {
 
 function url(user) {
   const base = `ws://127.0.0.1:${args.port}`;
-  if (args.protocol === "wsnode") return `${base}/ws?user=${user}`;
+  if (args.protocol === "wsnode") return `${base}/ws?user=${user}${args.batch ? "&batch=1" : ""}`;
   if (args.protocol === "nchan") return `${base}/sub/${CH}`;
   return `${base}/socket.io/?EIO=4&transport=websocket&user=${user}`;
 }
@@ -82,7 +91,7 @@ function url(user) {
 
 const pending = new Map(); // seq -> { sent: hrtime ns, left: subscribers still to get it }
 const latencies = [];
-let delivered = 0, duplicates = 0, reads = 0, readBytes = 0, completed = 0;
+let delivered = 0, duplicates = 0, reads = 0, readBytes = 0, completed = 0, merged = 0;
 
 function seqOf(text) {
   const at = text.indexOf('{"i":');
@@ -91,7 +100,18 @@ function seqOf(text) {
 }
 
 function onDelivery(sub, text) {
-  const seq = seqOf(text);
+  deliver(sub, seqOf(text));
+}
+
+// A merged frame: every payload in it, in order, without parsing the JSON
+// (as for single frames; only payloads start with {"i":).
+function onMerged(sub, text) {
+  merged++;
+  for (let at = text.indexOf('{"i":'); at >= 0; at = text.indexOf('{"i":', at + 5))
+    deliver(sub, parseInt(text.slice(at + 5, at + 25), 10));
+}
+
+function deliver(sub, seq) {
   if (seq < 0) return;
   if (sub.seen.has(seq)) { duplicates++; return; }
   sub.seen.add(seq);
@@ -118,6 +138,7 @@ function subscriber(i) {
       const t = data.toString();
       if (args.protocol === "wsnode") {
         if (t.startsWith('{"op":"msg"')) return onDelivery(sub, t);
+        if (args.batch && t.startsWith('[{"op":"msg"')) return onMerged(sub, t);
         if (t.startsWith('{"op":"hello"')) return ws.send(`{"op":"sub","ch":"${CH}","id":1}`);
         if (t.startsWith('{"op":"ack"')) return ready();
         if (t.startsWith('{"op":"err"')) return reject(new Error(t));
@@ -206,7 +227,7 @@ async function main() {
   }
   if (args.protocol === "socketio" || (args.protocol === "wsnode" && !args.httpPublish))
     pubWs = await publisherWs();
-  reads = 0; readBytes = 0;
+  reads = 0; readBytes = 0; merged = 0;
   const cpu0 = process.cpuUsage(), srv0 = serverCpu(), busy0 = machineBusy();
   t0 = process.hrtime.bigint();
   const finished = new Promise((resolve) => { done = resolve; });
@@ -234,6 +255,7 @@ async function main() {
     bytes_per_client_read: reads ? readBytes / reads : 0,
     deliveries_per_client_read: reads ? delivered / reads : 0,
     latency_us: { p50: Math.round(q(0.5)), p99: Math.round(q(0.99)) },
+    ...(args.batch ? { batch: true, channel: CH, merged_frames: merged } : {}),
   }));
   for (const s of subs) s.ws.terminate();
   if (pubWs) pubWs.terminate();

@@ -605,3 +605,96 @@ test("closeKind names why a connection closed, for the application's messages", 
   assert.deepEqual(kinds, ["application", "token", "draining", "policy", "policy", "policy",
     "policy", "slow", "normal", "network", "network"]);
 });
+
+test("batch adds batch=1 to the endpoint, after the user or the token; without it nothing changes", () => {
+  const { c, sock } = client({ batch: true });
+  c.connect();
+  assert.equal(sock().url, "ws://example.test/ws?user=alice&batch=1");
+  const t = client({ user: null, token: "a.b", batch: true });
+  t.c.connect();
+  assert.equal(t.sock().url, "ws://example.test/ws?token=a.b&batch=1");
+  const q = client({ url: "ws://example.test/ws?x=1", user: null, batch: true });
+  q.c.connect();
+  assert.equal(q.sock().url, "ws://example.test/ws?x=1&batch=1");
+  const plain = client();
+  plain.c.connect();
+  assert.equal(plain.sock().url, "ws://example.test/ws?user=alice");
+});
+
+test("a merged frame is handled as its elements one by one, in order, offsets tracked", async () => {
+  const { c, timers, sock } = client({ batch: true, backoff: { initialMs: 100 } });
+  const got = [];
+  const events = [];
+  c.addEventListener("msg", (e) => events.push(e.detail.off));
+  c.connect();
+  sock().hello();
+  const p = c.subscribe("danmaku:1", (m) => got.push([m.off, m.data]));
+  sock().frame({ op: "ack", id: sock().sent.at(-1).id, ep: "e1", off: 4 });
+  await p;
+  sock().frame([
+    { op: "msg", ch: "danmaku:1", from: "bob", data: "a", off: 5 },
+    { op: "msg", ch: "danmaku:1", from: "bob", data: "b", off: 6 },
+    { op: "msg", ch: "danmaku:1", from: "carol", data: "c", off: 7 },
+  ]);
+  assert.deepEqual(got, [[5, "a"], [6, "b"], [7, "c"]]);
+  assert.deepEqual(events, [5, 6, 7]);
+  assert.deepEqual(c.position("danmaku:1"), { ep: "e1", off: 7 });
+  // an element already seen is dropped alone, as it would be in its own frame
+  sock().frame([
+    { op: "msg", ch: "danmaku:1", data: "c", off: 7 },
+    { op: "msg", ch: "danmaku:1", data: "d", off: 8 },
+  ]);
+  assert.deepEqual(got.map((g) => g[0]), [5, 6, 7, 8]);
+  // a window of one comes as the plain frame
+  sock().frame({ op: "msg", ch: "danmaku:1", data: "e", off: 9 });
+  // hello, ack, 2 arrays, 1 single; the repeat counts (it was received)
+  assert.deepEqual(c.stats, { frames: 5, msgs: 6, merged: 2, bytes: c.stats.bytes, malformed: 0 });
+
+  // recovery resumes from the last element's offset
+  sock().drop(1006);
+  timers.fire();
+  sock().hello("n2");
+  assert.deepEqual(sock().sent.find((f) => f.op === "sub").since, { ep: "e1", off: 9 });
+  assert.equal(sock().url, "ws://example.test/ws?user=alice&batch=1");
+  await flush();
+});
+
+test("merged frames: arrays of non-objects are ignored whole and counted; bytes are UTF-8", async () => {
+  const { c, sock } = client({ batch: true });
+  const got = [];
+  c.connect();
+  sock().hello();
+  const p = c.subscribe("danmaku:1", (m) => got.push(m.data));
+  sock().ack(sock().sent.at(-1));
+  await p;
+  const before = { ...c.stats };
+  for (const bad of [[{ op: "msg", ch: "danmaku:1", data: 1 }, 2], [null], [[{ op: "msg", ch: "danmaku:1" }]], 7])
+    sock().frame(bad);
+  sock().onmessage({ data: "not json" });
+  assert.deepEqual(got, []);
+  assert.equal(c.stats.malformed - before.malformed, 5);
+  assert.equal(c.stats.merged, before.merged);
+  assert.equal(c.stats.msgs, before.msgs);
+
+  const text = JSON.stringify([{ op: "msg", ch: "danmaku:1", data: "é😀" }]);
+  const bytes = c.stats.bytes;
+  sock().onmessage({ data: text });
+  assert.equal(c.stats.bytes - bytes, Buffer.byteLength(text));
+  assert.deepEqual(got, ["é😀"]);
+});
+
+test("merged frames: a handler that throws does not cost the elements after it", async () => {
+  const { c, sock } = client({ batch: true });
+  const got = [];
+  c.connect();
+  sock().hello();
+  const p = c.subscribe("danmaku:1", (m) => {
+    got.push(m.data);
+    if (m.data === 1) throw new Error("app bug");
+  });
+  sock().ack(sock().sent.at(-1));
+  await p;
+  assert.throws(() => sock().frame([1, 2, 3].map((data) => ({ op: "msg", ch: "danmaku:1", data }))),
+    /app bug/);
+  assert.deepEqual(got, [1, 2, 3]);
+});

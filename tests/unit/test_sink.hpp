@@ -34,6 +34,9 @@ public:
     cv_.notify_all();
   }
   void input_done() override { ++inputs_; }
+  bool batched() const noexcept override { return batched_; }
+  /// Makes it a session that asked for merged frames (batch=1).
+  void set_batched(bool b) noexcept { batched_ = b; }
   /// The session handler that feed() and end_input() talk to (null: none).
   void attach(session_handler* h) {
     std::lock_guard<std::recursive_mutex> g{session_mu_};
@@ -103,6 +106,7 @@ private:
   std::recursive_mutex session_mu_;
   session_handler* handler_ = nullptr;
   bool refuse_ = false;
+  bool batched_ = false;
 };
 
 } // namespace wsnode::test
