@@ -93,8 +93,13 @@ bool broker_core::subscribe(sid_type sid, std::string_view ch, ready_fn ready) {
 
 bool broker_core::unsubscribe(sid_type sid, std::string_view ch, clock::time_point now) {
   auto* subs = channels_.find(ch);
-  if (subs == nullptr || subs->count(sid) == 0)
+  if (subs == nullptr)
     return false;
+  auto sub = subs->find(sid);
+  if (sub == subs->end())
+    return false;
+  if (sub->second->batched())
+    flush_window(ch); // what was published before the unsub is still its to get
   erase_held(sid, ch);
   if (channels_.remove(ch, sid))
     unwant(topic_kind::channel, ch, now);

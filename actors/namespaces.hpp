@@ -34,7 +34,8 @@ struct namespace_options {
   // policy
   subscribe_rule subscribe = subscribe_rule::anyone;
   publish_rule publish = publish_rule::anyone;
-  bool presence = false;
+  bool presence = false;       ///< the presence op and API (members, or counts below)
+  bool presence_count = false; ///< presence = "count": cluster-wide counts, no member list
   bool join_leave = false;
   bool lossy = false;
   std::size_t max_subscribers = 0; ///< per node; 0 = unlimited

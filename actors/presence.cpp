@@ -2,6 +2,7 @@
 // format of its service messages: presence_wire.hpp).
 #include "actors/presence.hpp"
 
+#include "actors/presence_counts.hpp"
 #include "actors/presence_wire.hpp"
 #include "actors/rank_nodes.hpp"
 #include "protocol/codec.hpp"
@@ -51,10 +52,19 @@ struct presence_table::impl {
   // snapshot chunks being received: node -> channel -> users so far
   std::unordered_map<std::string, std::unordered_map<std::string, std::unordered_set<std::string>>>
       staged;
+  // the channels of presence = "count" namespaces
+  presence_counts counts;
 
   impl(std::string s, std::shared_ptr<const namespace_table> n, metrics& mm, presence_hooks h,
        clock::duration d)
-    : self(std::move(s)), ns(std::move(n)), m(mm), hooks(std::move(h)), digest_interval(d) {}
+    : self(std::move(s)), ns(std::move(n)), m(mm), hooks(std::move(h)), digest_interval(d),
+      counts(
+          [this](const std::string& node, const std::string& ch, std::uint64_t count) {
+            send(node, payload(ch, {{"t", "c"}, {"n", count}}));
+          },
+          d) {}
+
+  bool counted(std::string_view ch) const { return ns->of_channel(ch).presence_count; }
 
   ~impl() {
     std::int64_t users = 0;
@@ -156,6 +166,14 @@ struct presence_table::impl {
     to_peers(ch, {{"t", "j"}, {"u", user}});
   }
 
+  // A local session left `ch` (either kind of namespace).
+  void forget(const std::string& ch, const std::string& user) {
+    if (counted(ch))
+      counts.remove(ch);
+    else
+      local_remove(ch, user);
+  }
+
   void local_remove(const std::string& ch, const std::string& user) {
     auto it = chans.find(ch);
     if (it == chans.end())
@@ -252,6 +270,14 @@ struct presence_table::impl {
     const auto& o = v.as_object();
     auto t = member_str(o, "t");
     auto now = clock::now();
+    if (counted(ch) != (t == "c")) // a count for a member list, or members for a count
+      return bump(m.presence_bad_messages, 1);
+    if (t == "c") {
+      auto n = uint_member(o, "n");
+      if (!n)
+        return bump(m.presence_bad_messages, 1);
+      return counts.on_count(from, ch, *n);
+    }
     if (t == "j" || t == "l") {
       auto u = member_str(o, "u");
       if (!protocol::valid_user(u))
@@ -329,8 +355,10 @@ struct presence_table::impl {
     live = std::move(peers);
     // after the view changed: a channel whose owner left has its webhook
     // leaves told by the next owner
-    for (const auto& node : gone)
+    for (const auto& node : gone) {
       drop_node(node);
+      counts.drop_node(node);
+    }
     for (const auto& node : joined)
       for (const auto& [name, c] : chans)
         if (!c.local.empty())
@@ -339,6 +367,7 @@ struct presence_table::impl {
 
   void on_restart(const std::string& node) {
     drop_node(node);
+    counts.drop_node(node);
     if (std::binary_search(live.begin(), live.end(), node))
       for (const auto& [name, c] : chans)
         if (!c.local.empty())
@@ -349,6 +378,7 @@ struct presence_table::impl {
     if (live.empty() || now - last_digests < digest_interval)
       return;
     last_digests = now;
+    counts.tick(live, now);
     std::vector<std::pair<std::string, std::string>> ask; // (node, ch)
     for (auto& [name, c] : chans) {
       if (!c.local.empty())
@@ -378,6 +408,10 @@ void presence_table::add(std::string_view ch, sid_type sid, std::string_view use
   for (const auto& [c, u] : mine)
     if (c == ch)
       return;
+  if (impl_->counted(ch)) { // a count: who it is does not matter
+    mine.emplace_back(std::string{ch}, std::string{});
+    return impl_->counts.add(mine.back().first);
+  }
   mine.emplace_back(std::string{ch}, std::string{user});
   impl_->local_add(mine.back().first, mine.back().second);
 }
@@ -394,7 +428,7 @@ void presence_table::remove(std::string_view ch, sid_type sid) {
   mine.erase(e);
   if (mine.empty())
     impl_->by_sid.erase(it);
-  impl_->local_remove(entry.first, entry.second);
+  impl_->forget(entry.first, entry.second);
 }
 
 void presence_table::leave(sid_type sid) {
@@ -404,16 +438,20 @@ void presence_table::leave(sid_type sid) {
   auto mine = std::move(it->second);
   impl_->by_sid.erase(it);
   for (const auto& [ch, user] : mine)
-    impl_->local_remove(ch, user);
+    impl_->forget(ch, user);
 }
 
 std::size_t presence_table::count(std::string_view ch) const {
+  if (impl_->counted(ch))
+    return impl_->counts.count(ch);
   auto it = impl_->chans.find(std::string{ch});
   return it == impl_->chans.end() ? 0 : it->second.users.size();
 }
 
 std::string presence_table::page(std::string_view id, std::string_view ch, std::size_t limit,
                                  std::string_view cursor, bool api, std::size_t max_bytes) const {
+  if (impl_->counted(ch)) // counts only: an empty member list, no cursor
+    return protocol::encode_presence(id, ch, impl_->counts.count(ch), {}, {}, api);
   std::vector<std::string_view> users;
   std::string next;
   auto it = impl_->chans.find(std::string{ch});

@@ -1,5 +1,6 @@
 // Presence: who is subscribed to a channel anywhere in the cluster, for
-// namespaces with `presence = true` (docs/protocol.md "Presence").
+// namespaces with `presence = true` (docs/protocol.md "Presence"); for
+// `presence = "count"`, only how many sessions (presence_counts.hpp).
 //
 // One presence_table per broker shard, holding the channels of that shard.
 // Every node tells every live peer when a user's first local session enters

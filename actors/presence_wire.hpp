@@ -1,7 +1,8 @@
 // The wire format of presence's service messages (actors/presence.cpp):
 // "CH\nP" + a JSON object (Boost.JSON) with "t" = "j" (join: "u"), "l"
 // (leave: "u"), "s" (snapshot chunk: "us", "first", "last"), "d" (digest:
-// "n", "h"), "q" (ask for a snapshot). A peer's message is input: the
+// "n", "h"), "q" (ask for a snapshot); in a presence = "count" namespace
+// only "c" (the sender's session count: "n"). A peer's message is input: the
 // readers never throw (tests/fuzz drives them).
 #pragma once
 

@@ -93,14 +93,21 @@ namespace_options read_namespace(const toml::table& t, const std::string& where)
     ns.publish = publish_rule::server;
   else
     throw config_error(key("publish"), "must be \"anyone\", \"subscribers\" or \"server\"");
-  flag("presence", ns.presence);
+  if (const auto* n = t.get("presence")) {
+    if (n->is_boolean())
+      ns.presence = n->as_boolean()->get();
+    else if (n->is_string() && n->as_string()->get() == "count")
+      ns.presence = ns.presence_count = true;
+    else
+      throw config_error(key("presence"), "expected true, false or \"count\"");
+  }
   flag("join_leave", ns.join_leave);
   flag("lossy", ns.lossy);
   flag("subscribe_hook", ns.subscribe_hook);
   flag("publish_hook", ns.publish_hook);
   count("max_subscribers", ns.max_subscribers);
-  if (ns.join_leave && !ns.presence)
-    throw config_error(key("join_leave"), "join/leave events need presence = true");
+  if (ns.join_leave && (!ns.presence || ns.presence_count))
+    throw config_error(key("join_leave"), "join/leave events need presence = true (member lists)");
   flag("events", ns.events);
   std::size_t merge_ms = 0;
   count("merge_ms", merge_ms);

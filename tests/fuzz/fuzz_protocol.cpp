@@ -119,12 +119,16 @@ void presence_messages(std::string_view in) {
     o.name = "room";
     o.presence = true;
     o.join_leave = true;
+    wsnode::actors::namespace_options counted;
+    counted.name = "live";
+    counted.presence = counted.presence_count = true;
     return std::make_shared<const wsnode::actors::namespace_table>(
-        std::vector<wsnode::actors::namespace_options>{o});
+        std::vector<wsnode::actors::namespace_options>{o, counted});
   }();
   wsnode::actors::presence_table t{"me", ns, m, {}};
   t.on_view({"peer"});
   t.add("room:1", 1, "local");
+  t.add("live:1", 1, "local");
   // several messages per input, split at NUL bytes
   std::size_t start = 0;
   while (start <= in.size()) {
@@ -137,6 +141,8 @@ void presence_messages(std::string_view in) {
   check(t.count("room:1") >= 1);
   auto page = t.page("1", "room:1", 1000, {}, false, 65536);
   check(json::validate(page));
+  check(t.count("live:1") >= 1);
+  check(json::validate(t.page("1", "live:1", 1000, {}, false, 65536)));
   t.leave(1);
   t.on_view({});
   check(t.count("room:1") == 0);

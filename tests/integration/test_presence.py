@@ -126,3 +126,48 @@ def test_a_killed_nodes_users_leave_within_a_few_heartbeats(cluster):
             assert wait_until(lambda: api_presence(node)[1]["users"] == ["u0", "watcher"], 5)
 
     run(go())
+
+
+def test_presence_count_agrees_on_three_nodes_and_drops_a_killed_node(tmp_path):
+    """`presence = "count"` (rooms too big for member lists): each node's
+    count of sessions, exchanged every few seconds; the presence op and API
+    answer the cluster-wide count with no members."""
+    extra = tmp_path / "count.toml"
+    extra.write_text('[[namespace]]\nname = "live"\npresence = "count"\n')
+    cluster = Cluster(tmp_path / "cluster", 3, ["limits.messages_per_second=0"], append=extra)
+    try:
+        n1, n2, n3 = cluster.nodes
+
+        def count(node):
+            status, raw, _ = node.http("POST", "/api/presence", json.dumps({"ch": "live:1"}))
+            assert status == 200, raw
+            body = json.loads(raw)
+            assert body["users"] == [] and "cursor" not in body, body
+            return body["count"]
+
+        async def go():
+            viewers = []
+            for node, n in ((n1, 4), (n2, 3), (n3, 5)):
+                for i in range(n):
+                    ws, _ = await connect_url(url(node, f"{node.id}v{i}"))
+                    await joined(ws, "live:1")
+                    viewers.append(ws)
+            started = time.monotonic()
+            assert wait_until(lambda: all(count(x) == 12 for x in (n1, n2, n3)), 10)
+            print(f"presence count: 12 viewers on 3 nodes, every node agrees after "
+                  f"{time.monotonic() - started:.1f} s")
+            await viewers[0].send(json.dumps({"op": "presence", "ch": "live:1", "id": 9}))
+            reply = await recv(viewers[0])
+            assert reply == {"op": "presence", "id": 9, "ch": "live:1", "count": 12, "users": []}
+            await viewers[-1].close()  # one leaves: everyone sees 11
+            assert wait_until(lambda: all(count(x) == 11 for x in (n1, n2, n3)), 10)
+            cluster.kill("n3")
+            killed = time.monotonic()
+            assert wait_until(lambda: count(n1) == 7 and count(n2) == 7, 20)
+            took = time.monotonic() - killed
+            print(f"presence count: a node with 4 viewers killed with -9; they left the count "
+                  f"on the others after {took:.1f} s")
+            assert took < 15
+        run(go())
+    finally:
+        cluster.finish()

@@ -27,7 +27,10 @@ std::shared_ptr<const namespace_table> presence_namespaces() {
   namespace_options quiet;
   quiet.name = "quiet";
   quiet.presence = true;
-  return std::make_shared<const namespace_table>(std::vector<namespace_options>{room, quiet});
+  namespace_options live;
+  live.name = "live";
+  live.presence = live.presence_count = true;
+  return std::make_shared<const namespace_table>(std::vector<namespace_options>{room, quiet, live});
 }
 
 // Three nodes; messages queue until deliver(); a node can drop messages.
@@ -261,4 +264,57 @@ TEST_CASE("codec: presence, refresh and subscription tokens") {
   c.kind = protocol::op::refresh;
   c.token = "x.y.z";
   CHECK(protocol::encode_command(c) == R"({"op":"refresh","token":"x.y.z"})");
+}
+
+TEST_CASE("presence = count: cluster-wide session counts, O(nodes) per room, no members") {
+  net3 n;
+  using clock = presence_table::clock;
+  auto t0 = clock::now();
+  auto tick_all = [&](clock::time_point at) {
+    for (const auto& id : n.ids)
+      if (n.t.count(id))
+        n.t[id]->tick(at);
+    n.deliver();
+  };
+  n.t["a"]->add("live:1", 1, "alice");
+  n.t["a"]->add("live:1", 2, "alice"); // sessions, not users: 2
+  n.t["b"]->add("live:1", 3, "bob");
+  CHECK(n.t["a"]->count("live:1") == 2); // local at once
+  CHECK(n.t["c"]->count("live:1") == 0); // the others at the next exchange
+  tick_all(t0 + std::chrono::milliseconds(100));
+  for (const auto& id : n.ids)
+    CHECK(n.t[id]->count("live:1") == 3);
+  // the page is the count, with no member list and no events
+  auto page = n.t["c"]->page("7", "live:1", 100, {}, false, 65536);
+  CHECK(page == protocol::encode_presence("7", "live:1", 3, {}, {}, false));
+  CHECK(n.events["a"].empty());
+  CHECK(n.events["c"].empty());
+  // a session leaves: one interval later every node agrees
+  n.t["a"]->remove("live:1", 2);
+  tick_all(t0 + std::chrono::milliseconds(200));
+  CHECK(n.t["c"]->count("live:1") == 2);
+  // a member message for a counted channel is refused and counted
+  n.t["c"]->on_message("a", "live:1\n{\"t\":\"j\",\"u\":\"x\"}");
+  CHECK(n.m["c"].presence_bad_messages.load() == 1);
+  CHECK(n.t["c"]->count("live:1") == 2);
+  // b leaves the view: its sessions leave the count at once
+  n.t["c"]->on_view({"a"});
+  CHECK(n.t["c"]->count("live:1") == 1);
+  // a peer that stops talking (no view change) is dropped after its counts expire
+  n.t["c"]->on_view({"a", "b"});
+  n.lose["c"] = true;
+  for (int i = 3; i <= 12; ++i)
+    tick_all(t0 + std::chrono::milliseconds(100 * i));
+  n.lose["c"] = false;
+  CHECK(n.t["c"]->count("live:1") == 0);
+  // and it is told again once it hears: a's refresh
+  for (int i = 13; i <= 16; ++i)
+    tick_all(t0 + std::chrono::milliseconds(100 * i));
+  CHECK(n.t["c"]->count("live:1") == 2);
+  // everything leaves: nothing is kept
+  n.t["a"]->leave(1);
+  n.t["b"]->leave(3);
+  tick_all(t0 + std::chrono::milliseconds(1700));
+  for (const auto& id : n.ids)
+    CHECK(n.t[id]->count("live:1") == 0);
 }

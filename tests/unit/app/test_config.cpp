@@ -191,6 +191,18 @@ lossy = true
       parse_config("[[namespace]]\nname = \"a\"\nmax_subscribers = 5\nevents = false\n", ".");
   CHECK(capped.namespaces.at(0).max_subscribers == 5);
   CHECK_FALSE(capped.namespaces.at(0).events);
+  // merged frames and presence by counts
+  auto danmaku = parse_config(
+      "[[namespace]]\nname = \"d\"\nmerge_ms = 200\nmerge_max = 20\npresence = \"count\"\n", ".");
+  CHECK(danmaku.namespaces.at(0).merge_ms == std::chrono::milliseconds(200));
+  CHECK(danmaku.namespaces.at(0).merge_max == 20);
+  CHECK(danmaku.namespaces.at(0).presence);
+  CHECK(danmaku.namespaces.at(0).presence_count);
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nmerge_ms = 10001\n") == "namespace[0].merge_ms");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\nmerge_max = 0\n") == "namespace[0].merge_max");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\npresence = \"members\"\n") == "namespace[0].presence");
+  CHECK(key_of("[[namespace]]\nname = \"a\"\npresence = \"count\"\njoin_leave = true\n") ==
+        "namespace[0].join_leave");
   CHECK(key_of("namespace = 3\n") == "namespace");
   CHECK(key_of("[history]\nidempotency_window_ms = 5\n") == "history.idempotency_window_ms");
 }
