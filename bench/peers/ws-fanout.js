@@ -6,7 +6,7 @@
 //   node ws-fanout.js --protocol wsnode|nchan|socketio --port P
 //        [--subscribers 1000] [--messages 1000] [--window 16] [--size 100]
 //        [--rate 0] [--http-publish] [--server-pid PID ...]
-//        [--batch] [--channel bench.fanout]
+//        [--batch] [--channel bench.fanout] [--deflate]
 //
 // Delivery-bounded: at most --window messages published and not yet
 // delivered to every subscriber (with --rate, publishes are also paced at
@@ -20,6 +20,8 @@
 // frames (protocol v1.2), each element one delivery; the server merges only
 // in a namespace with merge_ms > 0, so pick its channel with --channel
 // (e.g. danmaku:bench; the default bench.fanout is in no namespace).
+// --deflate: subscribers offer permessage-deflate (ws's default offer), so
+// a server with compression on sends them compressed frames.
 "use strict";
 const fs = require("fs");
 const http = require("http");
@@ -28,7 +30,7 @@ const WebSocket = require("ws");
 function parseArgs(argv) {
   const a = { protocol: "wsnode", port: 8080, subscribers: 1000, messages: 1000, window: 16,
               size: 100, rate: 0, serverPid: [], httpPublish: false, timeout: 120,
-              batch: false, channel: "bench.fanout" };
+              batch: false, channel: "bench.fanout", deflate: false };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i];
@@ -44,6 +46,7 @@ function parseArgs(argv) {
     else if (k === "--http-publish") a.httpPublish = true;
     else if (k === "--batch") a.batch = true;
     else if (k === "--channel") a.channel = v();
+    else if (k === "--deflate") a.deflate = true;
     else throw new Error(`unknown argument ${k}`);
   }
   if (a.batch && a.protocol !== "wsnode") throw new Error("--batch is wsnode only");
@@ -127,7 +130,7 @@ function deliver(sub, seq) {
 
 function subscriber(i) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url(`wsf${i}`), { perMessageDeflate: false });
+    const ws = new WebSocket(url(`wsf${i}`), { perMessageDeflate: args.deflate });
     const sub = { ws, seen: new Set(), ready: false };
     const ready = () => { if (!sub.ready) { sub.ready = true; resolve(sub); } };
     ws.on("open", () => {
@@ -256,6 +259,7 @@ async function main() {
     deliveries_per_client_read: reads ? delivered / reads : 0,
     latency_us: { p50: Math.round(q(0.5)), p99: Math.round(q(0.99)) },
     ...(args.batch ? { batch: true, channel: CH, merged_frames: merged } : {}),
+    ...(args.deflate ? { deflate: subs.some((s) => s.ws.extensions.includes("permessage-deflate")) } : {}),
   }));
   for (const s of subs) s.ws.terminate();
   if (pubWs) pubWs.terminate();

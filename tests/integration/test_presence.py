@@ -3,7 +3,6 @@ presence and join/leave): users on every node listed once each, pages with
 a cursor, join/leave seen on other nodes, and a killed node's users leave
 everyone's presence within a few heartbeats. Clients are Python's
 websockets, connected straight to each node."""
-import asyncio
 import json
 import time
 
