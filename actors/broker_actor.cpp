@@ -236,8 +236,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
               self->state.core->set_position(sid, ch, o.ep, o.off);
             else
               self->state.core->drop_held(sid, ch);
-            caf::anon_send(session, atoms::sub_done::value, slot, o.ok, o.ep, o.off,
-                           tri(o.recovered), frame_list{std::move(o.frames)}, o.error);
+            shard_reply r{shard_reply::kind::sub, slot, o.ok, o.ep, o.off, tri(o.recovered),
+                          std::move(o.frames), o.error, {}};
+            caf::anon_send(session, atoms::reply::value, std::move(r));
           });
         });
       },
@@ -248,8 +249,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           std::string& key, std::uint64_t slot, const caf::actor& session) {
         self->state.history->publish(ch, std::move(from), std::move(data), std::move(key),
                                      [session, slot](publish_outcome o) {
-                                       caf::anon_send(session, atoms::pub_done::value, slot, o.ok,
-                                                      o.off, o.error);
+                                       shard_reply r{shard_reply::kind::pub, slot, o.ok, {}, o.off,
+                                                     -1, {}, o.error, {}};
+                                       caf::anon_send(session, atoms::reply::value, std::move(r));
                                      });
       },
       [=](atoms::history_publish, const std::string& ch, std::string& data, std::string& key,
@@ -269,8 +271,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
                             read_request::purpose::history);
         self->state.history->read(ch, req, [session, slot](read_outcome o) {
-          caf::anon_send(session, atoms::hist_done::value, slot, o.ok, o.ep, o.off,
-                         frame_list{std::move(o.frames)}, o.error);
+          shard_reply r{shard_reply::kind::history, slot, o.ok, o.ep, o.off, -1,
+                        std::move(o.frames), o.error, {}};
+          caf::anon_send(session, atoms::reply::value, std::move(r));
         });
       },
       [=](atoms::history_read, const std::string& ch, bool has_since, std::string& ep,
@@ -293,7 +296,8 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           const std::string& id, std::uint64_t slot, const caf::actor& session) {
         auto frame = self->state.presence->page(id, ch, static_cast<std::size_t>(limit), cursor,
                                                 false, opts.max_frame_bytes);
-        caf::anon_send(session, atoms::presence_done::value, slot, std::move(frame));
+        shard_reply r{shard_reply::kind::presence, slot, true, {}, 0, -1, {}, {}, std::move(frame)};
+        caf::anon_send(session, atoms::reply::value, std::move(r));
       },
       [=](atoms::presence, const std::string& ch, std::uint64_t limit, const std::string& cursor,
           const api_completion& done) {

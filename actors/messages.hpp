@@ -71,6 +71,28 @@ enum class session_event : std::uint8_t {
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
 
+/// A shard's answer to one of a session's commands (atoms::reply). One
+/// message type for the four kinds, so that the session actor has one
+/// handler for them: every handler costs each idle session's behavior
+/// some 45 bytes.
+struct shard_reply {
+  enum class kind : std::uint8_t {
+    sub,      ///< a history channel's sub: ok, ep, off, recovered, frames (the replay), error
+    pub,      ///< a history channel's pub: ok, off, error
+    history,  ///< a history read: ok, ep, off, frames, error
+    presence, ///< a presence page: frame
+  };
+  kind what = kind::sub;
+  std::uint64_t slot = 0; ///< the command's reply slot
+  bool ok = false;
+  std::string ep;
+  std::uint64_t off = 0;
+  std::int8_t recovered = -1; ///< -1: none, 0, 1
+  frame_list frames;
+  std::string error;
+  std::string frame;
+};
+
 /// Work another thread hands a broker shard (an external history engine's
 /// answers, actors/history/engine_store.hpp), run on the shard's thread.
 struct shard_task {
@@ -85,6 +107,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::api_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_messages)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_task)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::hook_answer)
 
 namespace wsnode::actors::atoms {
@@ -108,12 +131,8 @@ using history_publish = caf::atom_constant<caf::atom("hpub")>;
 /// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (...,
 /// api_completion)
 using history_read = caf::atom_constant<caf::atom("hist")>;
-/// shard -> session: (slot, ok, ep, off, recovered (-1 none, 0, 1), frame_list, error)
-using sub_done = caf::atom_constant<caf::atom("sub_done")>;
-/// shard -> session: (slot, ok, off, error)
-using pub_done = caf::atom_constant<caf::atom("pub_done")>;
-/// shard -> session: (slot, ok, ep, off, frame_list, error)
-using hist_done = caf::atom_constant<caf::atom("hist_done")>;
+/// shard -> session: (shard_reply) a history sub, pub or read, or a presence page, answered
+using reply = caf::atom_constant<caf::atom("reply")>;
 // presence (namespaces with presence = true; see presence.hpp)
 /// session -> shard: (sid, ch, user) subscribed; (sid, ch) unsubscribed
 using presence_add = caf::atom_constant<caf::atom("padd")>;
@@ -121,8 +140,6 @@ using presence_remove = caf::atom_constant<caf::atom("prem")>;
 /// session -> shard: (ch, limit, cursor, id, slot, session); API: (ch, limit,
 /// cursor, api_completion)
 using presence = caf::atom_constant<caf::atom("presence")>;
-/// shard -> session: (slot, frame)
-using presence_done = caf::atom_constant<caf::atom("pres_done")>;
 /// backbone -> shard: (from node, service_tag, payload) a history or presence service message
 using node_msg = caf::atom_constant<caf::atom("node_msg")>;
 /// backbone -> shards: (live peer ids)

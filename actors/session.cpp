@@ -368,17 +368,18 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
   return {
       [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
       [=](atoms::event, std::uint8_t e, std::uint64_t arg) { self->state.on_event(e, arg); },
-      [=](atoms::sub_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
-          std::int8_t recovered, frame_list& frames, const std::string& error) {
-        self->state.on_sub_done(slot, ok, ep, off, recovered, frames, error);
-      },
-      [=](atoms::pub_done, std::uint64_t slot, bool ok, std::uint64_t off,
-          const std::string& error) { self->state.on_pub_done(slot, ok, off, error); },
-      [=](atoms::hist_done, std::uint64_t slot, bool ok, const std::string& ep, std::uint64_t off,
-          const frame_list& frames,
-          const std::string& error) { self->state.on_hist_done(slot, ok, ep, off, frames, error); },
-      [=](atoms::presence_done, std::uint64_t slot, std::string& frame) {
-        self->state.on_presence_done(slot, frame);
+      [=](atoms::reply, shard_reply& r) {
+        auto& st = self->state;
+        switch (r.what) {
+        case shard_reply::kind::sub:
+          return st.on_sub_done(r.slot, r.ok, r.ep, r.off, r.recovered, r.frames, r.error);
+        case shard_reply::kind::pub:
+          return st.on_pub_done(r.slot, r.ok, r.off, r.error);
+        case shard_reply::kind::history:
+          return st.on_hist_done(r.slot, r.ok, r.ep, r.off, r.frames, r.error);
+        case shard_reply::kind::presence:
+          return st.on_presence_done(r.slot, r.frame);
+        }
       },
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
         self->state.on_hook_done(purpose, a);

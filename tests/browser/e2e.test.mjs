@@ -64,7 +64,10 @@ const text = (page, id) => page.locator(`#${id}`).textContent();
 before(async () => {
   // 3 nodes: the rooms keep history, which needs a majority of the nodes
   const nats = BACKBONE === "nats" ? ["--nats"] : [];
-  clusterCmd("up", "3", "--port", "0", ...nats, "--set", "mesh.heartbeat_ms=200");
+  // compression on: Chromium always offers permessage-deflate, so the page
+  // inflates the frames every node compresses once and shares
+  clusterCmd("up", "3", "--port", "0", ...nats, "--set", "mesh.heartbeat_ms=200",
+             "--set", "ws.compression=true");
   readCluster();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   browser = await chromium.launch({
@@ -154,6 +157,32 @@ test("a message published through the HTTP API flies as a danmaku comment", asyn
   await b.click("#danmaku-fire");
   await a.locator("#stage .bullet", { hasText: "bullet from bob" }).waitFor();
   await a.waitForFunction(() => Number(document.getElementById("danmaku-rate").textContent) >= 1);
+});
+
+test("a burst of comments reaches the page in merged, compressed frames", async () => {
+  const { page: a } = pages.a;
+  const metric = async (name) => {
+    let sum = 0;
+    for (const n of cluster.nodes) {
+      const text = await (await fetch(`http://127.0.0.1:${n.http}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(name + " "));
+      sum += line ? Number(line.split(" ")[1]) : 0;
+    }
+    return sum;
+  };
+  const merged0 = await metric("wsnode_merged_frames_total");
+  for (let i = 0; i < 30; i++) {
+    const res = await fetch(`${front()}/api/publish`, {
+      method: "POST",
+      body: JSON.stringify({ ch: "danmaku:lobby", data: { text: `burst ${i}` } }),
+    });
+    assert.equal(res.status, 200);
+  }
+  await a.locator("#stage .bullet", { hasText: "burst 29" }).waitFor();
+  // the page counted more messages than frames over the burst's second
+  await a.waitForFunction(() => Number(document.getElementById("diag-per-frame").textContent) > 1);
+  assert.ok((await metric("wsnode_merged_frames_total")) > merged0);
+  assert.ok((await metric("wsnode_deflate_calls_total")) > 0);
 });
 
 test("the server API subscribes a page to a room, takes it out, and disconnects a user", async () => {
