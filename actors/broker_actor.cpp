@@ -46,8 +46,8 @@ bool full(const broker_core& core, const namespace_table* ns, std::uint64_t sid,
 
 void refuse_full(metrics& m, const caf::actor& session, std::uint64_t slot) {
   m.refuse(refusal_reason::max_subscribers);
-  caf::anon_send(session, atoms::event::value, static_cast<std::uint8_t>(session_event::full),
-                 slot);
+  caf::anon_send(session, atoms::note::value,
+                 session_note::event_of(static_cast<std::uint8_t>(session_event::full), slot));
 }
 
 std::int8_t tri(std::optional<bool> b) {
@@ -176,8 +176,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         // connection's thread before the session's first reply can
         auto ready = [sink, hello, session] {
           sink->send(hello);
-          caf::anon_send(session, atoms::event::value,
-                         static_cast<std::uint8_t>(session_event::joined), std::uint64_t{0});
+          caf::anon_send(
+              session, atoms::note::value,
+              session_note::event_of(static_cast<std::uint8_t>(session_event::joined), 0));
         };
         self->state.core->join(sid, std::move(user), sink, std::move(ready), session);
       },
@@ -194,8 +195,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         if (!self->state.core->sink_of(sid)) // joined in its user's shard, not this one
           self->state.core->attach(sid, std::move(from));
         self->state.core->subscribe(sid, ch, [session, slot] {
-          caf::anon_send(session, atoms::event::value,
-                         static_cast<std::uint8_t>(session_event::subscribed), slot);
+          caf::anon_send(
+              session, atoms::note::value,
+              session_note::event_of(static_cast<std::uint8_t>(session_event::subscribed), slot));
         });
       },
       [=](atoms::unsub, std::uint64_t sid, const std::string& ch) {
@@ -236,9 +238,15 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
               self->state.core->set_position(sid, ch, o.ep, o.off);
             else
               self->state.core->drop_held(sid, ch);
-            shard_reply r{shard_reply::kind::sub, slot, o.ok, o.ep, o.off, tri(o.recovered),
-                          std::move(o.frames), o.error, {}};
-            caf::anon_send(session, atoms::reply::value, std::move(r));
+            session_note r{.what = session_note::kind::sub,
+                           .slot = slot,
+                           .ok = o.ok,
+                           .ep = o.ep,
+                           .off = o.off,
+                           .recovered = tri(o.recovered),
+                           .frames = std::move(o.frames),
+                           .error = o.error};
+            caf::anon_send(session, atoms::note::value, std::move(r));
           });
         });
       },
@@ -249,9 +257,12 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           std::string& key, std::uint64_t slot, const caf::actor& session) {
         self->state.history->publish(ch, std::move(from), std::move(data), std::move(key),
                                      [session, slot](publish_outcome o) {
-                                       shard_reply r{shard_reply::kind::pub, slot, o.ok, {}, o.off,
-                                                     -1, {}, o.error, {}};
-                                       caf::anon_send(session, atoms::reply::value, std::move(r));
+                                       session_note r{.what = session_note::kind::pub,
+                                                      .slot = slot,
+                                                      .ok = o.ok,
+                                                      .off = o.off,
+                                                      .error = o.error};
+                                       caf::anon_send(session, atoms::note::value, std::move(r));
                                      });
       },
       [=](atoms::history_publish, const std::string& ch, std::string& data, std::string& key,
@@ -271,9 +282,14 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         auto req = read_req(has_since, std::move(ep), off, has_limit, limit,
                             read_request::purpose::history);
         self->state.history->read(ch, req, [session, slot](read_outcome o) {
-          shard_reply r{shard_reply::kind::history, slot, o.ok, o.ep, o.off, -1,
-                        std::move(o.frames), o.error, {}};
-          caf::anon_send(session, atoms::reply::value, std::move(r));
+          session_note r{.what = session_note::kind::history,
+                         .slot = slot,
+                         .ok = o.ok,
+                         .ep = o.ep,
+                         .off = o.off,
+                         .frames = std::move(o.frames),
+                         .error = o.error};
+          caf::anon_send(session, atoms::note::value, std::move(r));
         });
       },
       [=](atoms::history_read, const std::string& ch, bool has_since, std::string& ep,
@@ -296,8 +312,11 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           const std::string& id, std::uint64_t slot, const caf::actor& session) {
         auto frame = self->state.presence->page(id, ch, static_cast<std::size_t>(limit), cursor,
                                                 false, opts.max_frame_bytes);
-        shard_reply r{shard_reply::kind::presence, slot, true, {}, 0, -1, {}, {}, std::move(frame)};
-        caf::anon_send(session, atoms::reply::value, std::move(r));
+        session_note r{.what = session_note::kind::presence,
+                       .slot = slot,
+                       .ok = true,
+                       .frame = std::move(frame)};
+        caf::anon_send(session, atoms::note::value, std::move(r));
       },
       [=](atoms::presence, const std::string& ch, std::uint64_t limit, const std::string& cursor,
           const api_completion& done) {

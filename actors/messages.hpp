@@ -22,6 +22,17 @@ struct client_message {
 /// The messages of one read, in order.
 using client_messages = std::vector<client_message>;
 
+/// What transport hands a session actor (atoms::input): the messages of
+/// one read or, last, the connection's end with its close code and reason
+/// (after the messages it carries). One message type for both, so one
+/// handler: every handler costs each idle session's behavior some 45 bytes.
+struct client_input {
+  client_messages messages;
+  bool closed = false; ///< the connection is gone
+  std::uint16_t code = 0;
+  std::string reason;
+};
+
 /// An HTTP API call's completion, carried through mailboxes. It answers
 /// once; when every copy of it is gone unanswered (its shard has quit and
 /// dropped the message, or a handler lost it), it answers `unavailable`
@@ -60,7 +71,7 @@ enum class user_op : std::uint8_t { close, subscribe, unsubscribe };
 inline constexpr std::uint8_t server_subscribe_purpose = 200;
 inline constexpr std::uint8_t server_unsubscribe_purpose = 201;
 
-/// What the broker tells a session actor (atoms::event) once the session's
+/// What the broker tells a session actor (a session_note event) once the session's
 /// interest is live on every node.
 enum class session_event : std::uint8_t {
   joined,     ///< DMs to the session's user reach it; `hello` was sent
@@ -71,26 +82,37 @@ enum class session_event : std::uint8_t {
 /// Frames handed from a broker to a session (a recovery's messages).
 using frame_list = std::vector<frame_ptr>;
 
-/// A shard's answer to one of a session's commands (atoms::reply). One
-/// message type for the four kinds, so that the session actor has one
-/// handler for them: every handler costs each idle session's behavior
-/// some 45 bytes.
-struct shard_reply {
+/// What a session actor learns (atoms::note): a shard's answer to one of
+/// its commands, or an event (from a shard: joined, a subscription live, a
+/// channel full; from transport: the client's input ended; from its own
+/// timers). One message type, so one handler in the session's behavior:
+/// every handler costs each idle session some 45 bytes.
+struct session_note {
   enum class kind : std::uint8_t {
     sub,      ///< a history channel's sub: ok, ep, off, recovered, frames (the replay), error
     pub,      ///< a history channel's pub: ok, off, error
     history,  ///< a history read: ok, ep, off, frames, error
     presence, ///< a presence page: frame
+    event,    ///< code (a session_event, or the session's own), slot: its argument
   };
   kind what = kind::sub;
-  std::uint64_t slot = 0; ///< the command's reply slot
+  std::uint64_t slot = 0; ///< the command's reply slot (an event's argument)
   bool ok = false;
-  std::string ep;
+  std::uint8_t code = 0; ///< an event's code
+  std::string ep{};
   std::uint64_t off = 0;
   std::int8_t recovered = -1; ///< -1: none, 0, 1
-  frame_list frames;
-  std::string error;
-  std::string frame;
+  frame_list frames{};
+  std::string error{};
+  std::string frame{};
+
+  static session_note event_of(std::uint8_t code, std::uint64_t arg) {
+    session_note n;
+    n.what = kind::event;
+    n.code = code;
+    n.slot = arg;
+    return n;
+  }
 };
 
 /// Work another thread hands a broker shard (an external history engine's
@@ -104,10 +126,10 @@ struct shard_task {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::api_completion)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_messages)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::client_input)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_task)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::session_note)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::hook_answer)
 
 namespace wsnode::actors::atoms {
@@ -131,8 +153,8 @@ using history_publish = caf::atom_constant<caf::atom("hpub")>;
 /// session -> shard: (ch, has_since, ep, off, has_limit, limit, slot, session); API: (...,
 /// api_completion)
 using history_read = caf::atom_constant<caf::atom("hist")>;
-/// shard -> session: (shard_reply) a history sub, pub or read, or a presence page, answered
-using reply = caf::atom_constant<caf::atom("reply")>;
+/// shards, transport, the session's timers -> session: (session_note)
+using note = caf::atom_constant<caf::atom("note")>;
 // presence (namespaces with presence = true; see presence.hpp)
 /// session -> shard: (sid, ch, user) subscribed; (sid, ch) unsubscribed
 using presence_add = caf::atom_constant<caf::atom("padd")>;
@@ -164,13 +186,7 @@ using api_part = caf::atom_constant<caf::atom("api_part")>;
 using api_timeout = caf::atom_constant<caf::atom("api_tmo")>;
 
 // transport -> session actor (see session.cpp)
-using input = caf::atom_constant<caf::atom("input")>; ///< (client_messages) one read
-/// (code, arg): a session_event from the broker; the end of the client's
-/// input (close frame or violation; arg: the close code) from transport;
-/// the session's own token-expiry check (arg: its generation)
-using event = caf::atom_constant<caf::atom("event")>;
-/// (close code, reason) the connection is gone
-using closed = caf::atom_constant<caf::atom("closed")>;
+using input = caf::atom_constant<caf::atom("input")>; ///< (client_input) one read, or the end
 /// hook client -> session actor: (purpose, hook_answer) the application's
 /// answer (see session_hooks.cpp); shard -> session actor: the server
 /// API's (un)subscribe (server_subscribe_purpose, above)

@@ -313,12 +313,12 @@ void session_state::arm_expiry() {
              std::chrono::milliseconds(1);
     return std::max(d, std::chrono::milliseconds(1));
   };
-  self_->delayed_send(self_, after(expiry_deadline()), atoms::event::value, expiry_check_event,
-                      std::uint64_t{expiry_gen_});
+  self_->delayed_send(self_, after(expiry_deadline()), atoms::note::value,
+                      session_note::event_of(expiry_check_event, expiry_gen_));
   if (refresh_by_hook_)
     self_->delayed_send(self_,
                         after(std::chrono::system_clock::time_point{std::chrono::seconds{exp_}}),
-                        atoms::event::value, refresh_due_event, std::uint64_t{expiry_gen_});
+                        atoms::note::value, session_note::event_of(refresh_due_event, expiry_gen_));
 }
 
 // An err for a command refused by policy, counted by reason.
@@ -366,27 +366,31 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
                                session_identity who, sink_ptr sink, std::uint64_t sid) {
   self->state.init(std::move(env), std::move(who), std::move(sink), sid);
   return {
-      [=](atoms::input, client_messages& batch) { self->state.on_messages(batch); },
-      [=](atoms::event, std::uint8_t e, std::uint64_t arg) { self->state.on_event(e, arg); },
-      [=](atoms::reply, shard_reply& r) {
+      [=](atoms::input, client_input& in) {
+        if (!in.messages.empty())
+          self->state.on_messages(in.messages);
+        if (in.closed) {
+          self->state.on_closed(in.code, in.reason);
+          self->quit();
+        }
+      },
+      [=](atoms::note, session_note& r) {
         auto& st = self->state;
         switch (r.what) {
-        case shard_reply::kind::sub:
+        case session_note::kind::sub:
           return st.on_sub_done(r.slot, r.ok, r.ep, r.off, r.recovered, r.frames, r.error);
-        case shard_reply::kind::pub:
+        case session_note::kind::pub:
           return st.on_pub_done(r.slot, r.ok, r.off, r.error);
-        case shard_reply::kind::history:
+        case session_note::kind::history:
           return st.on_hist_done(r.slot, r.ok, r.ep, r.off, r.frames, r.error);
-        case shard_reply::kind::presence:
+        case session_note::kind::presence:
           return st.on_presence_done(r.slot, r.frame);
+        case session_note::kind::event:
+          return st.on_event(r.code, r.slot);
         }
       },
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
         self->state.on_hook_done(purpose, a);
-      },
-      [=](atoms::closed, std::uint16_t code, const std::string& reason) {
-        self->state.on_closed(code, reason);
-        self->quit();
       },
   };
 }
@@ -408,8 +412,8 @@ public:
   void on_read_end() override { flush(); }
   void on_input_end(std::uint16_t code) override {
     flush();
-    caf::anon_send(actor_, atoms::event::value, session_state::input_end_event,
-                   std::uint64_t{code});
+    caf::anon_send(actor_, atoms::note::value,
+                   session_note::event_of(session_state::input_end_event, code));
   }
   void on_closed(std::uint16_t code, std::string_view reason) override { end(code, reason); }
 
@@ -417,15 +421,17 @@ private:
   void flush() {
     if (batch_.empty())
       return;
-    caf::anon_send(actor_, atoms::input::value, std::move(batch_));
+    caf::anon_send(actor_, atoms::input::value, client_input{std::move(batch_), false, 0, {}});
     batch_ = {};
   }
   // Dropped without on_closed: the connection went without a handshake.
   void end(std::uint16_t code = 1006, std::string_view reason = {}) {
     if (!actor_)
       return;
-    flush();
-    caf::anon_send(actor_, atoms::closed::value, code, std::string{reason});
+    // the last read's messages, then the end
+    caf::anon_send(actor_, atoms::input::value,
+                   client_input{std::move(batch_), true, code, std::string{reason}});
+    batch_ = {};
     actor_ = nullptr;
   }
 

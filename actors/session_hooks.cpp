@@ -131,8 +131,8 @@ void session_state::answer_refresh(hook_answer& a) {
     return close(a.close_code, a.reason);
   case hook_answer::kind::failed:
     if (now + std::chrono::seconds(1) < expiry_deadline())
-      self_->delayed_send(self_, std::chrono::seconds(1), atoms::event::value, refresh_due_event,
-                          std::uint64_t{expiry_gen_});
+      self_->delayed_send(self_, std::chrono::seconds(1), atoms::note::value,
+                          session_note::event_of(refresh_due_event, expiry_gen_));
     return; // else on_expire closes the session at the deadline
   }
 }
