@@ -273,6 +273,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.get("runtime", "broker_shards", c.broker_shards);
   r.get("runtime", "scheduler", c.scheduler);
   r.get("log", "level", c.log_level);
+  r.get("log", "format", c.log_format);
   r.check_unknown();
   read_namespaces(root, c);
 
@@ -329,6 +330,8 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
                                                          "warn",  "error", "off"};
   require(levels.contains(c.log_level), "log.level",
           "must be one of trace, debug, info, warn, error, off");
+  require(c.log_format == "text" || c.log_format == "json", "log.format",
+          "must be \"text\" or \"json\"");
 
   // Security by default: without a secret or key, only loopback listeners.
   if (!is_loopback(c.host)) {

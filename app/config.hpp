@@ -102,6 +102,7 @@ struct config {
   std::string scheduler = "sharing"; ///< CAF policy: sharing | stealing
   // [log]
   std::string log_level = "info";
+  std::string log_format = "text"; ///< "text" (one line per event) or "json" (one object per line)
 
   /// True when neither a secret nor a public key is set (identity claimed
   /// by the client).
@@ -128,6 +129,12 @@ config load_config(const std::filesystem::path& file);
 /// Parses and validates TOML text; relative paths resolve against `base_dir`.
 /// Throws config_error.
 config parse_config(std::string_view toml_text, const std::filesystem::path& base_dir);
+
+/// The effective configuration as TOML: every section and key the reader
+/// knows, in the names an operator writes, defaults filled in; passwords,
+/// secrets, tokens and keys print as "***" when set ("" when not). Parsed
+/// again it means the same (but for the masked values). (app/config_print.cpp)
+std::string print_effective(const config& c);
 
 /// Splits "host:port" or "[v6]:port"; throws config_error naming `key`.
 void split_host_port(std::string_view s, const std::string& key, std::string& host,

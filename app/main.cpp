@@ -1,5 +1,6 @@
 // wsnode: a distributed real-time messaging server for WebSocket clients.
 #include "app/config.hpp"
+#include "app/log_format.hpp"
 #include "app/node.hpp"
 #include "protocol/auth_token.hpp"
 #include "protocol/names.hpp"
@@ -7,10 +8,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,9 +22,17 @@ namespace {
 constexpr int exit_config = 2;
 constexpr int exit_runtime = 1;
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("wsnode");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+// [log] level and format ("text": one line per event, "json": one object
+// per line, uncoloured).
+void setup_logging(const std::string& level, const std::string& format) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (format == "json") {
+    logger = spdlog::stderr_logger_mt("wsnode");
+    logger->set_formatter(std::make_unique<wsnode::json_log_formatter>());
+  } else {
+    logger = spdlog::stderr_color_mt("wsnode");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
@@ -62,14 +73,16 @@ int main(int argc, char** argv) {
   bool check_only = false;
   bool version = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML)");
-  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  app.add_flag("--check-config", check_only,
+               "validate the configuration, print it (defaults filled in, secrets masked) and "
+               "exit");
   app.add_flag("-V,--version", version, "print the version and exit");
   std::string token_user;
   std::string token_channel;
   std::vector<std::string> token_channels;
   long long token_ttl = 3600;
-  auto* token = app.add_subcommand(
-      "token", "print an HS256 token signed with the config's [auth] secret");
+  auto* token =
+      app.add_subcommand("token", "print an HS256 token signed with the config's [auth] secret");
   token->add_option("-c,--config", config_path, "configuration file (TOML)");
   token->add_option("--user", token_user, "the token's sub (user id)")->required();
   token->add_option("--channel", token_channel,
@@ -94,11 +107,13 @@ int main(int argc, char** argv) {
   if (token->parsed())
     return print_token(cfg, token_user, token_channel, token_channels, token_ttl);
   if (check_only) {
-    fmt::print("{}: ok (node {}, listen {}, auth {})\n", config_path, cfg.node_id, cfg.listen,
-               cfg.dev_mode() ? "dev" : "jwt");
+    // the verdict on stderr, the effective config (valid TOML) alone on stdout
+    fmt::print(stderr, "{}: ok (node {}, listen {}, auth {})\n", config_path, cfg.node_id,
+               cfg.listen, cfg.dev_mode() ? "dev" : "jwt");
+    fmt::print("{}", wsnode::print_effective(cfg));
     return 0;
   }
-  setup_logging(cfg.log_level);
+  setup_logging(cfg.log_level, cfg.log_format);
   try {
     return wsnode::run_node(cfg, WSNODE_VERSION);
   } catch (const std::exception& e) {

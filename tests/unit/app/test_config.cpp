@@ -104,6 +104,8 @@ TEST_CASE("bad configs name the key") {
   CHECK(key_of("[mesh]\nbind = \"tcp://127.0.0.1:7000\"\npeers = [\"tcp://x\"]\n") == "mesh.peers");
   CHECK(key_of("[mesh]\npeers = [\"tcp://127.0.0.1:7001\"]\n") == "mesh.bind");
   CHECK(key_of("[log]\nlevel = \"loud\"\n") == "log.level");
+  CHECK(key_of("[log]\nformat = \"xml\"\n") == "log.format");
+  CHECK(key_of("[log]\nformat = \"json\"\n").empty());
   CHECK(key_of("[runtime]\nscheduler = \"spin\"\n") == "runtime.scheduler");
   CHECK(key_of("[runtime]\nbroker_shards = 0\n") == "runtime.broker_shards");
   CHECK(key_of("[runtime]\nbroker_shards = 65\n") == "runtime.broker_shards");
@@ -258,4 +260,154 @@ TEST_CASE("the example config for the hooks is valid and serves the demo page") 
   auto c = load_config(std::filesystem::path{WSNODE_SOURCE_DIR} / "examples" / "hooks.toml");
   CHECK(c.connect_hook());
   CHECK(std::filesystem::exists(std::filesystem::path{c.static_dir} / "index.html"));
+}
+
+TEST_CASE("print_effective: every key, defaults filled in, secrets masked") {
+  auto c = parse_config(R"(
+[node]
+id = "edge-7"
+[auth]
+secret = "s3cret-hs256"
+issuer = "https://auth.example"
+[api]
+key = "api-k3y"
+[ws]
+allowed_origins = ["https://a.example"]
+[limits]
+messages_per_second = 2.5
+[channels]
+readonly_namespaces = ["news"]
+[backbone]
+kind = "nats"
+[nats]
+user = "wsnode"
+password = "nats-pa55"
+creds_file = ""
+[log]
+format = "json"
+[[namespace]]
+name = "room"
+history_size = 100
+presence = "count"
+merge_ms = 50
+)",
+                        "/etc/wsnode");
+  auto text = print_effective(c);
+  CAPTURE(text);
+  // secrets: "***" when set, "" when not; paths and user names as they are
+  CHECK(text.find("s3cret-hs256") == std::string::npos);
+  CHECK(text.find("api-k3y") == std::string::npos);
+  CHECK(text.find("nats-pa55") == std::string::npos);
+  CHECK(text.find("[auth]\nsecret = \"***\"\n") != std::string::npos);
+  CHECK(text.find("[api]\nkey = \"***\"\n") != std::string::npos);
+  CHECK(text.find("password = \"***\"\n") != std::string::npos);
+  CHECK(text.find("token = \"\"\n") != std::string::npos);
+  CHECK(text.find("user = \"wsnode\"\n") != std::string::npos);
+  CHECK(text.find("public_key_file = \"\"\n") != std::string::npos);
+  // values set and defaults, in the names an operator writes
+  CHECK(text.find("id = \"edge-7\"\n") != std::string::npos);
+  CHECK(text.find("max_message_bytes = 65536\n") != std::string::npos);
+  CHECK(text.find("drain_timeout_ms = 10000\n") != std::string::npos);
+  CHECK(text.find("coalesce_us = 2000\n") != std::string::npos);
+  CHECK(text.find("messages_per_second = 2.5\n") != std::string::npos);
+  CHECK(text.find("static_dir = \"/etc/wsnode/web\"\n") != std::string::npos);
+  CHECK(text.find("scheduler = \"sharing\"\n") != std::string::npos);
+  CHECK(text.find("[log]\nlevel = \"info\"\nformat = \"json\"\n") != std::string::npos);
+  CHECK(text.find("presence = \"count\"\n") != std::string::npos);
+  CHECK(text.find("merge_ms = 50\n") != std::string::npos);
+  CHECK(text.find("merge_max = 50\n") != std::string::npos);
+  CHECK(text.find("publish = \"server\"\n") != std::string::npos); // readonly "news"
+  for (const char* section :
+       {"[node]", "[http]", "[auth]", "[api]", "[ws]", "[limits]", "[channels]", "[history]",
+        "[hooks]", "[backbone]", "[mesh]", "[nats]", "[runtime]", "[log]", "[[namespace]]"})
+    CHECK_MESSAGE(text.find(std::string{section} + "\n") != std::string::npos, section);
+
+  // the printed text is a config wsnode accepts, meaning the same but for
+  // the masked secrets
+  auto again = parse_config(text, "/etc/wsnode");
+  CHECK(again.auth_secret == "***");
+  CHECK(again.api_key == "***");
+  CHECK(again.nats_password == "***");
+  CHECK(again.node_id == "edge-7");
+  CHECK(again.auth_issuer == "https://auth.example");
+  CHECK(again.allowed_origins == c.allowed_origins);
+  CHECK(again.messages_per_second == doctest::Approx(2.5));
+  CHECK(again.static_dir == "/etc/wsnode/web");
+  CHECK(again.on_nats());
+  CHECK(again.log_format == "json");
+  REQUIRE(again.namespaces.size() == 2);
+  CHECK(again.namespaces[0].name == "room");
+  CHECK(again.namespaces[0].history_size == 100);
+  CHECK(again.namespaces[0].presence_count);
+  CHECK(again.namespaces[0].merge_ms == std::chrono::milliseconds{50});
+  CHECK(again.namespaces[1].name == "news");
+  CHECK(again.namespaces[1].publish == publish_rule::server);
+  CHECK(again.readonly_namespaces == std::vector<std::string>{"news"});
+}
+
+TEST_CASE("print_effective round-trips: print(parse(print(c))) == print(c)") {
+  const char* texts[] = {"", R"(
+[node]
+id = "edge-7"
+drain_timeout_ms = 2500
+[http]
+listen = "[::1]:9000"
+static_dir = ""
+io_threads = 2
+[auth]
+issuer = "it's \"quoted\", a \\ and ü"
+audience = "tab\there"
+[ws]
+allowed_origins = ["https://a.example", "https://b.example", "https://c.example",
+                   "https://d.example", "https://e.example", "https://f.example"]
+compression = true
+coalesce_us = 0
+[limits]
+messages_per_second = 0.1
+burst = 1e6
+[channels]
+readonly_namespaces = ["news", "alerts"]
+[history]
+state_dir = "/var/lib/wsnode"
+[hooks]
+connect_url = "http://127.0.0.1:9000/ws/connect?x=1"
+subscribe_url = "http://127.0.0.1:9000/ws/subscribe"
+forward_headers = ["Cookie"]
+[mesh]
+bind = "tcp://127.0.0.1:7001"
+peers = ["tcp://10.0.0.2:7001"]
+[runtime]
+scheduler = "stealing"
+[log]
+level = "warn"
+[[namespace]]
+name = ""
+history_size = 10
+[[namespace]]
+name = "news"
+publish = "anyone"
+[[namespace]]
+name = "dm"
+subscribe = "token"
+publish = "subscribers"
+presence = true
+join_leave = true
+subscribe_hook = true
+events = false
+max_subscribers = 3
+)"};
+  for (const char* text : texts) {
+    auto c = parse_config(text, "/etc/wsnode");
+    auto printed = print_effective(c);
+    CAPTURE(printed);
+    auto again = parse_config(printed, "/etc/wsnode");
+    CHECK(print_effective(again) == printed);
+    CHECK(again.auth_issuer == c.auth_issuer);
+    CHECK(again.auth_audience == c.auth_audience);
+    CHECK(again.allowed_origins == c.allowed_origins);
+    CHECK(again.messages_per_second == c.messages_per_second);
+    CHECK(again.burst == c.burst);
+    CHECK(again.static_dir == c.static_dir);
+    CHECK(again.namespaces.size() == c.namespaces.size());
+  }
 }
