@@ -22,6 +22,28 @@
 
 namespace wsnode::actors {
 
+namespace {
+
+// Sends `frame` to those of `subs` whose batched() is `batched`, in one
+// hand-over; returns how many queued it and counts the others in `skipped`.
+template <class Subscribers>
+std::size_t send_where(const Subscribers& subs, const frame_ptr& frame, bool lossy, bool batched,
+                       std::size_t& skipped) {
+  std::size_t queued = 0;
+  send_batch batch;
+  for (const auto& [sid, sink] : subs) {
+    if (sink->batched() != batched) {
+      ++skipped;
+      continue;
+    }
+    auto r = lossy ? sink->send_lossy(frame) : sink->send(frame);
+    queued += r == send_result::queued ? 1 : 0;
+  }
+  return queued;
+}
+
+} // namespace
+
 std::size_t broker_core::fan_out_channel(std::string_view ch, const frame_ptr& frame) {
   const auto* subs = channels_.find(ch);
   if (subs == nullptr)
@@ -34,21 +56,10 @@ std::size_t broker_core::fan_out_channel(std::string_view ch, const frame_ptr& f
     flush_window(ch);
     return fan_out(subs, frame, is_lossy);
   }
-  std::size_t queued = 0;
-  bool batched = false;
-  {
-    send_batch batch;
-    for (const auto& [sid, sink] : *subs) {
-      if (sink->batched()) {
-        batched = true;
-        continue;
-      }
-      auto r = is_lossy ? sink->send_lossy(frame) : sink->send(frame);
-      queued += r == send_result::queued ? 1 : 0;
-    }
-  }
+  std::size_t batched = 0;
+  auto queued = send_where(*subs, frame, is_lossy, false, batched);
   bump(metrics_.deliveries, queued);
-  if (!batched)
+  if (batched == 0)
     return queued;
   auto it = windows_.find(ch);
   if (it != windows_.end() && it->second.bytes + frame->size() + 2 > max_merged_bytes_) {
@@ -100,17 +111,8 @@ void broker_core::flush_window(std::string_view ch) {
     bump(metrics_.merged_frames, 1);
     bump(metrics_.merged_messages, frames.size());
   }
-  bool is_lossy = lossy(ch);
-  std::size_t queued = 0;
-  {
-    send_batch batch;
-    for (const auto& [sid, sink] : *subs) {
-      if (!sink->batched())
-        continue;
-      auto r = is_lossy ? sink->send_lossy(out) : sink->send(out);
-      queued += r == send_result::queued ? 1 : 0;
-    }
-  }
+  std::size_t plain = 0; // they had each message at once
+  auto queued = send_where(*subs, out, lossy(ch), true, plain);
   bump(metrics_.deliveries, queued * frames.size());
 }
 

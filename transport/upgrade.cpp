@@ -39,8 +39,7 @@ std::optional<std::string> param(const boost::urls::url_view& u, std::string_vie
 
 // Who the client is (the rest of decide_upgrade).
 upgrade_decision decide_identity(const server_options& opts, const boost::urls::url_view& u,
-                                 bool dev_path) {
-  const std::string path = u.path();
+                                 const std::string& path, bool dev_path) {
   if (opts.hooks && opts.hooks->has(hook_kind::connect)) {
     upgrade_decision d;
     d.ask_hook = true;
@@ -111,7 +110,7 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
       return refuse(400, reject_reason::bad_request, "batch must be 0 or 1");
     batch = *b == "1";
   }
-  auto d = decide_identity(opts, u, dev_path);
+  auto d = decide_identity(opts, u, path, dev_path);
   d.batch = batch;
   return d;
 }
