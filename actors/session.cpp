@@ -65,6 +65,13 @@ void session_state::init(std::shared_ptr<const session_env> env, session_identit
                  make_frame(protocol::encode_hello(node, user_, sid_text())), handle());
 }
 
+void session_state::sync_env() {
+  const auto* now = env_->current;
+  if (now != nullptr && now->peek() != env_.get())
+    if (auto next = now->get())
+      env_ = std::move(next);
+}
+
 void session_state::on_messages(client_messages& batch) {
   {
     send_batch replies; // the replies to one read reach the I/O thread together
@@ -367,6 +374,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
   self->state.init(std::move(env), std::move(who), std::move(sink), sid);
   return {
       [=](atoms::input, client_input& in) {
+        self->state.sync_env();
         if (!in.messages.empty())
           self->state.on_messages(in.messages);
         if (in.closed) {
@@ -376,6 +384,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
       },
       [=](atoms::note, session_note& r) {
         auto& st = self->state;
+        st.sync_env();
         switch (r.what) {
         case session_note::kind::sub:
           return st.on_sub_done(r.slot, r.ok, r.ep, r.off, r.recovered, r.frames, r.error);
@@ -390,6 +399,7 @@ caf::behavior session_behavior(session_actor* self, std::shared_ptr<const sessio
         }
       },
       [=](atoms::hook_done, std::uint8_t purpose, hook_answer& a) {
+        self->state.sync_env();
         self->state.on_hook_done(purpose, a);
       },
   };

@@ -25,6 +25,7 @@
 #include "actors/rate_limiter.hpp"
 #include "core/events.hpp"
 #include "core/hooks.hpp"
+#include "core/live.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "protocol/auth_token.hpp"
@@ -42,7 +43,8 @@ namespace wsnode::actors {
 
 class broker_set;
 
-/// Per-node settings every session applies (immutable, shared).
+/// Per-node settings every session applies (immutable, shared; a reload
+/// makes a new version, see session_env::current).
 struct session_config {
   std::string node_id = "n1";
   protocol::parse_limits limits;
@@ -59,11 +61,16 @@ struct session_config {
 };
 
 /// What every session of a node shares: its settings, the limits derived
-/// from them, the metrics and the brokers. One per node, so that a session
-/// holds one pointer instead of each part.
+/// from them, the metrics and the brokers. One per node and reload, so
+/// that a session holds one pointer instead of each part.
 struct session_env {
   session_env(session_config c, metrics& mm, std::shared_ptr<const broker_set> b,
               std::shared_ptr<hook_port> h = nullptr, std::shared_ptr<event_port> e = nullptr);
+  /// The node's current version (null: never reloaded). A session checks
+  /// it when a handler starts and moves to a newer one there, so that one
+  /// message is judged by one version; a reload reaches every session
+  /// without a message to each. Outlives every session (the node's).
+  const live<session_env>* current = nullptr;
   session_config cfg;
   metrics& m;
   std::shared_ptr<const broker_set> brokers;

@@ -40,6 +40,9 @@ public:
 
   void init(std::shared_ptr<const session_env> env, session_identity who, sink_ptr sink,
             std::uint64_t sid);
+  /// Moves to the node's current settings when a reload made new ones
+  /// (called when a handler starts; see session_env::current).
+  void sync_env();
   void on_messages(client_messages& batch);
   void on_event(std::uint8_t code, std::uint64_t arg);
   void leave();

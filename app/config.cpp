@@ -244,6 +244,7 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
   r.get("auth", "issuer", c.auth_issuer);
   r.get("auth", "audience", c.auth_audience);
   r.millis("auth", "expiry_grace_ms", c.expiry_grace);
+  r.millis("auth", "key_grace_ms", c.key_grace);
   r.get("api", "key", c.api_key);
   r.millis("api", "timeout_ms", c.api_timeout);
   r.get("ws", "max_message_bytes", c.max_message_bytes);
@@ -279,6 +280,8 @@ config parse_config(std::string_view text, const std::filesystem::path& base_dir
 
   require(valid_node_id(c.node_id), "node.id", "must be 1-64 chars of [A-Za-z0-9_.-]");
   require(c.drain_timeout.count() > 0, "node.drain_timeout_ms", "must be positive");
+  require(c.key_grace.count() >= 0 && c.key_grace <= std::chrono::hours{24 * 7},
+          "auth.key_grace_ms", "must be 0-604800000 (up to a week)");
   split_host_port(c.listen, "http.listen", c.host, c.port);
   if (c.host == "localhost")
     c.host = "127.0.0.1";

@@ -35,6 +35,9 @@ struct config {
   std::string auth_issuer;                       ///< `iss` required when set
   std::string auth_audience;                     ///< `aud` required when set
   std::chrono::milliseconds expiry_grace{30000}; ///< after `exp` before 4001
+  /// After a reload that changed the keys, tokens the old keys accepted
+  /// are still accepted this long.
+  std::chrono::milliseconds key_grace{300000};
   // [api]
   std::string api_key;
   std::chrono::milliseconds api_timeout{10000}; ///< an API call not answered by then: 503
@@ -84,7 +87,7 @@ struct config {
   std::string nats_user;
   std::string nats_password;
   std::string nats_token;
-  std::string nats_creds_file; ///< resolved path; "" = none
+  std::string nats_creds_file;   ///< resolved path; "" = none
   std::size_t nats_replicas = 3; ///< JetStream replicas of history streams
   std::chrono::milliseconds nats_timeout{10000};
   std::string nats_prefix = "wsnode"; ///< first token of every subject and stream name
@@ -133,8 +136,11 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& bas
 /// The effective configuration as TOML: every section and key the reader
 /// knows, in the names an operator writes, defaults filled in; passwords,
 /// secrets, tokens and keys print as "***" when set ("" when not). Parsed
-/// again it means the same (but for the masked values). (app/config_print.cpp)
-std::string print_effective(const config& c);
+/// again it means the same (but for the masked values). `shown`: secrets
+/// as they are (for comparing two configs, never for printing).
+/// (app/config_print.cpp)
+enum class secrets : std::uint8_t { masked, shown };
+std::string print_effective(const config& c, secrets s = secrets::masked);
 
 /// Splits "host:port" or "[v6]:port"; throws config_error naming `key`.
 void split_host_port(std::string_view s, const std::string& key, std::string& host,

@@ -27,7 +27,7 @@ using actors::subscribe_rule;
 // read back to the same double.
 class toml_writer {
 public:
-  explicit toml_writer(std::ostream& out) : out_(out) {}
+  toml_writer(std::ostream& out, bool mask) : out_(out), mask_(mask) {}
 
   void section(std::string_view name) { out_ << "\n[" << name << "]\n"; }
   void array_entry(std::string_view name) { out_ << "\n[[" << name << "]]\n"; }
@@ -42,7 +42,7 @@ public:
     text(key, ec ? v : abs.lexically_normal().string());
   }
   void secret(std::string_view key, const std::string& v) {
-    text(key, v.empty() ? std::string{} : std::string{"***"});
+    text(key, v.empty() || !mask_ ? v : std::string{"***"});
   }
   void count(std::string_view key, std::size_t v) {
     put(key, toml::value<std::int64_t>{static_cast<std::int64_t>(v)});
@@ -73,6 +73,7 @@ private:
   }
 
   std::ostream& out_;
+  bool mask_;
 };
 
 const char* to_text(subscribe_rule r) {
@@ -121,11 +122,11 @@ void print_namespace(toml_writer& w, const namespace_options& ns) {
 
 } // namespace
 
-std::string print_effective(const config& c) {
+std::string print_effective(const config& c, secrets s) {
   std::ostringstream out;
   out << "# wsnode's effective configuration: every key, defaults filled in, relative paths\n"
          "# resolved; passwords, secrets, tokens and keys print as \"***\".\n";
-  toml_writer w{out};
+  toml_writer w{out, s == secrets::masked};
 
   w.section("node");
   w.text("id", c.node_id);
@@ -145,6 +146,7 @@ std::string print_effective(const config& c) {
   w.text("issuer", c.auth_issuer);
   w.text("audience", c.auth_audience);
   w.millis("expiry_grace_ms", c.expiry_grace);
+  w.millis("key_grace_ms", c.key_grace);
 
   w.section("api");
   w.secret("key", c.api_key);

@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   }
   setup_logging(cfg.log_level, cfg.log_format);
   try {
-    return wsnode::run_node(cfg, WSNODE_VERSION);
+    return wsnode::run_node(cfg, config_path, WSNODE_VERSION);
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return exit_runtime;

@@ -7,6 +7,9 @@
 #include "actors/messages.hpp"
 #include "actors/session.hpp"
 #include "actors/shard_router.hpp"
+#include "app/node_parts.hpp"
+#include "app/reload.hpp"
+#include "core/live.hpp"
 #include "protocol/codec.hpp"
 #include "transport/backbone_factory.hpp"
 #include "transport/event_sender.hpp"
@@ -21,9 +24,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <future>
-#include <sys/resource.h>
 #include <thread>
 
 namespace wsnode {
@@ -45,25 +49,22 @@ public:
             std::shared_ptr<const ban_list> bans)
     : cfg_(cfg), version_(version), m_(m), sys_(sys), brokers_(std::move(brokers)),
       bb_(std::move(bb)), namespaces_(std::move(namespaces)), api_(brokers_, namespaces_, m),
-      desk_(std::move(desk)), bans_(std::move(bans)) {
-    session_config sc;
-    sc.node_id = cfg.node_id;
-    sc.limits.max_data_bytes = cfg.max_data_bytes;
-    sc.messages_per_second = cfg.messages_per_second;
-    sc.burst = cfg.burst;
-    sc.max_errors = cfg.max_errors;
-    sc.error_window = cfg.error_window;
-    sc.max_subscriptions = cfg.max_subscriptions;
-    sc.namespaces = namespaces_;
-    sc.verifier = std::move(verifier);
-    sc.expiry_grace = cfg.expiry_grace;
-    session_env_ = std::make_shared<const session_env>(std::move(sc), m_, brokers_,
-                                                       std::move(hooks), std::move(events));
+      desk_(std::move(desk)), bans_(std::move(bans)), hooks_(std::move(hooks)),
+      events_(std::move(events)) {
+    publish_sessions(make_session_config(cfg, namespaces_, std::move(verifier)));
+  }
+
+  /// New settings for every session: new ones start with them, open ones
+  /// move to them at their next message (session_env::current).
+  void publish_sessions(session_config sc) {
+    auto env = std::make_shared<session_env>(std::move(sc), m_, brokers_, hooks_, events_);
+    env->current = &sessions_;
+    sessions_.set(std::move(env));
   }
 
   std::unique_ptr<session_handler> open_session(const session_identity& who, sink_ptr sink,
                                                 std::uint64_t& sid) override {
-    auto s = make_session(sys_, session_env_, who, std::move(sink));
+    auto s = make_session(sys_, sessions_.get(), who, std::move(sink));
     sid = s.sid;
     return std::move(s.handler);
   }
@@ -125,170 +126,12 @@ private:
   api_calls api_;
   caf::actor desk_;
   std::shared_ptr<const ban_list> bans_;
-  std::shared_ptr<const session_env> session_env_;
+  std::shared_ptr<hook_port> hooks_;
+  std::shared_ptr<event_port> events_;
+  live<session_env> sessions_; // outlives every session (see run_node's end)
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
 };
-
-// Raises the soft open-file limit to the hard one; returns the soft limit.
-rlim_t raise_fd_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-    return 1024;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit want = rl;
-    want.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-      rl = want;
-  }
-  return rl.rlim_cur;
-}
-
-// The connection limit: `configured`, or when 0, the open-file limit minus
-// a reserve for listeners, the mesh, HTTP clients and files.
-std::size_t max_connections_for(std::size_t configured, rlim_t fd_limit) {
-  if (configured > 0)
-    return configured;
-  constexpr rlim_t reserve = 128;
-  return fd_limit > 2 * reserve ? static_cast<std::size_t>(fd_limit - reserve) : 64;
-}
-
-// How clients are identified, for the start-up log.
-std::string auth_mode(const config& cfg) {
-  if (cfg.connect_hook())
-    return "connect-hook(" + cfg.hook_connect_url + ")";
-  if (cfg.dev_mode())
-    return "dev (?user=, loopback only)";
-  std::string m = "jwt";
-  if (!cfg.auth_secret.empty())
-    m += " hs256";
-  if (!cfg.auth_public_keys.empty())
-    m += " public-keys(" + cfg.auth_public_key_file + ")";
-  return m;
-}
-
-// The node's token keys; null in dev mode.
-std::shared_ptr<const protocol::token_verifier> make_verifier(const config& cfg) {
-  if (cfg.dev_mode())
-    return nullptr;
-  return std::make_shared<const protocol::token_verifier>(protocol::token_keys{
-      cfg.auth_secret, cfg.auth_public_keys, cfg.auth_issuer, cfg.auth_audience});
-}
-
-transport::server_options
-make_server_options(const config& cfg, rlim_t fd_limit,
-                    std::shared_ptr<const protocol::token_verifier> verifier) {
-  transport::server_options o;
-  o.node_id = cfg.node_id;
-  o.host = cfg.host;
-  o.port = cfg.port;
-  o.static_dir = cfg.static_dir;
-  o.max_header_bytes = cfg.max_header_bytes;
-  o.max_body_bytes = cfg.max_body_bytes;
-  o.http_idle_timeout = cfg.http_idle_timeout;
-  o.verifier = verifier;
-  o.api_key = cfg.api_key;
-  o.api_timeout = cfg.api_timeout;
-  o.allowed_origins = cfg.allowed_origins;
-  o.max_message_bytes = cfg.max_message_bytes;
-  o.compression = cfg.compression;
-  o.ping_interval = cfg.ping_interval;
-  o.close_timeout = cfg.close_timeout;
-  o.max_queue_bytes = cfg.max_queue_bytes;
-  o.max_connections = max_connections_for(cfg.max_connections, fd_limit);
-  o.coalesce = cfg.coalesce;
-  o.flush_helper_min = cfg.flush_helper_min;
-  o.limits.max_data_bytes = cfg.max_data_bytes;
-  return o;
-}
-
-// The application's hooks, when any is configured.
-std::shared_ptr<transport::hook_client> make_hooks(const config& cfg, metrics& m) {
-  transport::hook_options h;
-  auto url = [&](hook_kind k) -> std::string& { return h.urls[static_cast<std::size_t>(k)]; };
-  url(hook_kind::connect) = cfg.hook_connect_url;
-  url(hook_kind::refresh) = cfg.hook_refresh_url;
-  url(hook_kind::subscribe) = cfg.hook_subscribe_url;
-  url(hook_kind::publish) = cfg.hook_publish_url;
-  url(hook_kind::rpc) = cfg.hook_rpc_url;
-  if (std::all_of(h.urls.begin(), h.urls.end(), [](const std::string& u) { return u.empty(); }))
-    return nullptr;
-  h.timeout = cfg.hook_timeout;
-  h.max_in_flight = cfg.hook_max_in_flight;
-  h.secret = cfg.hook_secret;
-  h.max_answer_bytes = cfg.hook_max_answer_bytes;
-  return std::make_shared<transport::hook_client>(std::move(h), m.hooks);
-}
-
-// Webhooks, when [hooks] events_url is set.
-std::shared_ptr<transport::event_sender> make_events(const config& cfg, metrics& m) {
-  if (cfg.hook_events_url.empty())
-    return nullptr;
-  transport::event_options e;
-  e.url = cfg.hook_events_url;
-  e.node_id = cfg.node_id;
-  e.secret = cfg.hook_secret;
-  e.timeout = cfg.hook_timeout;
-  e.max_queue = cfg.hook_events_max_queue;
-  for (int k = 0; k < event_kind_count; ++k) {
-    auto name = to_string(static_cast<event_kind>(k));
-    e.kinds[static_cast<std::size_t>(k)] =
-        cfg.hook_events.empty() ||
-        std::find(cfg.hook_events.begin(), cfg.hook_events.end(), name) != cfg.hook_events.end();
-  }
-  return std::make_shared<transport::event_sender>(std::move(e), m.hooks);
-}
-
-transport::backbone_options make_backbone_options(const config& cfg) {
-  transport::backbone_options bo;
-  auto& mo = bo.mesh;
-  mo.node_id = cfg.node_id;
-  mo.bind = cfg.mesh_bind;
-  mo.peers = cfg.mesh_peers;
-  mo.heartbeat = cfg.heartbeat_interval;
-  mo.subscribe_timeout = cfg.subscribe_timeout;
-  mo.hwm = static_cast<int>(cfg.mesh_hwm);
-  mo.queue_limit = cfg.mesh_hwm;
-  mo.max_inflight = cfg.mesh_hwm;
-  if (cfg.on_nats()) {
-    bo.kind = transport::backbone_options::kind::nats;
-    auto& no = bo.nats;
-    no.node_id = cfg.node_id;
-    no.servers = cfg.nats_servers;
-    no.user = cfg.nats_user;
-    no.password = cfg.nats_password;
-    no.token = cfg.nats_token;
-    no.creds_file = cfg.nats_creds_file;
-    no.prefix = cfg.nats_prefix;
-    no.heartbeat = cfg.heartbeat_interval;
-    no.subscribe_timeout = cfg.subscribe_timeout;
-    no.max_inflight = cfg.mesh_hwm;
-    transport::js_history_options ho;
-    for (const auto& ns : cfg.namespaces)
-      if (ns.history_size > 0)
-        ho.namespaces.emplace(ns.name, ns.history_size);
-    if (!ho.namespaces.empty()) {
-      ho.prefix = cfg.nats_prefix;
-      ho.node_id = cfg.node_id;
-      ho.replicas = cfg.nats_replicas;
-      ho.timeout = cfg.nats_timeout;
-      ho.window = cfg.idempotency_window;
-      no.history = std::move(ho);
-    }
-  }
-  return bo;
-}
-
-// This node and its mesh peers (a peer equal to our own bind is ourselves).
-std::size_t cluster_size(const config& cfg) {
-  if (cfg.mesh_bind.empty())
-    return 1;
-  std::size_t n = 1;
-  for (const auto& p : cfg.mesh_peers)
-    if (p != cfg.mesh_bind)
-      ++n;
-  return n;
-}
 
 template <class Atom>
 void tell_all(const broker_set& brokers, Atom a) {
@@ -320,7 +163,10 @@ private:
 
 } // namespace
 
-int run_node(const config& cfg, std::string_view version) {
+int run_node(const config& cfg, const std::filesystem::path& file, std::string_view version) {
+  // a SIGHUP before the reload handler is installed (below) must not end
+  // the process (its default action): it is ignored until then
+  std::signal(SIGHUP, SIG_IGN);
   auto fd_limit = raise_fd_limit();
   metrics m;                             // outlives everything
   transport::io_pool io{cfg.io_threads}; // outlives the actor system
@@ -379,10 +225,27 @@ int run_node(const config& cfg, std::string_view version) {
   auto opts = make_server_options(cfg, fd_limit, verifier);
   opts.hooks = hooks;
   opts.forward_headers = cfg.hook_forward_headers;
-  auto max_conns = opts.max_connections;
+  auto max_conns = opts.access.max_connections;
   transport::server srv{io, std::move(opts), node, m};
   srv.start(); // throws when the port is taken
   guard.disarm();
+
+  // SIGHUP: reload (on the first io thread, one at a time)
+  reloader reload{cfg,      file,
+                  fd_limit, verifier,
+                  srv,      [&node](session_config sc) { node.publish_sessions(std::move(sc)); },
+                  m};
+  net::signal_set hangups{io.context(0), SIGHUP};
+  std::function<void()> on_hangup = [&] {
+    hangups.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec)
+        return;
+      spdlog::info("signal SIGHUP: reloading {}", file.string());
+      reload.reload();
+      on_hangup();
+    });
+  };
+  on_hangup();
 
   std::promise<int> stop_signal;
   net::signal_set signals{io.context(0), SIGINT, SIGTERM};

@@ -15,6 +15,8 @@ constexpr std::array<std::string_view, refusal_reason_count> refusal_names{
     "no_grant",        "bad_sub_token",      "publish_server",    "not_subscriber",
     "presence_off",    "subscription_limit", "refresh_bad_token", "refresh_other_user",
     "refresh_no_auth", "token_expired",      "max_subscribers"};
+constexpr std::array<std::string_view, reload_result_count> reload_names{"ok", "restart_needed",
+                                                                         "error"};
 constexpr std::array<std::string_view, reject_reason_count> reject_names{
     "auth", "origin", "limit", "draining", "bad_request", "hook", "hook_failed", "banned"};
 
@@ -212,6 +214,12 @@ std::string render_prometheus(const metrics& m, std::string_view node, std::stri
   for (std::size_t i = 0; i < refusal_names.size(); ++i)
     fmt::format_to(std::back_inserter(out), "wsnode_refusals_total{{reason=\"{}\"}} {}\n",
                    refusal_names[i], load(m.refusals[i]));
+  head(out, "wsnode_config_reloads_total", "counter",
+       "Reloads (SIGHUP), by result: ok, restart_needed (applied; some keys need a restart), "
+       "error (refused; the running config stays).");
+  for (std::size_t i = 0; i < reload_names.size(); ++i)
+    fmt::format_to(std::back_inserter(out), "wsnode_config_reloads_total{{result=\"{}\"}} {}\n",
+                   reload_names[i], load(m.config_reloads[i]));
   head(out, "wsnode_closed_total", "counter", "WebSocket sessions closed, by close code.");
   for (std::size_t i = 0; i < counted_close_codes.size(); ++i)
     fmt::format_to(std::back_inserter(out), "wsnode_closed_total{{code=\"{}\"}} {}\n",

@@ -40,6 +40,14 @@ enum class refusal_reason : std::uint8_t {
 };
 inline constexpr int refusal_reason_count = 11;
 
+/// How a reload (SIGHUP) ended (label of wsnode_config_reloads_total).
+enum class reload_result : std::uint8_t {
+  ok,             ///< every changed key applied
+  restart_needed, ///< applied, but some changed keys need a restart (named in the log)
+  error,          ///< the file was refused; the running config stays
+};
+inline constexpr int reload_result_count = 3;
+
 /// Why an upgrade was refused (label of wsnode_upgrades_rejected_total).
 /// hook: the connect hook refused (403); hook_failed: it failed (503).
 enum class reject_reason : std::uint8_t {
@@ -116,6 +124,7 @@ struct metrics {
   std::array<counter, protocol::error_code_count> errors{};
   std::array<counter, refusal_reason_count> refusals{};
   std::array<counter, counted_close_codes.size() + 1> closed{}; ///< last: other
+  std::array<counter, reload_result_count> config_reloads{};
 
   // mesh (see the cluster backbone)
   gauge mesh_peers{0};

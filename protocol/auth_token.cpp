@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace wsnode::protocol {
@@ -173,11 +174,76 @@ struct token_verifier::impl {
     r.user = std::move(user);
     return r;
   }
+
+  // Signature, claims and this generation's checks; never throws.
+  token_result verify(std::string_view token) const {
+    token_result r;
+    if (token.empty()) {
+      r.error = "missing token";
+      return r;
+    }
+    if (token.size() > max_token_length) {
+      r.error = "token too long";
+      return r;
+    }
+    if (!compact_form(token)) {
+      r.error = "malformed token: expected three base64url segments";
+      return r;
+    }
+    try {
+      auto alg = header_alg(token);
+      if (alg == "HS256") {
+        if (cfg.secret.empty()) {
+          r.error = "HS256 tokens are not accepted here (no [auth] secret)";
+          return r;
+        }
+        return check(token, alg, cfg.secret);
+      }
+      if (alg == "RS256" || alg == "ES256") {
+        r.error = "no " + alg + " public key configured";
+        for (const auto& k : keys) {
+          if (k.alg != alg)
+            continue;
+          r = check(token, alg, k.pem);
+          if (r.user)
+            return r;
+        }
+        return r;
+      }
+      r.error = alg.empty() ? "malformed token header (no 'alg')"
+                            : "algorithm '" + alg + "' is not accepted (HS256, RS256, ES256)";
+    } catch (const std::exception& e) {
+      // cpp-jwt throws for some malformed inputs even with an error_code.
+      r = {};
+      r.error = std::string{"malformed token: "} + e.what();
+    }
+    return r;
+  }
 };
 
-token_verifier::token_verifier(token_keys keys) : impl_(std::make_unique<impl>()) {
-  impl_->keys = read_public_keys(keys.public_keys);
-  impl_->cfg = std::move(keys);
+std::shared_ptr<const token_verifier::impl> token_verifier::make_impl(token_keys keys) {
+  auto i = std::make_shared<token_verifier::impl>();
+  i->keys = read_public_keys(keys.public_keys);
+  i->cfg = std::move(keys);
+  return i;
+}
+
+token_verifier::token_verifier(token_keys keys) : impl_(make_impl(std::move(keys))) {}
+
+token_verifier::token_verifier(token_keys keys, const token_verifier& old,
+                               std::chrono::steady_clock::time_point until)
+  : impl_(make_impl(std::move(keys))) {
+  auto now = std::chrono::steady_clock::now();
+  retired_.push_back({old.impl_, until});
+  for (const auto& r : old.retired_) // its own predecessors, while their grace lasts
+    if (r.until > now)
+      retired_.push_back({r.keys, std::min(r.until, until)});
+}
+
+std::size_t token_verifier::retired_keys() const noexcept {
+  auto now = std::chrono::steady_clock::now();
+  return static_cast<std::size_t>(std::count_if(retired_.begin(), retired_.end(),
+                                                [&](const auto& r) { return r.until > now; }));
 }
 
 token_verifier::~token_verifier() = default;
@@ -192,47 +258,18 @@ std::size_t token_verifier::ec_keys() const noexcept {
 }
 
 token_result token_verifier::verify(std::string_view token) const {
-  token_result r;
-  if (token.empty()) {
-    r.error = "missing token";
+  auto r = impl_->verify(token);
+  if (r.user || retired_.empty())
     return r;
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& old : retired_) {
+    if (now >= old.until)
+      continue;
+    auto o = old.keys->verify(token);
+    if (o.user)
+      return o;
   }
-  if (token.size() > max_token_length) {
-    r.error = "token too long";
-    return r;
-  }
-  if (!compact_form(token)) {
-    r.error = "malformed token: expected three base64url segments";
-    return r;
-  }
-  try {
-    auto alg = header_alg(token);
-    if (alg == "HS256") {
-      if (impl_->cfg.secret.empty()) {
-        r.error = "HS256 tokens are not accepted here (no [auth] secret)";
-        return r;
-      }
-      return impl_->check(token, alg, impl_->cfg.secret);
-    }
-    if (alg == "RS256" || alg == "ES256") {
-      r.error = "no " + alg + " public key configured";
-      for (const auto& k : impl_->keys) {
-        if (k.alg != alg)
-          continue;
-        r = impl_->check(token, alg, k.pem);
-        if (r.user)
-          return r;
-      }
-      return r;
-    }
-    r.error = alg.empty() ? "malformed token header (no 'alg')"
-                          : "algorithm '" + alg + "' is not accepted (HS256, RS256, ES256)";
-  } catch (const std::exception& e) {
-    // cpp-jwt throws for some malformed inputs even with an error_code.
-    r = {};
-    r.error = std::string{"malformed token: "} + e.what();
-  }
-  return r;
+  return r; // the current keys' reason
 }
 
 token_result verify_token(std::string_view token, std::string_view secret) {

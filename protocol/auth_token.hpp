@@ -41,6 +41,12 @@ public:
   /// Throws std::invalid_argument naming the problem when `public_keys`
   /// holds something that is not an RSA or P-256 EC public key.
   explicit token_verifier(token_keys keys);
+  /// A key rotation: verifies with `keys`, and until `until` also accepts
+  /// what `old` accepts (with `old`'s checks), so that clients holding a
+  /// token signed with the old keys are not cut while they refresh. `old`'s
+  /// own predecessors come along while their grace lasts (at most `until`).
+  token_verifier(token_keys keys, const token_verifier& old,
+                 std::chrono::steady_clock::time_point until);
   ~token_verifier();
   token_verifier(const token_verifier&) = delete;
   token_verifier& operator=(const token_verifier&) = delete;
@@ -52,10 +58,18 @@ public:
   /// Number of public keys of each kind (for the start-up log).
   std::size_t rsa_keys() const noexcept;
   std::size_t ec_keys() const noexcept;
+  /// Generations of older keys still accepted (their grace not over).
+  std::size_t retired_keys() const noexcept;
 
 private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
+  struct impl; // one generation of keys and checks
+  static std::shared_ptr<const impl> make_impl(token_keys keys);
+  struct retired {
+    std::shared_ptr<const impl> keys;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::shared_ptr<const impl> impl_;
+  std::vector<retired> retired_; // empty but during a rotation's grace
 };
 
 /// Verifies `token` with an HS256 `secret` only (see token_verifier).

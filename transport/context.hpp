@@ -1,6 +1,7 @@
 // State shared by the listener and every HTTP/WebSocket session of a server.
 #pragma once
 
+#include "core/live.hpp"
 #include "core/metrics.hpp"
 #include "core/ports.hpp"
 #include "transport/server.hpp"
@@ -24,8 +25,10 @@ using stream_socket =
 
 struct server_context {
   server_context(server_options o, node_port& n, metrics& mm)
-    : opts(std::move(o)), node(n), m(mm) {}
-  server_options opts;
+    : opts(std::move(o)), access(std::make_shared<const access_policy>(opts.access)), node(n),
+      m(mm) {}
+  server_options opts; // opts.access: the first version of `access`
+  live<access_policy> access;
   node_port& node;
   metrics& m;
   std::atomic<bool> draining{false};

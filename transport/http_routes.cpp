@@ -53,7 +53,7 @@ bool is_get(const request& req) {
 }
 
 // Constant-time check of "Authorization: Bearer <key>".
-bool authorized(const server_options& o, const request& req) {
+bool authorized(const access_policy& o, const request& req) {
   if (o.api_key.empty())
     return true;
   std::string_view h = req[http::field::authorization];
@@ -173,10 +173,11 @@ void handle_server_api(server_context& ctx, request&& req, std::string_view path
   bool info = call == cluster_api::info;
   if (info ? !is_get(req) : req.method() != http::verb::post)
     return reply(method_not_allowed(req, info ? "GET, HEAD" : "POST"));
-  if (!authorized(ctx.opts, req))
+  auto access = ctx.access.get();
+  if (!authorized(*access, req))
     return reply(unauthorized(req));
   if (!call) { // /api/broadcast
-    auto parsed = protocol::parse_broadcast_body(req.body(), ctx.opts.limits.max_data_bytes);
+    auto parsed = protocol::parse_broadcast_body(req.body(), access->limits.max_data_bytes);
     if (const auto* why = std::get_if<std::string>(&parsed))
       return reply(simple_response(req, 400, json_error("bad_request", *why), json_type));
     bump(ctx.m.api_calls, 1);
@@ -204,14 +205,15 @@ void handle_api(server_context& ctx, request&& req, std::string_view path,
     return reply(simple_response(req, 404, json_error("not_found", "no such API"), json_type));
   if (req.method() != http::verb::post)
     return reply(method_not_allowed(req, "POST"));
-  if (!authorized(ctx.opts, req))
+  auto access = ctx.access.get();
+  if (!authorized(*access, req))
     return reply(unauthorized(req));
   auto parsed =
       history ? protocol::parse_history_body(req.body())
       : presence
           ? protocol::parse_history_body(req.body(), protocol::op::presence)
           : protocol::parse_api_body(req.body(), publish ? protocol::op::pub : protocol::op::send,
-                                     ctx.opts.limits);
+                                     access->limits);
   if (auto* err = std::get_if<protocol::command_error>(&parsed))
     return reply(
         simple_response(req, 400, json_error(protocol::to_string(err->code), err->msg), json_type));

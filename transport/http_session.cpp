@@ -101,11 +101,12 @@ private:
       res.prepare_payload();
       return write(std::move(res));
     }
-    auto d =
-        decide_upgrade(ctx_.opts, ctx_.draining.load(), req.target(), req[http::field::origin]);
+    auto access = ctx_.access.get();
+    auto d = decide_upgrade(ctx_.opts, *access, ctx_.draining.load(), req.target(),
+                            req[http::field::origin]);
     if (d.accepted()) {
       auto n = ctx_.m.connections.fetch_add(1) + 1;
-      if (static_cast<std::size_t>(n) > ctx_.opts.max_connections) {
+      if (static_cast<std::size_t>(n) > access->max_connections) {
         bump(ctx_.m.connections, -1);
         d.status = 503;
         d.reason = reject_reason::limit;

@@ -109,6 +109,10 @@ void server::set_draining() {
   impl_->ctx->draining = true;
 }
 
+void server::reload(access_policy a) {
+  impl_->ctx->access.set(std::make_shared<const access_policy>(std::move(a)));
+}
+
 void server::stop_accepting() {
   impl_->stop();
 }

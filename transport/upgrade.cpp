@@ -38,8 +38,9 @@ std::optional<std::string> param(const boost::urls::url_view& u, std::string_vie
 }
 
 // Who the client is (the rest of decide_upgrade).
-upgrade_decision decide_identity(const server_options& opts, const boost::urls::url_view& u,
-                                 const std::string& path, bool dev_path) {
+upgrade_decision decide_identity(const server_options& opts, const access_policy& access,
+                                 const boost::urls::url_view& u, const std::string& path,
+                                 bool dev_path) {
   if (opts.hooks && opts.hooks->has(hook_kind::connect)) {
     upgrade_decision d;
     d.ask_hook = true;
@@ -47,7 +48,7 @@ upgrade_decision decide_identity(const server_options& opts, const boost::urls::
     d.token = param(u, "token");
     return d;
   }
-  if (opts.verifier) {
+  if (access.verifier) {
     if (dev_path)
       return refuse(401, reject_reason::auth, "dev-mode path disabled; use /ws?token=JWT");
     if (param(u, "user"))
@@ -56,7 +57,7 @@ upgrade_decision decide_identity(const server_options& opts, const boost::urls::
     auto token = param(u, "token");
     if (!token)
       return refuse(401, reject_reason::auth, "missing token");
-    auto r = opts.verifier->verify(*token);
+    auto r = access.verifier->verify(*token);
     if (!r.user)
       return refuse(401, reject_reason::auth, "bad token: " + r.error);
     auto d = accept(std::move(*r.user));
@@ -86,8 +87,8 @@ bool is_ws_path(std::string_view target) {
   return path == "/ws" || (path.size() > dev_prefix.size() && path.starts_with(dev_prefix));
 }
 
-upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
-                                std::string_view origin) {
+upgrade_decision decide_upgrade(const server_options& opts, const access_policy& access,
+                                bool draining, std::string_view target, std::string_view origin) {
   auto parsed = boost::urls::parse_origin_form(target);
   if (!parsed)
     return refuse(400, reject_reason::bad_request, "malformed request target");
@@ -98,11 +99,10 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
     return refuse(404, reject_reason::bad_request, "no WebSocket endpoint here; use /ws");
   if (draining)
     return refuse(503, reject_reason::draining, "node draining; reconnect to another node");
-  if (!opts.allowed_origins.empty() && !origin.empty() &&
-      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), origin) ==
-          opts.allowed_origins.end() &&
-      std::find(opts.allowed_origins.begin(), opts.allowed_origins.end(), "*") ==
-          opts.allowed_origins.end())
+  const auto& allowed = access.allowed_origins;
+  if (!allowed.empty() && !origin.empty() &&
+      std::find(allowed.begin(), allowed.end(), origin) == allowed.end() &&
+      std::find(allowed.begin(), allowed.end(), "*") == allowed.end())
     return refuse(403, reject_reason::origin, "origin not allowed");
   bool batch = false;
   if (auto b = param(u, "batch")) {
@@ -110,7 +110,7 @@ upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::
       return refuse(400, reject_reason::bad_request, "batch must be 0 or 1");
     batch = *b == "1";
   }
-  auto d = decide_identity(opts, u, path, dev_path);
+  auto d = decide_identity(opts, access, u, path, dev_path);
   d.batch = batch;
   return d;
 }

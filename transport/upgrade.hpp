@@ -36,9 +36,10 @@ bool is_ws_path(std::string_view target);
 /// (the Origin header, empty when absent). Checks, in order: endpoint
 /// (404), draining (503), Origin allow-list (403), identity (401): the
 /// connect hook's when one is configured (`ask_hook`: the caller asks it),
-/// else a token in ?token= when `verifier` is set, else dev mode ?user= or
-/// /websocket/<user>. The connection limit is checked by the caller.
-upgrade_decision decide_upgrade(const server_options& opts, bool draining, std::string_view target,
-                                std::string_view origin);
+/// else a token in ?token= when `access.verifier` is set, else dev mode
+/// ?user= or /websocket/<user>. The connection limit is checked by the
+/// caller.
+upgrade_decision decide_upgrade(const server_options& opts, const access_policy& access,
+                                bool draining, std::string_view target, std::string_view origin);
 
 } // namespace wsnode::transport

@@ -105,6 +105,20 @@ class Node:
         self.proc = None
         self.expect_nonzero_exit = False  # set by tests that kill -9 on purpose
 
+    def rewrite_config(self, text=None, **sections):
+        """Rewrites the config file (for a reload): `sections` merged into
+        the current config ({section: {key: value}}; a list replaces an
+        array of tables), or `text` as it is."""
+        if text is None:
+            for name, keys in sections.items():
+                if isinstance(keys, list):
+                    self.config[name] = keys
+                else:
+                    self.config.setdefault(name, {}).update(keys)
+            text = toml_text(self.config)
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
     # -------------------------------------------------------------- process
     def start(self, timeout=15):
         self.log = open(self.log_path, "ab")

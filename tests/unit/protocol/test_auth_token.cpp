@@ -247,3 +247,35 @@ TEST_CASE("a public key file must hold RSA (>= 2048 bits) or P-256 keys") {
   pkey_ptr p384{EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"), EVP_PKEY_free};
   CHECK_THROWS_AS(token_verifier({{}, public_pem(p384.get()), {}, {}}), std::invalid_argument);
 }
+
+TEST_CASE("a key rotation accepts the old keys' tokens until its grace ends") {
+  token_verifier old_keys{token_keys{secret, {}, {}, {}}};
+  const std::string fresh = "rotated-secret-0123456789abcdefgh";
+  auto old_token = sign_token("alice", secret, 60s);
+  auto new_token = sign_token("bob", fresh, 60s);
+  auto now = std::chrono::steady_clock::now();
+
+  token_verifier during{token_keys{fresh, {}, {}, {}}, old_keys, now + 1h};
+  CHECK(during.verify(new_token).user == "bob");
+  CHECK(during.verify(old_token).user == "alice");
+  CHECK(during.retired_keys() == 1);
+  CHECK_FALSE(during.verify(sign_token("eve", "another-secret-0123456789abcdefgh", 60s)).user);
+  // a refused token gets the current keys' reason
+  CHECK(during.verify("a.b.c").error.find("malformed") != std::string::npos);
+
+  token_verifier after{token_keys{fresh, {}, {}, {}}, old_keys, now - 1s};
+  CHECK(after.verify(new_token).user == "bob");
+  CHECK_FALSE(after.verify(old_token).user);
+  CHECK(after.retired_keys() == 0);
+
+  // two rotations within the grace: both older generations are accepted,
+  // none longer than the newest rotation's grace
+  const std::string third = "third-secret-0123456789abcdefghijk";
+  token_verifier twice{token_keys{third, {}, {}, {}}, during, now + 1h};
+  CHECK(twice.verify(old_token).user == "alice");
+  CHECK(twice.verify(new_token).user == "bob");
+  CHECK(twice.retired_keys() == 2);
+  token_verifier short_grace{token_keys{third, {}, {}, {}}, during, now - 1s};
+  CHECK_FALSE(short_grace.verify(old_token).user);
+  CHECK_FALSE(short_grace.verify(new_token).user);
+}

@@ -46,16 +46,16 @@ TEST_CASE("mime types") {
 
 TEST_CASE("upgrade decisions in dev mode") {
   server_options o;
-  auto d = decide_upgrade(o, false, "/ws?user=alice", "");
+  auto d = decide_upgrade(o, o.access, false, "/ws?user=alice", "");
   CHECK(d.accepted());
   CHECK(d.user == "alice");
-  CHECK(decide_upgrade(o, false, "/websocket/bob", "").user == "bob");
-  CHECK(decide_upgrade(o, false, "/ws?user=a%40b.c", "").user == "a@b.c");
-  CHECK(decide_upgrade(o, false, "/ws", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/ws?user=bad%20name", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/websocket/a/b", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/other", "").status == 404);
-  CHECK(decide_upgrade(o, true, "/ws?user=alice", "").status == 503);
+  CHECK(decide_upgrade(o, o.access, false, "/websocket/bob", "").user == "bob");
+  CHECK(decide_upgrade(o, o.access, false, "/ws?user=a%40b.c", "").user == "a@b.c");
+  CHECK(decide_upgrade(o, o.access, false, "/ws", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/ws?user=bad%20name", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/websocket/a/b", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/other", "").status == 404);
+  CHECK(decide_upgrade(o, o.access, true, "/ws?user=alice", "").status == 503);
   CHECK(is_ws_path("/ws?x=1"));
   CHECK(is_ws_path("/websocket/x"));
   CHECK_FALSE(is_ws_path("/wss"));
@@ -64,28 +64,28 @@ TEST_CASE("upgrade decisions in dev mode") {
 
 TEST_CASE("upgrade decisions with a secret and an Origin allow-list") {
   server_options o;
-  o.verifier =
+  o.access.verifier =
       std::make_shared<const protocol::token_verifier>(protocol::token_keys{"k", {}, {}, {}});
-  o.allowed_origins = {"https://app.example"};
+  o.access.allowed_origins = {"https://app.example"};
   auto token = protocol::sign_token("alice", "k", std::chrono::hours(1));
-  auto ok = decide_upgrade(o, false, "/ws?token=" + token, "https://app.example");
+  auto ok = decide_upgrade(o, o.access, false, "/ws?token=" + token, "https://app.example");
   CHECK(ok.accepted());
   CHECK(ok.user == "alice");
   CHECK(ok.exp.has_value());
   auto with_channels = protocol::sign_token("alice", "k", std::chrono::hours(1), {{"room:7"}, {}});
-  CHECK(decide_upgrade(o, false, "/ws?token=" + with_channels, "").channels ==
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=" + with_channels, "").channels ==
         std::vector<std::string>{"room:7"});
-  CHECK(decide_upgrade(o, false, "/ws?token=" + token, "").accepted()); // non-browser
-  auto evil = decide_upgrade(o, false, "/ws?token=" + token, "https://evil.example");
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=" + token, "").accepted()); // non-browser
+  auto evil = decide_upgrade(o, o.access, false, "/ws?token=" + token, "https://evil.example");
   CHECK(evil.status == 403);
   CHECK(evil.reason == reject_reason::origin);
-  CHECK(decide_upgrade(o, false, "/ws", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/ws?user=alice", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/ws?token=" + token + "&user=bob", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/websocket/alice", "").status == 401);
-  CHECK(decide_upgrade(o, false, "/ws?token=garbage", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/ws", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/ws?user=alice", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=" + token + "&user=bob", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/websocket/alice", "").status == 401);
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=garbage", "").status == 401);
   auto expired = protocol::sign_token("alice", "k", -std::chrono::hours(1));
-  CHECK(decide_upgrade(o, false, "/ws?token=" + expired, "").status == 401);
-  o.allowed_origins = {"*"};
-  CHECK(decide_upgrade(o, false, "/ws?token=" + token, "https://any.example").accepted());
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=" + expired, "").status == 401);
+  o.access.allowed_origins = {"*"};
+  CHECK(decide_upgrade(o, o.access, false, "/ws?token=" + token, "https://any.example").accepted());
 }
