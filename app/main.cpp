@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -68,6 +69,9 @@ int print_token(const wsnode::config& cfg, const std::string& user, const std::s
 } // namespace
 
 int main(int argc, char** argv) {
+  // a SIGHUP before run_node installs the reload handler must not end the
+  // process (its default action; `systemctl reload` right after a start)
+  std::signal(SIGHUP, SIG_IGN);
   CLI::App app{"wsnode: a distributed real-time messaging server for WebSocket clients"};
   std::string config_path = "config.toml";
   bool check_only = false;

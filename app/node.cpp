@@ -24,7 +24,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <future>
@@ -164,9 +163,6 @@ private:
 } // namespace
 
 int run_node(const config& cfg, const std::filesystem::path& file, std::string_view version) {
-  // a SIGHUP before the reload handler is installed (below) must not end
-  // the process (its default action): it is ignored until then
-  std::signal(SIGHUP, SIG_IGN);
   auto fd_limit = raise_fd_limit();
   metrics m;                             // outlives everything
   transport::io_pool io{cfg.io_threads}; // outlives the actor system

@@ -45,10 +45,11 @@ reload_result reloader::reload() {
         next, std::make_shared<const actors::namespace_table>(next.namespaces), verifier));
     spdlog::default_logger()->set_level(spdlog::level::from_str(next.log_level));
     spdlog::info("reload: applied {}{}", fmt::join(plan.changed, ", "),
-                 plan.keys_changed && verifier
+                 !plan.keys_changed || !verifier ? std::string{}
+                 : next.key_grace.count() > 0
                      ? fmt::format(" (tokens of the old keys accepted for {} ms more)",
                                    next.key_grace.count())
-                     : std::string{});
+                     : std::string{" (tokens of the old keys refused from now: key_grace_ms = 0)"});
     verifier_ = std::move(verifier);
     running_ = std::move(plan.next);
   }

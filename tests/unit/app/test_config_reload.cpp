@@ -131,3 +131,15 @@ publish_hook = true
   CHECK(has(p.restart_only, "namespace.chat.publish_hook"));
   CHECK_FALSE(p.next.namespaces.at(0).publish_hook);
 }
+
+TEST_CASE("reload: new keys in an unchanged public_key_file are a key change") {
+  auto running = parse(base);
+  auto file = running;
+  running.auth_public_key_file = file.auth_public_key_file = "/etc/wsnode/keys.pem";
+  running.auth_public_keys = "-----BEGIN PUBLIC KEY-----\nold\n-----END PUBLIC KEY-----\n";
+  file.auth_public_keys = "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n";
+  auto p = plan_reload(running, file);
+  CHECK(p.keys_changed);
+  CHECK(p.changed == std::vector<std::string>{"auth.public_key_file"});
+  CHECK(p.next.auth_public_keys == file.auth_public_keys);
+}
