@@ -43,9 +43,6 @@ namespace wsnode::actors {
 /// (history service messages start with '{').
 inline constexpr char presence_tag = 'P';
 
-/// True when a node payload ("CH\n" + body) is a presence message.
-bool is_presence_payload(std::string_view payload) noexcept;
-
 struct presence_hooks {
   /// Sends a service message to one node (best effort).
   std::function<void(const std::string& node, std::string payload)> send;

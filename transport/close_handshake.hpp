@@ -2,7 +2,7 @@
 // machine: what the client's close frame, a protocol violation, the
 // session's close, a slow consumer, a drained write queue or the close
 // timer each lead to. It does no I/O: each event returns the steps the
-// connection takes, in order (transport/ws_session.cpp performs them), so
+// connection takes, in order (transport/ws_session_close.cpp performs them), so
 // unit tests can walk every path without a socket.
 //
 // The rules it keeps:
