@@ -162,6 +162,12 @@ public:
                                             std::uint64_t window)>;
   /// Without a timer (a plain core in a unit test) nothing is merged.
   void set_merge_timer(merge_timer_fn f) { merge_timer_ = std::move(f); }
+  /// A reload's namespaces (the same ones but for their reloadable keys:
+  /// lossy, max_subscribers, merge_ms, merge_max): the open merge windows
+  /// go first, so that no batched session sees a message before one that
+  /// was published earlier.
+  void set_namespaces(std::shared_ptr<const namespace_table> ns);
+  const namespace_table* namespaces() const noexcept { return namespaces_.get(); }
   /// The timer of `window` of channel `ch` is up: its array goes out (a
   /// window sent earlier, full or flushed, is gone and this does nothing).
   void merge_due(std::string_view ch, std::uint64_t window);

@@ -36,8 +36,8 @@ struct broker_state {
 
 // A sub of a channel that holds its namespace's max_subscribers on this
 // node (another sub of a session already in it is not refused).
-bool full(const broker_core& core, const namespace_table* ns, std::uint64_t sid,
-          const std::string& ch) {
+bool full(const broker_core& core, std::uint64_t sid, const std::string& ch) {
+  const auto* ns = core.namespaces();
   if (ns == nullptr)
     return false;
   auto max = ns->of_channel(ch).max_subscribers;
@@ -190,7 +190,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
       [=](atoms::sub, std::uint64_t sid, const std::string& ch, std::uint64_t slot, sink_ptr& from,
           const caf::actor& session) {
         // the session acks once the subscription is live on every node
-        if (full(*self->state.core, opts.namespaces.get(), sid, ch))
+        if (full(*self->state.core, sid, ch))
           return refuse_full(*m, session, slot);
         if (!self->state.core->sink_of(sid)) // joined in its user's shard, not this one
           self->state.core->attach(sid, std::move(from));
@@ -226,7 +226,7 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
           sink_ptr& from, const caf::actor& session, bool has_since, std::string& ep,
           std::uint64_t off) {
         auto& core = *self->state.core;
-        if (full(core, opts.namespaces.get(), sid, ch))
+        if (full(core, sid, ch))
           return refuse_full(*m, session, slot);
         if (!core.sink_of(sid))
           core.attach(sid, from);
@@ -410,6 +410,9 @@ caf::behavior broker_actor(caf::stateful_actor<broker_state>* self, metrics* m,
         for (auto* s : self->state.services)
           s->tick(now);
         self->delayed_send(self, tick_interval, atoms::tick::value);
+      },
+      [=](atoms::reload, std::shared_ptr<const namespace_table>& ns) {
+        self->state.core->set_namespaces(std::move(ns));
       },
       [=](atoms::drain) {
         self->state.draining = true;

@@ -50,8 +50,11 @@ std::size_t broker_core::fan_out_channel(std::string_view ch, const frame_ptr& f
     return 0;
   const namespace_options* ns = namespaces_ ? &namespaces_->of_channel(ch) : nullptr;
   bool is_lossy = ns != nullptr && ns->lossy;
-  if (ns == nullptr || !ns->merges() || !merge_timer_)
+  if (ns == nullptr || !ns->merges() || !merge_timer_) {
+    if (!windows_.empty()) // merging was switched off by a reload; its window first
+      flush_window(ch);
     return fan_out(subs, frame, is_lossy);
+  }
   if (!protocol::is_msg_frame(*frame)) { // an event comes alone, after the messages before it
     flush_window(ch);
     return fan_out(subs, frame, is_lossy);
@@ -78,6 +81,16 @@ std::size_t broker_core::fan_out_channel(std::string_view ch, const frame_ptr& f
   if (w.frames.size() >= ns->merge_max)
     flush_window(ch);
   return queued; // the batched sessions' deliveries count when their array goes
+}
+
+void broker_core::set_namespaces(std::shared_ptr<const namespace_table> ns) {
+  std::vector<std::string> open;
+  open.reserve(windows_.size());
+  for (const auto& [ch, w] : windows_)
+    open.push_back(ch);
+  for (const auto& ch : open)
+    flush_window(ch);
+  namespaces_ = std::move(ns);
 }
 
 void broker_core::merge_due(std::string_view ch, std::uint64_t window) {

@@ -13,6 +13,10 @@
 #include <vector>
 
 namespace wsnode::actors {
+class namespace_table;
+}
+
+namespace wsnode::actors {
 
 /// One message read from a client (transport -> session actor).
 struct client_message {
@@ -131,6 +135,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::frame_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::shard_task)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::actors::session_note)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsnode::hook_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const wsnode::actors::namespace_table>)
 
 namespace wsnode::actors::atoms {
 
@@ -198,6 +203,8 @@ using mesh_ok = caf::atom_constant<caf::atom("mesh_ok")>; ///< (kind, name) subs
 using tick = caf::atom_constant<caf::atom("tick")>;       ///< () housekeeping timer
 using merge = caf::atom_constant<caf::atom("merge")>;     ///< (ch, window) a merge window is due
 using run = caf::atom_constant<caf::atom("run")>;         ///< (shard_task) from another thread
+/// node -> shard: (namespace table) a reload's (see broker_core::set_namespaces)
+using reload = caf::atom_constant<caf::atom("reload")>;
 
 // node -> broker
 using drain = caf::atom_constant<caf::atom("drain")>;       ///< () close sessions with 1001

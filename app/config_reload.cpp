@@ -18,6 +18,10 @@ namespace {
 
 using flat_config = std::map<std::string, std::string, std::less<>>;
 
+// The value of a "namespace.<name>" entry, the namespace itself: names may
+// hold dots, so an entry is told from a key by this, never by its dots.
+constexpr std::string_view namespace_entry = "\x01namespace";
+
 std::string text_of(const toml::node& v) {
   std::ostringstream o;
   v.visit([&](const auto& x) { o << x; });
@@ -41,7 +45,7 @@ flat_config flatten(const config& c) {
           continue;
         auto name = (*t)["name"].value_or(std::string{});
         auto prefix = sec + "." + name;
-        out[prefix] = "";
+        out[prefix] = namespace_entry;
         for (const auto& [k, v] : *t)
           if (k.str() != "name")
             out[prefix + "." + std::string{k.str()}] = text_of(v);
@@ -56,6 +60,11 @@ flat_config flatten(const config& c) {
 constexpr std::array auth_keys{std::string_view{"auth.secret"},
                                std::string_view{"auth.public_key_file"},
                                std::string_view{"auth.issuer"}, std::string_view{"auth.audience"}};
+
+// `key` as "namespace.<name>.<field>" (not an entry): its field.
+std::string_view field_of(std::string_view key) {
+  return key.substr(key.rfind('.') + 1);
+}
 
 bool reloadable(std::string_view key) {
   static constexpr std::array plain{"auth.secret",
@@ -79,9 +88,12 @@ bool reloadable(std::string_view key) {
     return true;
   if (!key.starts_with("namespace."))
     return false;
-  static constexpr std::array policy{".subscribe", ".publish", ".subscribe_hook", ".publish_hook"};
-  return std::any_of(policy.begin(), policy.end(),
-                     [&](std::string_view p) { return key.ends_with(p); });
+  // policy: who may subscribe and publish, the hooks, and how messages go
+  // out; never what a channel keeps (history, presence)
+  static constexpr std::array policy{"subscribe",    "publish",  "subscribe_hook",
+                                     "publish_hook", "lossy",    "max_subscribers",
+                                     "merge_ms",     "merge_max"};
+  return std::find(policy.begin(), policy.end(), field_of(key)) != policy.end();
 }
 
 const actors::namespace_options* find_namespace(const config& c, std::string_view name) {
@@ -95,8 +107,8 @@ const actors::namespace_options* find_namespace(const config& c, std::string_vie
 // the running node has no client for it, so the switch waits for a restart
 // (applying it would skip the application's check, not ask it).
 bool hook_missing(const config& running, std::string_view key, const config& file) {
-  bool sub = key.ends_with(".subscribe_hook");
-  if (!sub && !key.ends_with(".publish_hook"))
+  bool sub = field_of(key) == "subscribe_hook";
+  if (!sub && field_of(key) != "publish_hook")
     return false;
   auto name = key.substr(10, key.rfind('.') - 10);
   const auto* ns = find_namespace(file, name);
@@ -136,6 +148,10 @@ void apply(reload_plan& p, const config& file) {
     auto k = "namespace." + ns.name;
     ns.subscribe = f->subscribe;
     ns.publish = f->publish;
+    ns.lossy = f->lossy;
+    ns.max_subscribers = f->max_subscribers;
+    ns.merge_ms = f->merge_ms;
+    ns.merge_max = f->merge_max;
     if (take(k + ".subscribe_hook"))
       ns.subscribe_hook = f->subscribe_hook;
     if (take(k + ".publish_hook"))
@@ -159,15 +175,23 @@ reload_plan plan_reload(const config& running, const config& file) {
     if (!before.contains(k))
       differ.push_back(k);
   bool mode_changes = running.dev_mode() != file.dev_mode(); // dev mode <-> tokens
+  auto is_entry = [&](const std::string& k) {
+    auto b = before.find(k);
+    auto a = after.find(k);
+    return (b != before.end() && b->second == namespace_entry) ||
+           (a != after.end() && a->second == namespace_entry);
+  };
   for (auto& k : differ) {
     bool auth = std::find(auth_keys.begin(), auth_keys.end(), k) != auth_keys.end();
-    bool in_namespace = k.starts_with("namespace.") && k.find('.', 10) != std::string::npos;
-    bool ok = reloadable(k) && !(auth && mode_changes) && !hook_missing(running, k, file);
-    // a namespace added or removed: its keys go with "namespace.<name>"
-    if (in_namespace && !before.contains(k.substr(0, k.find('.', 10))))
-      continue;
-    if (in_namespace && !after.contains(k.substr(0, k.find('.', 10))))
-      continue;
+    bool entry = is_entry(k);
+    bool in_namespace = k.starts_with("namespace.") && !entry;
+    bool ok = !entry && reloadable(k) && !(auth && mode_changes) && !hook_missing(running, k, file);
+    // a namespace added or removed: named once, as "namespace.<name>"
+    if (in_namespace) {
+      auto parent = k.substr(0, k.rfind('.'));
+      if (!before.contains(parent) || !after.contains(parent))
+        continue;
+    }
     (ok ? p.changed : p.restart_only).push_back(std::move(k));
     p.keys_changed = p.keys_changed || (ok && auth);
   }

@@ -25,8 +25,9 @@ struct reload_plan {
 /// mode and tokens); [api] key; [ws] allowed_origins, max_connections;
 /// [limits]; [channels] readonly_namespaces and a namespace's subscribe,
 /// publish, subscribe_hook and publish_hook (a hook only when its URL is
-/// configured already); [log] level. A namespace added or removed, and
-/// every other key, needs a restart.
+/// configured already), lossy, max_subscribers, merge_ms and merge_max;
+/// [log] level. A namespace added or removed, and every other key, needs
+/// a restart.
 reload_plan plan_reload(const config& running, const config& file);
 
 } // namespace wsnode

@@ -226,11 +226,15 @@ int run_node(const config& cfg, const std::filesystem::path& file, std::string_v
   srv.start(); // throws when the port is taken
   guard.disarm();
 
-  // SIGHUP: reload (on the first io thread, one at a time)
-  reloader reload{cfg,      file,
-                  fd_limit, verifier,
-                  srv,      [&node](session_config sc) { node.publish_sessions(std::move(sc)); },
-                  m};
+  // SIGHUP: reload (on the first io thread, one at a time). The shards
+  // take the new namespaces (policy keys only: see app/config_reload.hpp)
+  // by message, the sessions at their next handler.
+  auto publish = [&node, brokers](session_config sc) {
+    for (const auto& shard : brokers->all())
+      caf::anon_send(shard, atoms::reload::value, sc.namespaces);
+    node.publish_sessions(std::move(sc));
+  };
+  reloader reload{cfg, file, fd_limit, verifier, srv, publish, m};
   net::signal_set hangups{io.context(0), SIGHUP};
   std::function<void()> on_hangup = [&] {
     hangups.async_wait([&](const boost::system::error_code& ec, int) {

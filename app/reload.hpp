@@ -19,7 +19,8 @@ namespace wsnode {
 
 class reloader {
 public:
-  /// Publishes new session settings (every session moves to them).
+  /// Publishes new session settings (every session moves to them) and
+  /// their namespace table to the broker shards.
   using session_publisher = std::function<void(actors::session_config)>;
 
   reloader(config running, std::filesystem::path file, rlim_t fd_limit,

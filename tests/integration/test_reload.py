@@ -2,6 +2,7 @@
 token keys with a grace period for the old ones, the API key, namespace
 policy; a refused file changes nothing; a restart-only key is named."""
 import asyncio
+import json
 import signal
 import time
 
@@ -125,3 +126,30 @@ def test_reload_without_changes_and_the_log_level(make_node):
         assert reply["op"] == "pong"
     run(go())
     assert wait_until(lambda: "debug" in node.log_text().split("reload: applied log.level")[1])
+
+
+def test_reload_turns_merged_frames_on_and_caps_a_channel(make_node):
+    node = make_node(namespace=[{"name": "live", "merge_ms": 0}])
+
+    async def go():
+        ws, _ = await connect_url(node.ws_url("viewer") + "&batch=1")
+        reply, _ = await call(ws, {"op": "sub", "ch": "live:1", "id": 1})
+        assert reply["op"] == "ack"
+        for i in range(3):
+            assert node.publish("live:1", i)[0] == 200
+        frames = [await recv(ws) for _ in range(3)]
+        assert [f["data"] for f in frames] == [0, 1, 2]  # one frame each
+
+        node.rewrite_config(namespace=[{"name": "live", "merge_ms": 300, "merge_max": 50,
+                                        "max_subscribers": 1}])
+        hangup(node, "ok", 0)
+        assert "namespace.live.merge_ms" in node.log_text()
+        for i in range(3, 6):
+            assert node.publish("live:1", i)[0] == 200
+        raw = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert isinstance(raw, list) and [m["data"] for m in raw] == [3, 4, 5], raw
+        # max_subscribers = 1: the channel is full for a second session
+        ws2, _ = await connect_url(node.ws_url("other"))
+        reply, _ = await call(ws2, {"op": "sub", "ch": "live:1", "id": 1})
+        assert reply["op"] == "err", reply
+    run(go())

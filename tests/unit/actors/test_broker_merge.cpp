@@ -198,3 +198,24 @@ TEST_CASE(
   CHECK(second->frames() == std::vector<std::string>{*m3, array_of({m4, m5})});
   CHECK(f.merged->frames().back() == array_of({m4, m5}));
 }
+
+TEST_CASE("merge: a reload that stops merging sends the open window before the next message") {
+  fixture f;
+  REQUIRE(f.b.subscribe(2, "dm:1"));
+  auto m1 = msg("dm:1", 1);
+  auto m2 = msg("dm:1", 2);
+  f.b.publish("dm:1", m1);
+  f.b.publish("dm:1", m2);
+  CHECK(f.merged->frames().empty());
+  namespace_options dm;
+  dm.name = "dm"; // merge_ms = 0: no merging from now on
+  f.b.set_namespaces(std::make_shared<const namespace_table>(std::vector{dm}));
+  CHECK(f.merged->frames() == std::vector<std::string>{array_of({m1, m2})});
+  auto m3 = msg("dm:1", 3);
+  f.b.publish("dm:1", m3);
+  CHECK(f.merged->frames() == std::vector<std::string>{array_of({m1, m2}), *m3});
+  // the old window's timer finds nothing to send
+  f.b.merge_due("dm:1", f.timers.at(0).window);
+  CHECK(f.merged->frames().size() == 2);
+  CHECK(f.b.namespaces()->of_channel("dm:1").merge_ms.count() == 0);
+}

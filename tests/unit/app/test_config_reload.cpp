@@ -143,3 +143,27 @@ TEST_CASE("reload: new keys in an unchanged public_key_file are a key change") {
   CHECK(p.changed == std::vector<std::string>{"auth.public_key_file"});
   CHECK(p.next.auth_public_keys == file.auth_public_keys);
 }
+
+TEST_CASE("reload: delivery keys of a namespace apply; a dotted namespace name is one entry") {
+  auto running = parse(base + R"(
+[[namespace]]
+name = "live"
+merge_ms = 200
+)");
+  auto p = plan_reload(running, parse(base + R"(
+[[namespace]]
+name = "live"
+merge_ms = 0
+lossy = true
+max_subscribers = 1000
+[[namespace]]
+name = "a.publish"
+)"));
+  for (const auto* k :
+       {"namespace.live.merge_ms", "namespace.live.lossy", "namespace.live.max_subscribers"})
+    CHECK_MESSAGE(has(p.changed, k), k);
+  CHECK(p.restart_only == std::vector<std::string>{"namespace.a.publish"});
+  CHECK(p.next.namespaces.size() == 2);
+  CHECK(p.next.namespaces.at(1).lossy);
+  CHECK(p.next.namespaces.at(1).merge_ms.count() == 0);
+}
