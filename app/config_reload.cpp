@@ -194,6 +194,7 @@ reload_plan plan_reload(const config& running, const config& file) {
     }
     (ok ? p.changed : p.restart_only).push_back(std::move(k));
     p.keys_changed = p.keys_changed || (ok && auth);
+    p.namespaces_changed = p.namespaces_changed || (ok && in_namespace);
   }
   std::sort(p.changed.begin(), p.changed.end());
   std::sort(p.restart_only.begin(), p.restart_only.end());

@@ -17,6 +17,7 @@ struct reload_plan {
   std::vector<std::string> changed;      ///< reloadable keys that differ, as "section.key"
   std::vector<std::string> restart_only; ///< keys that differ but need a restart (ignored)
   bool keys_changed = false;             ///< secret, public keys, issuer or audience
+  bool namespaces_changed = false;       ///< a namespace's options (the shards' table)
 };
 
 /// Plans a reload from `running` to `file` (both validated by the reader).

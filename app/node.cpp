@@ -229,9 +229,10 @@ int run_node(const config& cfg, const std::filesystem::path& file, std::string_v
   // SIGHUP: reload (on the first io thread, one at a time). The shards
   // take the new namespaces (policy keys only: see app/config_reload.hpp)
   // by message, the sessions at their next handler.
-  auto publish = [&node, brokers](session_config sc) {
-    for (const auto& shard : brokers->all())
-      caf::anon_send(shard, atoms::reload::value, sc.namespaces);
+  auto publish = [&node, brokers](session_config sc, bool namespaces_changed) {
+    if (namespaces_changed) // else the shards keep their windows and table
+      for (const auto& shard : brokers->all())
+        caf::anon_send(shard, atoms::reload::value, sc.namespaces);
     node.publish_sessions(std::move(sc));
   };
   reloader reload{cfg, file, fd_limit, verifier, srv, publish, m};

@@ -42,7 +42,8 @@ reload_result reloader::reload() {
     const auto& next = plan.next;
     srv_.reload(make_access(next, fd_limit_, verifier));
     sessions_(make_session_config(
-        next, std::make_shared<const actors::namespace_table>(next.namespaces), verifier));
+                  next, std::make_shared<const actors::namespace_table>(next.namespaces), verifier),
+              plan.namespaces_changed);
     spdlog::default_logger()->set_level(spdlog::level::from_str(next.log_level));
     spdlog::info("reload: applied {}{}", fmt::join(plan.changed, ", "),
                  !plan.keys_changed || !verifier ? std::string{}

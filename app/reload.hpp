@@ -19,9 +19,10 @@ namespace wsnode {
 
 class reloader {
 public:
-  /// Publishes new session settings (every session moves to them) and
-  /// their namespace table to the broker shards.
-  using session_publisher = std::function<void(actors::session_config)>;
+  /// Publishes new session settings (every session moves to them) and,
+  /// when a namespace's options changed, their namespace table to the
+  /// broker shards (which send their open merge windows first).
+  using session_publisher = std::function<void(actors::session_config, bool namespaces_changed)>;
 
   reloader(config running, std::filesystem::path file, rlim_t fd_limit,
            std::shared_ptr<const protocol::token_verifier> verifier, transport::server& srv,

@@ -84,6 +84,7 @@ name = "news"
   CHECK(has(p.restart_only, "namespace.news")); // a namespace added: one line, not each key
   CHECK_FALSE(has(p.restart_only, "namespace.news.publish"));
   CHECK(has(p.changed, "ws.max_connections"));
+  CHECK_FALSE(p.namespaces_changed); // an added namespace waits: the shards keep their table
   CHECK_FALSE(p.next.compression);
   CHECK(p.next.max_connections == 77);
   CHECK(p.next.namespaces.size() == 1);
@@ -163,6 +164,7 @@ name = "a.publish"
        {"namespace.live.merge_ms", "namespace.live.lossy", "namespace.live.max_subscribers"})
     CHECK_MESSAGE(has(p.changed, k), k);
   CHECK(p.restart_only == std::vector<std::string>{"namespace.a.publish"});
+  CHECK(p.namespaces_changed);
   CHECK(p.next.namespaces.size() == 2);
   CHECK(p.next.namespaces.at(1).lossy);
   CHECK(p.next.namespaces.at(1).merge_ms.count() == 0);
