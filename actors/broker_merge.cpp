@@ -50,11 +50,10 @@ std::size_t broker_core::fan_out_channel(std::string_view ch, const frame_ptr& f
     return 0;
   const namespace_options* ns = namespaces_ ? &namespaces_->of_channel(ch) : nullptr;
   bool is_lossy = ns != nullptr && ns->lossy;
-  if (ns == nullptr || !ns->merges() || !merge_timer_) {
-    if (!windows_.empty()) // merging was switched off by a reload; its window first
-      flush_window(ch);
+  // (no window of ch can be open here: set_namespaces sends them all
+  // before a reload switches merging off)
+  if (ns == nullptr || !ns->merges() || !merge_timer_)
     return fan_out(subs, frame, is_lossy);
-  }
   if (!protocol::is_msg_frame(*frame)) { // an event comes alone, after the messages before it
     flush_window(ch);
     return fan_out(subs, frame, is_lossy);
